@@ -1,0 +1,42 @@
+# pg_ingest: the only commands a user needs. See README.md.
+SHELL := /bin/bash
+SCRIPTS := $(CURDIR)/scripts
+
+.PHONY: deps install start stop status log demo test bench fmt clean help
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 10
+
+deps: ## install what is missing: Debian packages, cargo-pgrx 0.18.0, cargo pgrx init
+	@$(SCRIPTS)/deps.sh
+
+install: deps ## build in release mode; install the extension and the pg-ingest binary
+	@$(SCRIPTS)/install.sh
+
+start: ## start the private cluster (127.0.0.1:54329, data in .pg/) and create the extensions
+	@$(SCRIPTS)/cluster.sh start
+
+stop: ## stop the private cluster
+	@$(SCRIPTS)/cluster.sh stop
+
+status: ## is the private cluster running?
+	@$(SCRIPTS)/cluster.sh status
+
+log: ## the private cluster's server log
+	@$(SCRIPTS)/cluster.sh log
+
+demo: install start ## generate a sample chat log and load it
+	@$(SCRIPTS)/demo.sh
+
+test: deps ## every test suite (unit, #[pg_test], end-to-end); prints the server log on failure
+	@$(SCRIPTS)/test.sh
+
+bench: install start ## benchmarks against PostgreSQL's own COPY (filled by later work)
+	@echo "no benchmarks yet"
+
+fmt: ## format the code
+	cargo fmt --all
+
+clean: stop ## stop the cluster and remove build output and cluster data
+	rm -rf target .pg

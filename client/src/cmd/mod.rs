@@ -1,0 +1,2 @@
+pub mod ping;
+pub mod sample;

@@ -1,0 +1,242 @@
+//! Deterministic sample chat logs, in the shape users load: one JSON object per line.
+//!
+//! ```text
+//! {"id":"msg-000000001","from":"user123","type":"message","site_id":"site-45","data":"…","timestamp":1542700001}
+//! ```
+//! About one line in seven carries a nested `meta` object; some `status` lines have no `data`
+//! key (so the column's DEFAULT applies). The same `(lines, seed)` always gives the same bytes.
+
+use std::io::{self, Write};
+
+/// The table the sample lines are shaped for.
+pub const CHAT_TABLE_DDL: &str = "CREATE TABLE chat_messages (id text PRIMARY KEY, \"from\" text NOT NULL, \
+type text, site_id text NOT NULL, data text DEFAULT '', \"timestamp\" timestamptz NOT NULL, meta jsonb)";
+
+/// First timestamp of a generated log (2018-11-20 07:46:41 UTC).
+pub const FIRST_TIMESTAMP: i64 = 1_542_700_001;
+
+const WORDS: &[&str] = &[
+    "hello",
+    "world",
+    "the",
+    "order",
+    "shipped",
+    "today",
+    "thanks",
+    "please",
+    "check",
+    "again",
+    "café",
+    "naïve",
+    "über",
+    "日本語",
+    "テスト",
+    "привет",
+    "مرحبا",
+    "🎉",
+    "👍",
+    "ok",
+    "is",
+    "it",
+    "\"quoted\"",
+    "back\\slash",
+    "tab\there",
+    "C:\\temp\\file",
+    "<b>bold</b>",
+    "a&b",
+    "100%",
+    "new",
+    "user",
+    "site",
+    "support",
+    "ticket",
+    "#42",
+    "refund",
+    "delivery",
+    "when",
+    "will",
+];
+const CLIENTS: &[&str] = &["web", "ios", "android", "api"];
+const TAGS: &[&str] = &["vip", "bug", "billing", "spam", "follow-up", "urgent"];
+
+/// A small, fast, deterministic PRNG (SplitMix64): enough for sample data, no dependency.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0); the tiny modulo bias does not matter for sample data.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// Generates sample chat lines one by one.
+#[derive(Debug, Clone)]
+pub struct ChatGenerator {
+    rng: SplitMix64,
+    next_no: u64,
+    timestamp: i64,
+}
+
+impl ChatGenerator {
+    pub fn new(seed: u64) -> Self {
+        Self { rng: SplitMix64::new(seed), next_no: 1, timestamp: FIRST_TIMESTAMP }
+    }
+
+    /// Appends the next line, without its newline, to `out`.
+    pub fn next_line(&mut self, out: &mut String) {
+        let no = self.next_no;
+        self.next_no += 1;
+        let rng = &mut self.rng;
+        let kind = if rng.below(5) == 0 { "status" } else { "message" };
+        let from = format!("user{}", rng.below(1000));
+        let site = format!("site-{}", rng.below(100));
+        out.push_str(&format!(
+            "{{\"id\":\"msg-{no:09}\",\"from\":{},\"type\":\"{kind}\",\"site_id\":{}",
+            json_string(&from),
+            json_string(&site)
+        ));
+        // status lines sometimes carry no text: the column default ('') applies
+        if !(kind == "status" && rng.below(3) == 0) {
+            let words = 8 + rng.below(18);
+            let mut text = String::new();
+            for i in 0..words {
+                if i > 0 {
+                    text.push(' ');
+                }
+                text.push_str(rng.pick(WORDS));
+            }
+            out.push_str(",\"data\":");
+            out.push_str(&json_string(&text));
+        }
+        self.timestamp += rng.below(4) as i64;
+        out.push_str(&format!(",\"timestamp\":{}", self.timestamp));
+        if rng.below(7) == 0 {
+            let client = rng.pick(CLIENTS);
+            let (t1, t2) = (rng.pick(TAGS), rng.pick(TAGS));
+            let reply = 1 + rng.below(no);
+            out.push_str(&format!(
+                ",\"meta\":{{\"client\":\"{client}\",\"tags\":[\"{t1}\",\"{t2}\"],\"reply_to\":\"msg-{reply:09}\",\"score\":{}.{}}}",
+                rng.below(100),
+                rng.below(10)
+            ));
+        }
+        out.push('}');
+    }
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).expect("a str always serializes")
+}
+
+/// Writes `lines` sample lines, each ending in `\n`, and returns the number of bytes written.
+pub fn write_chat_lines<W: Write>(mut w: W, lines: u64, seed: u64) -> io::Result<u64> {
+    let mut generator = ChatGenerator::new(seed);
+    let mut buf = String::with_capacity(64 * 1024);
+    let mut written = 0u64;
+    for _ in 0..lines {
+        generator.next_line(&mut buf);
+        buf.push('\n');
+        if buf.len() > 60 * 1024 {
+            w.write_all(buf.as_bytes())?;
+            written += buf.len() as u64;
+            buf.clear();
+        }
+    }
+    w.write_all(buf.as_bytes())?;
+    written += buf.len() as u64;
+    w.flush()?;
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn lines(n: u64, seed: u64) -> Vec<String> {
+        let mut out = Vec::new();
+        write_chat_lines(&mut out, n, seed).unwrap();
+        String::from_utf8(out).unwrap().lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn same_seed_same_bytes_other_seed_other_bytes() {
+        assert_eq!(lines(500, 7), lines(500, 7));
+        assert_ne!(lines(500, 7), lines(500, 8));
+    }
+
+    #[test]
+    fn every_line_is_a_chat_object() {
+        let all = lines(7000, 1);
+        assert_eq!(all.len(), 7000);
+        let (mut with_meta, mut without_data, mut statuses) = (0, 0, 0);
+        let mut last_ts = 0;
+        for (i, line) in all.iter().enumerate() {
+            assert!(!line.contains('\n'));
+            let v: Value = serde_json::from_str(line).unwrap();
+            let o = v.as_object().unwrap();
+            assert_eq!(o["id"], format!("msg-{:09}", i + 1));
+            assert!(o["from"].as_str().unwrap().starts_with("user"));
+            assert!(o["site_id"].as_str().unwrap().starts_with("site-"));
+            let ts = o["timestamp"].as_i64().unwrap();
+            assert!(ts >= last_ts && ts >= FIRST_TIMESTAMP);
+            last_ts = ts;
+            match o["type"].as_str().unwrap() {
+                "status" => statuses += 1,
+                "message" => assert!(o.contains_key("data")),
+                other => panic!("unexpected type {other}"),
+            }
+            if !o.contains_key("data") {
+                without_data += 1;
+            }
+            if let Some(meta) = o.get("meta") {
+                assert!(meta.is_object());
+                with_meta += 1;
+            }
+        }
+        // about one in seven has meta; some statuses lack data
+        assert!((800..1200).contains(&with_meta), "{with_meta}");
+        assert!(statuses > 1000 && without_data > 200, "{statuses} {without_data}");
+    }
+
+    #[test]
+    fn text_has_unicode_quotes_backslashes_and_tabs() {
+        let texts: Vec<String> = lines(2000, 3)
+            .iter()
+            .filter_map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                v.get("data").map(|d| d.as_str().unwrap().to_owned())
+            })
+            .collect();
+        for needle in ["\"", "\\", "\t", "日本語", "🎉"] {
+            assert!(texts.iter().any(|t| t.contains(needle)), "no {needle:?}");
+        }
+    }
+
+    #[test]
+    fn byte_count_matches_output() {
+        let mut out = Vec::new();
+        let n = write_chat_lines(&mut out, 3000, 9).unwrap();
+        assert_eq!(n, out.len() as u64);
+        // about 220 bytes a line, like the logs this is modelled on
+        let per_line = n / 3000;
+        assert!((150..300).contains(&per_line), "{per_line}");
+    }
+}

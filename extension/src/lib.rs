@@ -1,0 +1,22 @@
+//! pg_ingest: JSON-lines files parsed on many threads inside the backend and written through
+//! PostgreSQL's own COPY FROM machinery; query batches in dynamic background workers.
+
+mod api;
+
+::pgrx::pg_module_magic!(name, version);
+
+pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
+/// Required by `cargo pgrx test`: settings for its temporary cluster.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec!["max_worker_processes = 32"]
+    }
+}

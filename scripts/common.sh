@@ -1,0 +1,33 @@
+# Shared settings for the scripts behind the Makefile. Sourced, not run.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PG_MAJOR=15
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}
+PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
+PGRX_VERSION=0.18.0
+PG_OS_USER=postgres
+
+# The private cluster.
+PG_DIR=$REPO/.pg
+PG_DATA=$PG_DIR/data
+PG_LOG=$PG_DIR/server.log
+export PGHOST=${PGHOST:-127.0.0.1}
+export PGPORT=${PGPORT:-54329}
+export PGUSER=${PGUSER:-postgres}
+export PGDATABASE=${PGDATABASE:-postgres}
+
+# cargo installed by rustup lives here; make sure it is found under sudo/make too.
+export PATH="$HOME/.cargo/bin:/usr/local/bin:$PATH"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# Run a command as the postgres OS user (PostgreSQL refuses to run as root).
+as_pg() {
+    if [ "$(id -un)" = "$PG_OS_USER" ]; then "$@"; else runuser -u "$PG_OS_USER" -- "$@"; fi
+}
+
+# Run as root: directly when we are root, else through sudo.
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what is missing, and only that: Debian packages, cargo-pgrx, `cargo pgrx init`.
+source "$(dirname "$0")/common.sh"
+
+packages=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-cron
+          libclang-dev clang pkg-config libssl-dev sudo)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing Debian packages: ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION\$"; then
+    say "installing cargo-pgrx $PGRX_VERSION (takes about 5 minutes)"
+    cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
+fi
+
+pgrx_config=${PGRX_HOME:-$HOME/.pgrx}/config.toml
+if ! grep -qs "pg$PG_MAJOR = \"$PG_CONFIG\"" "$pgrx_config"; then
+    say "cargo pgrx init --pg$PG_MAJOR $PG_CONFIG"
+    cargo pgrx init --pg$PG_MAJOR "$PG_CONFIG"
+fi
+say "dependencies are installed"

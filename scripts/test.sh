@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Every test suite: core and client unit tests, the extension's #[pg_test]s (in pgrx's own
+# temporary cluster), then the end-to-end tests against the private cluster.
+source "$(dirname "$0")/common.sh"
+PGRX_TEST_DATA=$PG_DIR/pgrx-test-data
+
+on_failure() {
+    say "a test suite failed; the server logs follow"
+    if [ -f "$PG_LOG" ]; then echo "--- private cluster ($PG_LOG), last 80 lines"; tail -n 80 "$PG_LOG"; fi
+    for f in "$PGRX_TEST_DATA"/*.log "$REPO"/target/test-pgdata/*.log; do
+        [ -f "$f" ] && { echo "--- pgrx test cluster ($f), last 80 lines"; tail -n 80 "$f"; }
+    done
+    exit 1
+}
+trap on_failure ERR
+
+cd "$REPO"
+say "unit tests: core and client"
+cargo test --locked -p pg_ingest_core -p pg_ingest_client
+
+say "extension tests: #[pg_test] in a temporary cluster"
+mkdir -p "$PG_DIR" "$PGRX_TEST_DATA"
+chown "$PG_OS_USER" "$PG_DIR" "$PGRX_TEST_DATA"
+(cd extension && cargo pgrx test pg$PG_MAJOR --runas "$PG_OS_USER" --pgdata "$PGRX_TEST_DATA")
+
+# `cargo pgrx test` installs its test build of the library; put the release build back.
+"$REPO/scripts/install.sh"
+"$REPO/scripts/cluster.sh" start
+
+say "end-to-end tests against the private cluster ($PGHOST:$PGPORT)"
+cargo test --locked -p pg_ingest_tests -- --test-threads 2
+say "all test suites passed"
