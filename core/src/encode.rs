@@ -1,0 +1,488 @@
+//! JSON lines → PostgreSQL binary COPY rows, one chunk at a time, on any thread.
+//!
+//! Values a fast path can encode are written in place. The rest become *holes*: a place in the
+//! byte stream plus the text for the column type's input function (or nothing, for a per-row
+//! DEFAULT), which the backend's main thread fills in as it streams the chunk to COPY. A hole
+//! takes no bytes in [`EncodedChunk::bytes`], so filling it is a splice, never a rewrite.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::convert::{self, EpochUnit};
+use crate::error::{sqlstate, RowError};
+use crate::framing::{self, Chunk};
+use crate::json::{self, JsonError, Kind, Value};
+use crate::mapping::{KeyIndex, KeyMatch, PathStep, Source};
+
+/// How a column's values are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// text, varchar, bpchar: the binary form is the UTF-8 text.
+    Text,
+    Int2,
+    Int4,
+    Int8,
+    Float4,
+    Float8,
+    Bool,
+    Json,
+    Jsonb,
+    Timestamptz,
+    Timestamp,
+    Date,
+    /// A PostgreSQL array type: JSON arrays become array literals for `array_in`.
+    Array,
+    /// Anything else: the type's input function decides.
+    Other,
+}
+
+/// What a column gets when its key is missing from a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DefaultValue {
+    /// No DEFAULT: NULL.
+    Null,
+    /// A DEFAULT that is the same for every row, already in binary form (`None`: NULL).
+    Const(Option<Vec<u8>>),
+    /// A volatile DEFAULT (`nextval`, `clock_timestamp()`, ...): the main thread evaluates it per row.
+    PerRow,
+}
+
+#[derive(Debug, Clone)]
+pub struct ColumnSpec {
+    pub name: String,
+    pub kind: ColumnKind,
+    pub default: DefaultValue,
+    pub source: Source,
+}
+
+#[derive(Debug, Clone)]
+pub struct EncodeOptions {
+    pub epoch_unit: EpochUnit,
+    pub max_line_bytes: usize,
+    /// Stop at the first bad line of a chunk (else record every bad line and go on).
+    pub stop_at_first_error: bool,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        Self { epoch_unit: EpochUnit::Seconds, max_line_bytes: 64 << 20, stop_at_first_error: true }
+    }
+}
+
+/// A place in [`EncodedChunk::bytes`] where the main thread inserts one field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hole {
+    /// Byte position in `bytes` where the field (length and data) goes.
+    pub at: usize,
+    pub column: u16,
+    pub line: u64,
+    /// Range in [`EncodedChunk::text`] of the text for the input function; `None`: DEFAULT.
+    pub text: Option<Range<usize>>,
+}
+
+/// The rows of one chunk in binary COPY form (without the file header and trailer).
+#[derive(Debug, Clone, Default)]
+pub struct EncodedChunk {
+    pub seq: u64,
+    pub first_line: u64,
+    /// Lines in the chunk, blank ones and bad ones included.
+    pub lines: u64,
+    pub rows: u64,
+    pub blank_lines: u64,
+    /// Bytes of input the chunk covered.
+    pub input_bytes: u64,
+    pub bytes: Vec<u8>,
+    pub holes: Vec<Hole>,
+    pub text: Vec<u8>,
+    /// `(row index in chunk, line number)` wherever the line stops being the previous row's
+    /// line + 1 (and for the first row): enough to map any row back to its line.
+    pub row_lines: Vec<(u64, u64)>,
+    /// Bad lines, in order. With `stop_at_first_error`, at most one, and the chunk's rows end
+    /// just before it.
+    pub errors: Vec<RowError>,
+    /// The work was cancelled before the chunk was finished.
+    pub cancelled: bool,
+}
+
+impl EncodedChunk {
+    /// The line number of row `row` (0-based, within the chunk).
+    pub fn line_of_row(&self, row: u64) -> Option<u64> {
+        let i = self.row_lines.partition_point(|&(r, _)| r <= row).checked_sub(1)?;
+        let (r, line) = self.row_lines[i];
+        Some(line + (row - r))
+    }
+}
+
+/// Turns lines into rows for one target table.
+#[derive(Debug, Clone)]
+pub struct RowEncoder {
+    columns: Vec<ColumnSpec>,
+    keys: KeyIndex,
+    /// Top-level key → the path columns that start with it.
+    path_roots: HashMap<String, Vec<usize>>,
+    rest: Option<usize>,
+    needs_object: bool,
+    opts: EncodeOptions,
+}
+
+/// Per-line working memory, reused across the lines of a chunk.
+struct Scratch<'a> {
+    values: Vec<Option<Value<'a>>>,
+    exact: Vec<bool>,
+    roots: Vec<Option<Value<'a>>>,
+    rest: Vec<u8>,
+    key: Vec<u8>,
+    /// The column each key position matched on the previous line: most lines share a layout.
+    layout: Vec<Option<KeyMatch>>,
+}
+
+impl RowEncoder {
+    pub fn new(columns: Vec<ColumnSpec>, opts: EncodeOptions) -> Result<Self, String> {
+        let keys = KeyIndex::new(
+            columns.iter().enumerate().filter(|(_, c)| c.source == Source::Key).map(|(i, c)| (i, c.name.as_str())),
+        );
+        let mut path_roots: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut rest = None;
+        for (i, c) in columns.iter().enumerate() {
+            match &c.source {
+                Source::Path(steps) => match steps.first() {
+                    Some(PathStep::Key(k)) => path_roots.entry(k.clone()).or_default().push(i),
+                    _ => return Err(format!("the path for column \"{}\" must start with a key", c.name)),
+                },
+                Source::Rest => {
+                    if !matches!(c.kind, ColumnKind::Jsonb | ColumnKind::Json) {
+                        return Err(format!("the rest column \"{}\" must be of type jsonb or json", c.name));
+                    }
+                    if rest.replace(i).is_some() {
+                        return Err("only one column can receive the rest".into());
+                    }
+                }
+                Source::Key | Source::WholeLine => {}
+            }
+        }
+        let needs_object = columns.iter().any(|c| c.source != Source::WholeLine);
+        Ok(Self { columns, keys, path_roots, rest, needs_object, opts })
+    }
+
+    pub fn columns(&self) -> &[ColumnSpec] {
+        &self.columns
+    }
+
+    /// Encodes the lines of `chunk`. `cancel` is polled now and then.
+    pub fn encode_chunk(&self, chunk: &Chunk, cancel: &AtomicBool) -> EncodedChunk {
+        let n = self.columns.len();
+        let mut out = EncodedChunk {
+            seq: chunk.seq,
+            first_line: chunk.first_line,
+            lines: chunk.lines,
+            input_bytes: chunk.data.len() as u64,
+            bytes: Vec::with_capacity(chunk.data.len() + chunk.data.len() / 8),
+            ..Default::default()
+        };
+        let mut s = Scratch {
+            values: vec![None; n],
+            exact: vec![false; n],
+            roots: vec![None; n],
+            rest: Vec::new(),
+            key: Vec::new(),
+            layout: Vec::new(),
+        };
+        let mut next_expected_line = 0;
+        for (i, line) in framing::lines(chunk).enumerate() {
+            if i % 1024 == 0 && cancel.load(Ordering::Relaxed) {
+                out.cancelled = true;
+                break;
+            }
+            if line.is_blank() {
+                out.blank_lines += 1;
+                continue;
+            }
+            match self.encode_line(line.text, line.no, &mut s, &mut out) {
+                Ok(()) => {
+                    if line.no != next_expected_line {
+                        out.row_lines.push((out.rows, line.no));
+                    }
+                    next_expected_line = line.no + 1;
+                    out.rows += 1;
+                }
+                Err(e) => {
+                    out.errors.push(e.at(line.no, line.offset));
+                    if self.opts.stop_at_first_error {
+                        break;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn encode_line<'a>(
+        &self,
+        text: &'a [u8],
+        line_no: u64,
+        s: &mut Scratch<'a>,
+        out: &mut EncodedChunk,
+    ) -> Result<(), RowError> {
+        if text.len() > self.opts.max_line_bytes {
+            return Err(RowError::new(
+                sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                format!("line is longer than pg_ingest.max_line_bytes ({} bytes)", self.opts.max_line_bytes),
+            ));
+        }
+        if let Err(e) = std::str::from_utf8(text) {
+            let at = e.valid_up_to();
+            let len = e.error_len().unwrap_or(text.len() - at).min(8);
+            let shown: Vec<String> = text[at..at + len].iter().map(|b| format!("0x{b:02x}")).collect();
+            return Err(RowError::new(
+                sqlstate::CHARACTER_NOT_IN_REPERTOIRE,
+                format!("invalid byte sequence for encoding \"UTF8\": {}", shown.join(" ")),
+            )
+            .with_detail(format!("at byte {} of the line", at + 1)));
+        }
+        s.values.iter_mut().for_each(|v| *v = None);
+        s.exact.iter_mut().for_each(|v| *v = false);
+        s.roots.iter_mut().for_each(|v| *v = None);
+        s.rest.clear();
+        if self.needs_object {
+            let mut pos = 0;
+            let found = json::parse_object(text, |key, escaped, v| {
+                self.assign(key, escaped, v, pos, s);
+                pos += 1;
+            })
+            .map_err(json_error)?;
+            if let Some(kind) = found {
+                return Err(RowError::new(sqlstate::INVALID_TEXT_REPRESENTATION, "line is not a JSON object")
+                    .with_detail(format!("The line holds {}; its keys are mapped to columns.", kind_name(kind))));
+            }
+        } else {
+            json::parse_value(text).map_err(json_error)?;
+        }
+        for (c, col) in self.columns.iter().enumerate() {
+            match &col.source {
+                Source::WholeLine => {
+                    let trimmed = trim_ws(text);
+                    s.values[c] = Some(Value { kind: Kind::Object, raw: trimmed });
+                }
+                Source::Path(steps) => s.values[c] = s.roots[c].and_then(|root| resolve(root, &steps[1..])),
+                _ => {}
+            }
+        }
+        let row_start = out.bytes.len();
+        let (holes, texts) = (out.holes.len(), out.text.len());
+        out.bytes.extend_from_slice(&(self.columns.len() as i16).to_be_bytes());
+        for c in 0..self.columns.len() {
+            let value = if Some(c) == self.rest { None } else { s.values[c] };
+            let result = if Some(c) == self.rest && !s.rest.is_empty() {
+                let col = &self.columns[c];
+                let version: &[u8] = if col.kind == ColumnKind::Jsonb { &[1] } else { &[] };
+                let len = version.len() + s.rest.len() + 2;
+                out.bytes.extend_from_slice(&(len as i32).to_be_bytes());
+                out.bytes.extend_from_slice(version);
+                out.bytes.push(b'{');
+                out.bytes.extend_from_slice(&s.rest);
+                out.bytes.push(b'}');
+                Ok(())
+            } else {
+                self.encode_field(c, value, line_no, out)
+            };
+            if let Err(e) = result {
+                out.bytes.truncate(row_start);
+                out.holes.truncate(holes);
+                out.text.truncate(texts);
+                return Err(e.in_column(&self.columns[c].name));
+            }
+        }
+        Ok(())
+    }
+
+    fn assign<'a>(&self, key: &'a [u8], escaped: bool, v: Value<'a>, pos: usize, s: &mut Scratch<'a>) {
+        let lookup: &[u8] = if escaped {
+            s.key.clear();
+            if json::unescape_into(key, &mut s.key).is_err() {
+                s.key.clear();
+            }
+            &s.key
+        } else {
+            key
+        };
+        let mut taken = false;
+        if !self.path_roots.is_empty() {
+            if let Some(cols) = std::str::from_utf8(lookup).ok().and_then(|k| self.path_roots.get(k)) {
+                for &c in cols {
+                    s.roots[c] = Some(v);
+                }
+                taken = true;
+            }
+        }
+        // Most lines have the same keys in the same order as the line before.
+        let predicted = s.layout.get(pos).copied().flatten().filter(|m| match m {
+            KeyMatch::Exact(c) => self.columns[*c].name.as_bytes() == lookup,
+            KeyMatch::Folded(_) => false,
+        });
+        let found = predicted.or_else(|| self.keys.find(lookup));
+        if s.layout.len() <= pos {
+            s.layout.resize(pos + 1, None);
+        }
+        s.layout[pos] = found;
+        match found {
+            Some(KeyMatch::Exact(c)) => {
+                s.values[c] = Some(v);
+                s.exact[c] = true;
+                taken = true;
+            }
+            Some(KeyMatch::Folded(c)) => {
+                if !s.exact[c] && s.values[c].is_none() {
+                    s.values[c] = Some(v);
+                }
+                taken = true;
+            }
+            None => {}
+        }
+        if !taken && self.rest.is_some() {
+            if !s.rest.is_empty() {
+                s.rest.push(b',');
+            }
+            s.rest.push(b'"');
+            s.rest.extend_from_slice(key);
+            s.rest.extend_from_slice(b"\":");
+            s.rest.extend_from_slice(v.raw);
+        }
+    }
+
+    fn encode_field(&self, c: usize, value: Option<Value>, line: u64, out: &mut EncodedChunk) -> Result<(), RowError> {
+        let col = &self.columns[c];
+        let v = match value {
+            None => {
+                match &col.default {
+                    DefaultValue::Null | DefaultValue::Const(None) => put_null(out),
+                    DefaultValue::Const(Some(b)) => put_bytes(out, b),
+                    DefaultValue::PerRow => put_hole(out, c, line, None),
+                }
+                return Ok(());
+            }
+            Some(v) if v.kind == Kind::Null => {
+                put_null(out);
+                return Ok(());
+            }
+            Some(v) => v,
+        };
+        let fast: Option<Vec<u8>> = match col.kind {
+            ColumnKind::Text => {
+                let text = convert::text_form(&v)?;
+                put_bytes(out, &text);
+                return Ok(());
+            }
+            ColumnKind::Json => {
+                put_bytes(out, v.raw);
+                return Ok(());
+            }
+            ColumnKind::Jsonb => {
+                out.bytes.extend_from_slice(&(v.raw.len() as i32 + 1).to_be_bytes());
+                out.bytes.push(1);
+                out.bytes.extend_from_slice(v.raw);
+                return Ok(());
+            }
+            ColumnKind::Int2 => convert::integer(&v, 2)?,
+            ColumnKind::Int4 => convert::integer(&v, 4)?,
+            ColumnKind::Int8 => convert::integer(&v, 8)?,
+            ColumnKind::Float4 => convert::float(&v, 4),
+            ColumnKind::Float8 => convert::float(&v, 8),
+            ColumnKind::Bool => match v.kind {
+                Kind::Bool(b) => Some(vec![b as u8]),
+                _ => None,
+            },
+            ColumnKind::Timestamptz | ColumnKind::Timestamp if v.kind == Kind::Number => {
+                Some(convert::epoch_timestamp(&v, self.opts.epoch_unit)?)
+            }
+            ColumnKind::Date if v.kind == Kind::Number => Some(convert::epoch_date(&v, self.opts.epoch_unit)?),
+            ColumnKind::Array if v.kind == Kind::Array => {
+                let start = out.text.len();
+                convert::array_literal(&v, &mut out.text)?;
+                let range = start..out.text.len();
+                put_hole(out, c, line, Some(range));
+                return Ok(());
+            }
+            _ => None,
+        };
+        match fast {
+            Some(bytes) => put_bytes(out, &bytes),
+            None => {
+                let text = convert::text_form(&v)?;
+                let start = out.text.len();
+                out.text.extend_from_slice(&text);
+                let range = start..out.text.len();
+                put_hole(out, c, line, Some(range));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn put_null(out: &mut EncodedChunk) {
+    out.bytes.extend_from_slice(&(-1i32).to_be_bytes());
+}
+
+fn put_bytes(out: &mut EncodedChunk, b: &[u8]) {
+    out.bytes.extend_from_slice(&(b.len() as i32).to_be_bytes());
+    out.bytes.extend_from_slice(b);
+}
+
+fn put_hole(out: &mut EncodedChunk, column: usize, line: u64, text: Option<Range<usize>>) {
+    out.holes.push(Hole { at: out.bytes.len(), column: column as u16, line, text });
+}
+
+/// Follows `steps` below `root`; `None` where a key or index is missing.
+fn resolve<'a>(root: Value<'a>, steps: &[PathStep]) -> Option<Value<'a>> {
+    let mut cur = root;
+    for step in steps {
+        cur = match (step, cur.kind) {
+            (PathStep::Key(k), Kind::Object) => {
+                let mut found = None;
+                let mut buf = Vec::new();
+                let _ = json::parse_object(cur.raw, |key, escaped, v| {
+                    let matches = if escaped {
+                        buf.clear();
+                        json::unescape_into(key, &mut buf).is_ok() && buf == k.as_bytes()
+                    } else {
+                        key == k.as_bytes()
+                    };
+                    if matches {
+                        found = Some(v);
+                    }
+                });
+                found?
+            }
+            (PathStep::Index(i), Kind::Array) => json::array_elements(cur.raw).nth(*i)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+fn trim_ws(t: &[u8]) -> &[u8] {
+    let is_ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let start = t.iter().position(|b| !is_ws(b)).unwrap_or(t.len());
+    let end = t.iter().rposition(|b| !is_ws(b)).map_or(start, |e| e + 1);
+    &t[start..end]
+}
+
+fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::Null => "null",
+        Kind::Bool(_) => "a boolean",
+        Kind::Number => "a number",
+        Kind::String { .. } => "a string",
+        Kind::Object => "an object",
+        Kind::Array => "an array",
+    }
+}
+
+fn json_error(e: JsonError) -> RowError {
+    RowError::new(sqlstate::INVALID_TEXT_REPRESENTATION, "invalid input syntax for type json")
+        .with_detail(e.to_string())
+}
+
+#[cfg(test)]
+#[path = "encode_tests.rs"]
+mod tests;

@@ -1,0 +1,287 @@
+use super::*;
+use crate::framing::LineFramer;
+use crate::mapping::parse_path;
+
+/// A decoded field: bytes, NULL, or a hole (with its text, if any).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum F {
+    B(Vec<u8>),
+    Null,
+    Hole(Option<String>),
+}
+
+fn col(name: &str, kind: ColumnKind) -> ColumnSpec {
+    ColumnSpec { name: name.into(), kind, default: DefaultValue::Null, source: Source::Key }
+}
+
+fn encode(cols: Vec<ColumnSpec>, input: &str, opts: EncodeOptions) -> EncodedChunk {
+    let enc = RowEncoder::new(cols, opts).unwrap();
+    let chunk = LineFramer::new(input.as_bytes(), 1 << 20, 1 << 20).next_chunk().unwrap().unwrap();
+    enc.encode_chunk(&chunk, &AtomicBool::new(false))
+}
+
+/// Splits the chunk's bytes back into rows of fields, holes included.
+fn decode(ch: &EncodedChunk, ncols: usize) -> Vec<Vec<F>> {
+    let mut rows = Vec::new();
+    let mut p = 0;
+    let mut holes = ch.holes.iter().peekable();
+    while p < ch.bytes.len() {
+        let n = i16::from_be_bytes(ch.bytes[p..p + 2].try_into().unwrap()) as usize;
+        assert_eq!(n, ncols);
+        p += 2;
+        let mut row = Vec::new();
+        for _ in 0..n {
+            if holes.peek().is_some_and(|h| h.at == p) {
+                let h = holes.next().unwrap();
+                row.push(F::Hole(h.text.clone().map(|r| String::from_utf8(ch.text[r].to_vec()).unwrap())));
+                continue;
+            }
+            let len = i32::from_be_bytes(ch.bytes[p..p + 4].try_into().unwrap());
+            p += 4;
+            if len < 0 {
+                row.push(F::Null);
+            } else {
+                row.push(F::B(ch.bytes[p..p + len as usize].to_vec()));
+                p += len as usize;
+            }
+        }
+        rows.push(row);
+    }
+    assert!(holes.next().is_none());
+    rows
+}
+
+fn t(s: &str) -> F {
+    F::B(s.as_bytes().to_vec())
+}
+
+fn chat_columns() -> Vec<ColumnSpec> {
+    vec![
+        col("id", ColumnKind::Text),
+        col("from", ColumnKind::Text),
+        col("type", ColumnKind::Text),
+        col("site_id", ColumnKind::Text),
+        ColumnSpec { default: DefaultValue::Const(Some(vec![])), ..col("data", ColumnKind::Text) },
+        col("timestamp", ColumnKind::Timestamptz),
+        col("meta", ColumnKind::Jsonb),
+    ]
+}
+
+#[test]
+fn chat_lines_become_rows() {
+    let input = concat!(
+        r#"{"id":"msg-1","from":"user1","type":"message","site_id":"site-4","data":"a \"q\" \\ 日本","timestamp":946684801}"#,
+        "\n",
+        r#"{"id":"msg-2","from":"u","type":"status","site_id":"s","timestamp":946684800,"meta":{"client":"web"}}"#,
+        "\n"
+    );
+    let ch = encode(chat_columns(), input, EncodeOptions::default());
+    assert!(ch.errors.is_empty(), "{:?}", ch.errors);
+    assert_eq!((ch.rows, ch.lines, ch.blank_lines), (2, 2, 0));
+    let rows = decode(&ch, 7);
+    assert_eq!(
+        rows[0],
+        vec![
+            t("msg-1"),
+            t("user1"),
+            t("message"),
+            t("site-4"),
+            t("a \"q\" \\ 日本"),
+            F::B(1_000_000i64.to_be_bytes().to_vec()),
+            F::Null
+        ]
+    );
+    // missing data → its constant default (''), meta → jsonb version 1 + the text as it was
+    assert_eq!(rows[1][4], t(""));
+    assert_eq!(rows[1][5], F::B(0i64.to_be_bytes().to_vec()));
+    assert_eq!(rows[1][6], F::B(b"\x01{\"client\":\"web\"}".to_vec()));
+}
+
+#[test]
+fn nulls_defaults_and_holes() {
+    let cols = vec![
+        col("a", ColumnKind::Int4),
+        ColumnSpec { default: DefaultValue::PerRow, ..col("b", ColumnKind::Int8) },
+        ColumnSpec { default: DefaultValue::Const(Some(7i32.to_be_bytes().to_vec())), ..col("c", ColumnKind::Int4) },
+        col("d", ColumnKind::Other),
+        col("e", ColumnKind::Array),
+        col("f", ColumnKind::Bool),
+        col("g", ColumnKind::Timestamptz),
+    ];
+    let ch = encode(
+        cols,
+        r#"{"a":null,"c":null,"d":"192.168.0.1/24","e":[1,null,"x y"],"f":"yes","g":"2014-08-31 00:29:15+00"}"#,
+        EncodeOptions::default(),
+    );
+    assert_eq!(
+        decode(&ch, 7)[0],
+        vec![
+            F::Null,
+            F::Hole(None),
+            F::Null, // JSON null is NULL, not the default
+            F::Hole(Some("192.168.0.1/24".into())),
+            F::Hole(Some("{1,NULL,\"x y\"}".into())),
+            F::Hole(Some("yes".into())),
+            F::Hole(Some("2014-08-31 00:29:15+00".into())),
+        ]
+    );
+    assert_eq!(ch.holes.iter().map(|h| h.column).collect::<Vec<_>>(), vec![1, 3, 4, 5, 6]);
+    assert!(ch.holes.iter().all(|h| h.line == 1));
+}
+
+#[test]
+fn numbers_keep_their_exact_text() {
+    let cols = vec![col("n", ColumnKind::Other), col("t", ColumnKind::Text), col("b", ColumnKind::Int8)];
+    let ch = encode(
+        cols,
+        r#"{"n":505874924095815681.000000000001,"t":1e400,"b":505874924095815681}"#,
+        EncodeOptions::default(),
+    );
+    assert_eq!(
+        decode(&ch, 3)[0],
+        vec![
+            F::Hole(Some("505874924095815681.000000000001".into())),
+            t("1e400"),
+            F::B(505874924095815681i64.to_be_bytes().to_vec())
+        ]
+    );
+}
+
+#[test]
+fn keys_match_exactly_then_case_insensitively() {
+    let cols = vec![col("Name", ColumnKind::Text), col("site", ColumnKind::Text)];
+    let ch = encode(
+        cols,
+        "{\"SITE\":\"folded\",\"name\":\"n\",\"Name\":\"exact\"}\n{\"site\":\"exact\",\"SITE\":\"folded\"}",
+        EncodeOptions::default(),
+    );
+    let rows = decode(&ch, 2);
+    assert_eq!(rows[0], vec![t("exact"), t("folded")]);
+    assert_eq!(rows[1], vec![F::Null, t("exact")]);
+}
+
+#[test]
+fn escaped_keys_are_decoded_before_matching() {
+    let ch = encode(vec![col("id", ColumnKind::Text)], r#"{"i\u0064":"x"}"#, EncodeOptions::default());
+    assert_eq!(decode(&ch, 1)[0], vec![t("x")]);
+}
+
+#[test]
+fn paths_whole_line_and_rest() {
+    let cols = vec![
+        ColumnSpec { source: parse_path("meta.client").unwrap(), ..col("client", ColumnKind::Text) },
+        ColumnSpec { source: parse_path("meta.tags[1]").unwrap(), ..col("tag", ColumnKind::Text) },
+        ColumnSpec { source: parse_path("$").unwrap(), ..col("doc", ColumnKind::Json) },
+        col("id", ColumnKind::Text),
+        ColumnSpec { source: Source::Rest, ..col("extra", ColumnKind::Jsonb) },
+    ];
+    let line = r#"{"id":"1","meta":{"client":"ios","tags":["a","b"]},"x":1,"y":[true]}"#;
+    let ch = encode(cols.clone(), &format!("  {line} \n{{\"id\":\"2\"}}"), EncodeOptions::default());
+    let rows = decode(&ch, 5);
+    assert_eq!(rows[0], vec![t("ios"), t("b"), t(line), t("1"), F::B(b"\x01{\"x\":1,\"y\":[true]}".to_vec())]);
+    assert_eq!(rows[1], vec![F::Null, F::Null, t("{\"id\":\"2\"}"), t("2"), F::Null]);
+}
+
+#[test]
+fn whole_line_only_accepts_any_json_value() {
+    let cols = vec![ColumnSpec { source: Source::WholeLine, ..col("doc", ColumnKind::Jsonb) }];
+    let ch = encode(cols, "[1,2]\n\"s\"\n{\"a\":1}", EncodeOptions::default());
+    assert!(ch.errors.is_empty());
+    assert_eq!(ch.rows, 3);
+}
+
+#[test]
+fn bad_lines_name_line_offset_column_and_reason() {
+    let opts = EncodeOptions { stop_at_first_error: false, ..EncodeOptions::default() };
+    let input = [
+        r#"{"id":"ok"}"#,
+        r#"{"id": "a" "b"}"#,
+        "{\"id\":\"\\u0000\"}",
+        "[1]",
+        "",
+        r#"{"n": 2147483648}"#,
+        r#"{"ts": 1e300}"#,
+        r#"{"id":"ok too"}"#,
+    ]
+    .join("\n");
+    let mut bytes = input.into_bytes();
+    bytes.extend_from_slice(b"\n{\"id\":\"\xff\"}\n");
+    let enc = RowEncoder::new(
+        vec![col("id", ColumnKind::Text), col("n", ColumnKind::Int4), col("ts", ColumnKind::Timestamptz)],
+        opts,
+    )
+    .unwrap();
+    let chunk = LineFramer::new(&bytes[..], 1 << 20, 1 << 20).next_chunk().unwrap().unwrap();
+    let ch = enc.encode_chunk(&chunk, &AtomicBool::new(false));
+    let got: Vec<(u64, Option<&str>, &str)> =
+        ch.errors.iter().map(|e| (e.line, e.column.as_deref(), e.sqlstate)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (2, None, "22P02"),
+            (3, Some("id"), "22P05"),
+            (4, None, "22P02"),
+            (6, Some("n"), "22003"),
+            (7, Some("ts"), "22008"),
+            (9, None, "22021")
+        ]
+    );
+    assert_eq!(ch.errors[0].offset, 12);
+    assert_eq!(ch.errors[0].detail.as_deref(), Some("expected \",\" or \"}\", found \"\"\" at character 12"));
+    assert_eq!(ch.errors[2].message, "line is not a JSON object");
+    assert_eq!(ch.errors[5].message, "invalid byte sequence for encoding \"UTF8\": 0xff");
+    assert_eq!((ch.rows, ch.blank_lines, ch.lines), (2, 1, 9));
+    // rows 0 and 1 are lines 1 and 8
+    assert_eq!((ch.line_of_row(0), ch.line_of_row(1)), (Some(1), Some(8)));
+    assert_eq!(decode(&ch, 3).len(), 2, "bad rows leave no bytes behind");
+}
+
+#[test]
+fn stop_at_first_error_keeps_the_rows_before_it() {
+    let ch = encode(
+        vec![col("id", ColumnKind::Text)],
+        "{\"id\":\"1\"}\n{\"id\":\"2\"}\nnope\n{\"id\":\"4\"}",
+        EncodeOptions::default(),
+    );
+    assert_eq!(ch.rows, 2);
+    assert_eq!(ch.errors.len(), 1);
+    assert_eq!(ch.errors[0].line, 3);
+}
+
+#[test]
+fn blank_lines_shift_the_row_to_line_map() {
+    let ch = encode(
+        vec![col("id", ColumnKind::Text)],
+        "\n{\"id\":\"1\"}\n\n \t\n{\"id\":\"2\"}\r\n{\"id\":\"3\"}",
+        EncodeOptions::default(),
+    );
+    assert_eq!((ch.rows, ch.blank_lines), (3, 3));
+    assert_eq!((0..3).map(|r| ch.line_of_row(r).unwrap()).collect::<Vec<_>>(), vec![2, 5, 6]);
+}
+
+#[test]
+fn long_lines_are_refused_per_line() {
+    let opts = EncodeOptions { max_line_bytes: 12, ..EncodeOptions::default() };
+    let ch = encode(vec![col("id", ColumnKind::Text)], "{\"id\":\"1\"}\n{\"id\":\"123456\"}", opts);
+    assert_eq!(ch.errors[0].sqlstate, "54000");
+    assert_eq!(ch.errors[0].line, 2);
+}
+
+#[test]
+fn cancel_stops_the_chunk() {
+    let enc = RowEncoder::new(vec![col("id", ColumnKind::Text)], EncodeOptions::default()).unwrap();
+    let input = "{\"id\":\"1\"}\n".repeat(5000);
+    let chunk = LineFramer::new(input.as_bytes(), 1 << 20, 1 << 20).next_chunk().unwrap().unwrap();
+    let ch = enc.encode_chunk(&chunk, &AtomicBool::new(true));
+    assert!(ch.cancelled);
+    assert_eq!(ch.rows, 0);
+}
+
+#[test]
+fn invalid_mappings_are_refused() {
+    let rest_text = ColumnSpec { source: Source::Rest, ..col("r", ColumnKind::Text) };
+    assert!(RowEncoder::new(vec![rest_text], EncodeOptions::default()).is_err());
+    let r1 = ColumnSpec { source: Source::Rest, ..col("r1", ColumnKind::Jsonb) };
+    let r2 = ColumnSpec { source: Source::Rest, ..col("r2", ColumnKind::Jsonb) };
+    assert!(RowEncoder::new(vec![r1, r2], EncodeOptions::default()).is_err());
+}

@@ -1,0 +1,578 @@
+//! A validating JSON scanner that hands out raw spans instead of building values.
+//!
+//! Keeping values as the exact bytes of the input is what lets numbers reach numeric columns
+//! without float rounding, lets strings without escapes be copied straight into COPY rows, and
+//! lets objects and arrays reach json/jsonb columns as they are. Containers are walked with an
+//! explicit stack, never by recursion, so no nesting depth can overflow a thread's stack.
+//! Input must already be valid UTF-8 (checked per line by the caller).
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// What kind of JSON value a span holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Null,
+    Bool(bool),
+    Number,
+    /// `escaped`: the string has backslash escapes, so its raw bytes are not its text.
+    String {
+        escaped: bool,
+    },
+    Object,
+    Array,
+}
+
+/// One JSON value: its kind and its exact text (strings with their quotes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Value<'a> {
+    pub kind: Kind,
+    pub raw: &'a [u8],
+}
+
+impl<'a> Value<'a> {
+    /// For a string: its text, decoded (`\u0000` is refused, as PostgreSQL refuses it).
+    pub fn string_text(&self) -> Result<Cow<'a, [u8]>, UnescapeError> {
+        let inner = &self.raw[1..self.raw.len() - 1];
+        match self.kind {
+            Kind::String { escaped: false } => Ok(Cow::Borrowed(inner)),
+            _ => {
+                let mut out = Vec::with_capacity(inner.len());
+                unescape_into(inner, &mut out)?;
+                Ok(Cow::Owned(out))
+            }
+        }
+    }
+}
+
+/// Where and why the input is not JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonError {
+    /// Byte offset in the scanned text.
+    pub offset: usize,
+    pub message: String,
+}
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at character {}", self.message, self.offset + 1)
+    }
+}
+
+/// A string escape PostgreSQL cannot store as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnescapeError {
+    /// `\u0000`.
+    Nul,
+    /// A `\uD800`–`\uDFFF` escape without its pair.
+    LoneSurrogate,
+}
+
+struct Scanner<'a> {
+    s: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn err<T>(&self, message: impl Into<String>) -> Result<T, JsonError> {
+        Err(JsonError { offset: self.pos, message: message.into() })
+    }
+
+    fn unexpected<T>(&self, expected: &str) -> Result<T, JsonError> {
+        match self.s.get(self.pos) {
+            None => self.err(format!("expected {expected}, found end of input")),
+            Some(&b) => {
+                let ch = std::str::from_utf8(&self.s[self.pos..]).ok().and_then(|t| t.chars().next());
+                let shown = ch.map(|c| c.to_string()).unwrap_or_else(|| format!("\\x{b:02x}"));
+                self.err(format!("expected {expected}, found \"{shown}\""))
+            }
+        }
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.s.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.pos).copied()
+    }
+
+    fn literal(&mut self, word: &[u8], kind: Kind) -> Result<Kind, JsonError> {
+        if self.s[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok(kind)
+        } else {
+            self.unexpected("a JSON value")
+        }
+    }
+
+    /// A string starting at the opening quote; returns whether it has escapes.
+    fn string(&mut self) -> Result<bool, JsonError> {
+        debug_assert_eq!(self.peek(), Some(b'"'));
+        self.pos += 1;
+        let mut escaped = false;
+        loop {
+            // Fast scan to the next byte that needs a look.
+            let rest = &self.s[self.pos..];
+            let n = rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(rest.len());
+            self.pos += n;
+            match self.peek() {
+                None => return self.err("unterminated string"),
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(escaped);
+                }
+                Some(b'\\') => {
+                    escaped = true;
+                    match self.s.get(self.pos + 1) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.pos += 2,
+                        Some(b'u') => {
+                            let hex = self.s.get(self.pos + 2..self.pos + 6);
+                            if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                                self.pos += 2;
+                                return self.err("\"\\u\" must be followed by four hexadecimal digits");
+                            }
+                            self.pos += 6;
+                        }
+                        _ => {
+                            self.pos += 1;
+                            return self.err("invalid escape sequence in string");
+                        }
+                    }
+                }
+                Some(b) => return self.err(format!("character with value 0x{b:02x} must be escaped")),
+            }
+        }
+    }
+
+    fn number(&mut self) -> Result<Kind, JsonError> {
+        let s = self.s;
+        let mut p = self.pos;
+        if s.get(p) == Some(&b'-') {
+            p += 1;
+        }
+        match s.get(p) {
+            Some(b'0') => p += 1,
+            Some(b'1'..=b'9') => {
+                while s.get(p).is_some_and(u8::is_ascii_digit) {
+                    p += 1;
+                }
+            }
+            _ => {
+                self.pos = p;
+                return self.unexpected("a digit");
+            }
+        }
+        if s.get(p) == Some(&b'.') {
+            p += 1;
+            if !s.get(p).is_some_and(u8::is_ascii_digit) {
+                self.pos = p;
+                return self.unexpected("a digit after the decimal point");
+            }
+            while s.get(p).is_some_and(u8::is_ascii_digit) {
+                p += 1;
+            }
+        }
+        if let Some(b'e' | b'E') = s.get(p) {
+            p += 1;
+            if let Some(b'+' | b'-') = s.get(p) {
+                p += 1;
+            }
+            if !s.get(p).is_some_and(u8::is_ascii_digit) {
+                self.pos = p;
+                return self.unexpected("a digit in the exponent");
+            }
+            while s.get(p).is_some_and(u8::is_ascii_digit) {
+                p += 1;
+            }
+        }
+        self.pos = p;
+        Ok(Kind::Number)
+    }
+
+    /// A scalar at the current position (after white space).
+    fn scalar(&mut self) -> Result<Kind, JsonError> {
+        match self.peek() {
+            Some(b'"') => Ok(Kind::String { escaped: self.string()? }),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(b't') => self.literal(b"true", Kind::Bool(true)),
+            Some(b'f') => self.literal(b"false", Kind::Bool(false)),
+            Some(b'n') => self.literal(b"null", Kind::Null),
+            _ => self.unexpected("a JSON value"),
+        }
+    }
+
+    /// Any value at the current position (after white space); containers are walked with an
+    /// explicit stack. Returns the value's span.
+    fn value(&mut self) -> Result<Value<'a>, JsonError> {
+        let start = self.pos;
+        let kind = match self.peek() {
+            Some(open @ (b'{' | b'[')) => {
+                self.container(open)?;
+                if open == b'{' {
+                    Kind::Object
+                } else {
+                    Kind::Array
+                }
+            }
+            _ => self.scalar()?,
+        };
+        Ok(Value { kind, raw: &self.s[start..self.pos] })
+    }
+
+    fn container(&mut self, open: u8) -> Result<(), JsonError> {
+        #[derive(PartialEq)]
+        enum State {
+            ValueOrClose,
+            Value,
+            CommaOrClose,
+        }
+        let mut stack: Vec<u8> = vec![open];
+        self.pos += 1;
+        let mut state = State::ValueOrClose;
+        while let Some(&top) = stack.last() {
+            self.ws();
+            let close = if top == b'{' { b'}' } else { b']' };
+            if state != State::Value && self.peek() == Some(close) {
+                self.pos += 1;
+                stack.pop();
+                state = State::CommaOrClose;
+                continue;
+            }
+            match state {
+                State::CommaOrClose => {
+                    if self.peek() == Some(b',') {
+                        self.pos += 1;
+                        state = State::Value;
+                    } else {
+                        return self.unexpected(if top == b'{' { "\",\" or \"}\"" } else { "\",\" or \"]\"" });
+                    }
+                }
+                State::ValueOrClose | State::Value => {
+                    if top == b'{' {
+                        if self.peek() != Some(b'"') {
+                            return self.unexpected("a string (an object key)");
+                        }
+                        self.string()?;
+                        self.ws();
+                        if self.peek() != Some(b':') {
+                            return self.unexpected("\":\"");
+                        }
+                        self.pos += 1;
+                        self.ws();
+                    }
+                    match self.peek() {
+                        Some(nested @ (b'{' | b'[')) => {
+                            stack.push(nested);
+                            self.pos += 1;
+                            state = State::ValueOrClose;
+                        }
+                        _ => {
+                            self.scalar()?;
+                            state = State::CommaOrClose;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn end(&mut self) -> Result<(), JsonError> {
+        self.ws();
+        if self.pos < self.s.len() {
+            return self.unexpected("end of input");
+        }
+        Ok(())
+    }
+}
+
+/// Validates `text` as one JSON value (white space around it allowed) and returns its span.
+pub fn parse_value(text: &[u8]) -> Result<Value<'_>, JsonError> {
+    let mut sc = Scanner { s: text, pos: 0 };
+    sc.ws();
+    let v = sc.value()?;
+    sc.end()?;
+    Ok(v)
+}
+
+/// Validates `text` as a JSON object and calls `member(key, value)` for each member in order.
+/// `key` is the raw key (without quotes) and whether it has escapes. A text that is valid JSON
+/// but not an object returns `Ok(Some(kind))` without calling `member`.
+pub fn parse_object<'a>(
+    text: &'a [u8],
+    mut member: impl FnMut(&'a [u8], bool, Value<'a>),
+) -> Result<Option<Kind>, JsonError> {
+    let mut sc = Scanner { s: text, pos: 0 };
+    sc.ws();
+    if sc.peek() != Some(b'{') {
+        let v = sc.value()?;
+        sc.end()?;
+        return Ok(Some(v.kind));
+    }
+    sc.pos += 1;
+    sc.ws();
+    if sc.peek() == Some(b'}') {
+        sc.pos += 1;
+        sc.end()?;
+        return Ok(None);
+    }
+    loop {
+        sc.ws();
+        if sc.peek() != Some(b'"') {
+            return sc.unexpected("a string (an object key)");
+        }
+        let key_start = sc.pos + 1;
+        let escaped = sc.string()?;
+        let key = &text[key_start..sc.pos - 1];
+        sc.ws();
+        if sc.peek() != Some(b':') {
+            return sc.unexpected("\":\"");
+        }
+        sc.pos += 1;
+        sc.ws();
+        let v = sc.value()?;
+        member(key, escaped, v);
+        sc.ws();
+        match sc.peek() {
+            Some(b',') => sc.pos += 1,
+            Some(b'}') => {
+                sc.pos += 1;
+                sc.end()?;
+                return Ok(None);
+            }
+            _ => return sc.unexpected("\",\" or \"}\""),
+        }
+    }
+}
+
+/// The elements of an already validated array, in order.
+pub fn array_elements(raw: &[u8]) -> impl Iterator<Item = Value<'_>> {
+    let mut sc = Scanner { s: raw, pos: 1 };
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        sc.ws();
+        if matches!(sc.peek(), Some(b']') | None) {
+            done = true;
+            return None;
+        }
+        let v = sc.value().ok()?;
+        sc.ws();
+        if sc.peek() == Some(b',') {
+            sc.pos += 1;
+        } else {
+            done = true;
+        }
+        Some(v)
+    })
+}
+
+/// Decodes the inside of a JSON string (between its quotes) into UTF-8 bytes.
+pub fn unescape_into(inner: &[u8], out: &mut Vec<u8>) -> Result<(), UnescapeError> {
+    let mut i = 0;
+    while i < inner.len() {
+        let b = inner[i];
+        if b != b'\\' {
+            let n = inner[i..].iter().position(|&b| b == b'\\').unwrap_or(inner.len() - i);
+            out.extend_from_slice(&inner[i..i + n]);
+            i += n;
+            continue;
+        }
+        let e = inner[i + 1];
+        i += 2;
+        let simple = match e {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            _ => {
+                // \uXXXX, validated by the scanner
+                let hex =
+                    |at: usize| u32::from_str_radix(std::str::from_utf8(&inner[at..at + 4]).unwrap(), 16).unwrap();
+                let mut cp = hex(i);
+                i += 4;
+                if cp == 0 {
+                    return Err(UnescapeError::Nul);
+                }
+                if (0xD800..0xDC00).contains(&cp) {
+                    if inner.get(i..i + 2) == Some(b"\\u") && inner.len() >= i + 6 {
+                        let lo = hex(i + 2);
+                        if (0xDC00..0xE000).contains(&lo) {
+                            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                            i += 6;
+                        } else {
+                            return Err(UnescapeError::LoneSurrogate);
+                        }
+                    } else {
+                        return Err(UnescapeError::LoneSurrogate);
+                    }
+                } else if (0xDC00..0xE000).contains(&cp) {
+                    return Err(UnescapeError::LoneSurrogate);
+                }
+                let c = char::from_u32(cp).expect("surrogates are handled above");
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                continue;
+            }
+        };
+        out.push(simple);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ok(s: &str) -> Kind {
+        parse_value(s.as_bytes()).unwrap_or_else(|e| panic!("{s}: {e}")).kind
+    }
+
+    fn bad(s: &str) -> JsonError {
+        parse_value(s.as_bytes()).expect_err(s)
+    }
+
+    #[test]
+    fn accepts_what_json_accepts() {
+        assert_eq!(ok("null"), Kind::Null);
+        assert_eq!(ok(" true "), Kind::Bool(true));
+        assert_eq!(ok("-0.5e+10"), Kind::Number);
+        assert_eq!(ok(r#""a\"b""#), Kind::String { escaped: true });
+        assert_eq!(ok(r#""plain""#), Kind::String { escaped: false });
+        assert_eq!(ok(r#"{"a":[1,{"b":[]},"x"],"c":{}}"#), Kind::Object);
+        assert_eq!(ok("[[],[[]]]"), Kind::Array);
+    }
+
+    #[test]
+    fn refuses_what_json_refuses_with_a_position() {
+        for s in [
+            "",
+            "{",
+            "{\"a\"}",
+            "{\"a\":1,}",
+            "[1,]",
+            "[,1]",
+            "01",
+            "1.",
+            "-",
+            "1e",
+            "tru",
+            "{a:1}",
+            "\"\t\"",
+            "\"\\x\"",
+            "\"\\u12\"",
+            "[1 2]",
+            "{} x",
+            "\"abc",
+            "{\"a\":1 \"b\":2}",
+            "]",
+        ] {
+            bad(s);
+        }
+        let e = bad(r#"{"a" 1}"#);
+        assert_eq!(e.offset, 5);
+        assert_eq!(e.to_string(), "expected \":\", found \"1\" at character 6");
+    }
+
+    #[test]
+    fn deep_nesting_does_not_recurse() {
+        let deep = "[".repeat(200_000) + &"]".repeat(200_000);
+        assert_eq!(ok(&deep), Kind::Array);
+        assert!(parse_value(("[".repeat(200_000) + "]").as_bytes()).is_err());
+    }
+
+    #[test]
+    fn object_members_come_in_order_with_raw_values() {
+        let line = br#" {"id": "x", "n": 505874924095815681, "o": {"k": [1, 2]}, "e\u0041": null} "#;
+        let mut seen = Vec::new();
+        let r = parse_object(line, |k, esc, v| {
+            seen.push((String::from_utf8(k.to_vec()).unwrap(), esc, v.kind, String::from_utf8(v.raw.to_vec()).unwrap()))
+        });
+        assert_eq!(r, Ok(None));
+        assert_eq!(
+            seen,
+            vec![
+                ("id".into(), false, Kind::String { escaped: false }, "\"x\"".into()),
+                ("n".into(), false, Kind::Number, "505874924095815681".into()),
+                ("o".into(), false, Kind::Object, "{\"k\": [1, 2]}".into()),
+                ("e\\u0041".into(), true, Kind::Null, "null".into()),
+            ]
+        );
+        assert_eq!(parse_object(b"[1]", |_, _, _| panic!()), Ok(Some(Kind::Array)));
+        assert!(parse_object(b"{\"a\":1} {}", |_, _, _| {}).is_err());
+    }
+
+    #[test]
+    fn unescapes_like_postgres() {
+        let text = |s: &str| {
+            parse_value(s.as_bytes()).unwrap().string_text().map(|c| String::from_utf8(c.into_owned()).unwrap())
+        };
+        assert_eq!(text(r#""a\"b\\c\/d\n\t""#).unwrap(), "a\"b\\c/d\n\t");
+        assert_eq!(text(r#""\u00e9\ud83c\udf89""#).unwrap(), "é🎉");
+        assert_eq!(text(r#""\u0000""#), Err(UnescapeError::Nul));
+        assert_eq!(text(r#""\ud83c""#), Err(UnescapeError::LoneSurrogate));
+        assert_eq!(text(r#""\udf89x""#), Err(UnescapeError::LoneSurrogate));
+    }
+
+    #[test]
+    fn array_elements_in_order() {
+        let v = parse_value(br#"[1, "a", [2], {"b": 3}, null]"#).unwrap();
+        let raws: Vec<&[u8]> = array_elements(v.raw).map(|e| e.raw).collect();
+        assert_eq!(raws, vec![&b"1"[..], b"\"a\"", b"[2]", b"{\"b\": 3}", b"null"]);
+        assert_eq!(array_elements(b"[]").count(), 0);
+        assert_eq!(array_elements(b"[ ]").count(), 0);
+    }
+
+    fn arb_json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            any::<i64>().prop_map(|n| serde_json::json!(n)),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| serde_json::json!(f)),
+            "\\PC*".prop_map(serde_json::Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
+                proptest::collection::btree_map("\\PC{0,6}", inner, 0..6)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_serde_json_on_valid_documents(v in arb_json(), pretty in any::<bool>()) {
+            let text = if pretty { serde_json::to_string_pretty(&v).unwrap() } else { serde_json::to_string(&v).unwrap() };
+            let parsed = parse_value(text.as_bytes());
+            prop_assert!(parsed.is_ok(), "{}: {:?}", text, parsed);
+            if let serde_json::Value::String(s) = &v {
+                if !s.contains('\0') {
+                    let got = parsed.unwrap().string_text().unwrap().into_owned();
+                    prop_assert_eq!(got, s.as_bytes().to_vec());
+                }
+            }
+        }
+
+        #[test]
+        fn agrees_with_serde_json_on_arbitrary_text(s in "[\\[\\]{}\",:0-9a-z\\\\. -]{0,24}") {
+            let ours = parse_value(s.as_bytes()).is_ok();
+            // serde_json also refuses lone surrogates while scanning; we refuse them when decoding
+            prop_assume!(!s.contains("\\u"));
+            let theirs = serde_json::from_str::<serde_json::Value>(&s).is_ok();
+            prop_assert_eq!(ours, theirs, "{}", s);
+        }
+    }
+}
