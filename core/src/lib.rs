@@ -7,6 +7,7 @@ pub mod error;
 pub mod framing;
 pub mod json;
 pub mod mapping;
+pub mod pipeline;
 pub mod sample;
 
 /// The version every pg_ingest component reports.

@@ -1,0 +1,354 @@
+//! The parse pipeline: a reader thread frames the input into chunks, a rayon pool encodes them
+//! in parallel, and the caller (the backend's main thread) takes them back in order.
+//!
+//! Memory is bounded: at most `in_flight` chunks exist at once (read, being encoded, or waiting
+//! to be taken), because the reader needs a token per chunk and gets one back only when the
+//! caller has taken a chunk. Dropping the pipeline cancels it and joins every thread, on any
+//! exit path (end, error, or a PostgreSQL ERROR unwinding through the caller).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::encode::{EncodedChunk, RowEncoder};
+use crate::error::RowError;
+use crate::framing::LineFramer;
+
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    pub threads: usize,
+    pub chunk_bytes: usize,
+    pub max_line_bytes: usize,
+    /// Chunks that may exist at once; at least `threads + 1`.
+    pub in_flight: usize,
+}
+
+impl PipelineOptions {
+    pub fn new(threads: usize, chunk_bytes: usize, max_line_bytes: usize) -> Self {
+        let threads = threads.max(1);
+        Self { threads, chunk_bytes, max_line_bytes, in_flight: 2 * threads + 2 }
+    }
+}
+
+enum Msg {
+    Chunk(EncodedChunk),
+    /// The input could not be framed at chunk `seq` (I/O error, or a line over the limit).
+    Failed {
+        seq: u64,
+        error: RowError,
+    },
+    End {
+        chunks: u64,
+    },
+}
+
+/// What [`Pipeline::next`] returns.
+#[derive(Debug)]
+pub enum Next {
+    Chunk(EncodedChunk),
+    /// Reading failed after every chunk before it was returned.
+    Failed(RowError),
+    End,
+}
+
+/// Counts tasks still running on the pool, so that drop can wait for them.
+#[derive(Default)]
+struct InFlight {
+    count: Mutex<usize>,
+    zero: Condvar,
+}
+
+impl InFlight {
+    fn add(&self) {
+        *self.count.lock().unwrap() += 1;
+    }
+    fn done(&self) {
+        let mut c = self.count.lock().unwrap();
+        *c -= 1;
+        if *c == 0 {
+            self.zero.notify_all();
+        }
+    }
+    fn wait_idle(&self) {
+        let mut c = self.count.lock().unwrap();
+        while *c > 0 {
+            c = self.zero.wait(c).unwrap();
+        }
+    }
+}
+
+pub struct Pipeline {
+    results: Receiver<Msg>,
+    tokens: Option<SyncSender<()>>,
+    cancel: Arc<AtomicBool>,
+    reader: Option<JoinHandle<()>>,
+    tasks: Arc<InFlight>,
+    pool: Option<Arc<rayon::ThreadPool>>,
+    waiting: BTreeMap<u64, EncodedChunk>,
+    next_seq: u64,
+    failed: Option<(u64, RowError)>,
+    end: Option<u64>,
+    /// Bytes of input the reader has consumed so far.
+    bytes_read: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Pipeline {
+    /// Starts reading `input` and encoding it with `encoder`.
+    pub fn start<R: Read + Send + 'static>(
+        input: R,
+        encoder: Arc<RowEncoder>,
+        opts: &PipelineOptions,
+    ) -> std::io::Result<Self> {
+        let pool = Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(opts.threads)
+                .thread_name(|i| format!("pg_ingest parse {i}"))
+                .build()
+                .map_err(std::io::Error::other)?,
+        );
+        let in_flight = opts.in_flight.max(opts.threads + 1);
+        let (token_tx, token_rx) = mpsc::sync_channel::<()>(in_flight);
+        for _ in 0..in_flight {
+            token_tx.send(()).expect("room for every token");
+        }
+        let (tx, results) = mpsc::channel::<Msg>();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let tasks = Arc::new(InFlight::default());
+        let bytes_read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let reader = {
+            let (pool, cancel, tasks, bytes_read) = (pool.clone(), cancel.clone(), tasks.clone(), bytes_read.clone());
+            let (chunk_bytes, max_line) = (opts.chunk_bytes, opts.max_line_bytes);
+            std::thread::Builder::new().name("pg_ingest read".into()).spawn(move || {
+                let mut framer = LineFramer::new(input, chunk_bytes, max_line);
+                let mut seq = 0;
+                loop {
+                    if token_rx.recv().is_err() || cancel.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let next = framer.next_chunk();
+                    bytes_read.store(framer.bytes_read, Ordering::Relaxed);
+                    match next {
+                        Ok(Some(chunk)) => {
+                            seq = chunk.seq + 1;
+                            let (tx, cancel, encoder, done) =
+                                (tx.clone(), cancel.clone(), encoder.clone(), tasks.clone());
+                            done.add();
+                            pool.spawn(move || {
+                                let encoded = encoder.encode_chunk(&chunk, &cancel);
+                                drop(chunk);
+                                let _ = tx.send(Msg::Chunk(encoded));
+                                done.done();
+                            });
+                        }
+                        Ok(None) => {
+                            let _ = tx.send(Msg::End { chunks: seq });
+                            return;
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Msg::Failed { seq, error: e.into_row_error() });
+                            return;
+                        }
+                    }
+                }
+            })?
+        };
+        Ok(Self {
+            results,
+            tokens: Some(token_tx),
+            cancel,
+            reader: Some(reader),
+            tasks,
+            pool: Some(pool),
+            waiting: BTreeMap::new(),
+            next_seq: 0,
+            failed: None,
+            end: None,
+            bytes_read,
+        })
+    }
+
+    /// Bytes of input read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read.load(Ordering::Relaxed)
+    }
+
+    /// The next chunk in input order. `on_wait` runs about every `tick` while waiting (the
+    /// backend checks for interrupts there; an ERROR it raises unwinds and drops the pipeline).
+    pub fn next(&mut self, tick: Duration, on_wait: &mut dyn FnMut()) -> Next {
+        loop {
+            if let Some(chunk) = self.waiting.remove(&self.next_seq) {
+                self.next_seq += 1;
+                if let Some(tokens) = &self.tokens {
+                    let _ = tokens.try_send(());
+                }
+                return Next::Chunk(chunk);
+            }
+            if let Some((seq, _)) = &self.failed {
+                if *seq == self.next_seq {
+                    let (_, e) = self.failed.take().unwrap();
+                    return Next::Failed(e);
+                }
+            }
+            if self.end == Some(self.next_seq) {
+                return Next::End;
+            }
+            match self.results.recv_timeout(tick) {
+                Ok(Msg::Chunk(c)) => {
+                    self.waiting.insert(c.seq, c);
+                }
+                Ok(Msg::Failed { seq, error }) => self.failed = Some((seq, error)),
+                Ok(Msg::End { chunks }) => self.end = Some(chunks),
+                Err(RecvTimeoutError::Timeout) => on_wait(),
+                Err(RecvTimeoutError::Disconnected) => {
+                    // every sender is gone without an End: only a reader panic does that
+                    return Next::Failed(RowError::new(
+                        crate::error::sqlstate::IO_ERROR,
+                        "the file reader stopped unexpectedly",
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Stops the threads and waits for them; also what drop does.
+    pub fn stop(&mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+        self.tokens.take();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        self.tasks.wait_idle();
+        self.pool.take();
+        self.waiting.clear();
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::{ColumnKind, ColumnSpec, DefaultValue, EncodeOptions};
+    use crate::mapping::Source;
+
+    fn encoder() -> Arc<RowEncoder> {
+        let cols = vec![ColumnSpec {
+            name: "id".into(),
+            kind: ColumnKind::Int8,
+            default: DefaultValue::Null,
+            source: Source::Key,
+        }];
+        Arc::new(RowEncoder::new(cols, EncodeOptions::default()).unwrap())
+    }
+
+    fn input(n: usize) -> Vec<u8> {
+        (1..=n).map(|i| format!("{{\"id\":{i}}}\n")).collect::<String>().into_bytes()
+    }
+
+    fn drain(p: &mut Pipeline) -> (Vec<EncodedChunk>, Option<RowError>) {
+        let mut chunks = Vec::new();
+        loop {
+            match p.next(Duration::from_millis(10), &mut || {}) {
+                Next::Chunk(c) => chunks.push(c),
+                Next::Failed(e) => return (chunks, Some(e)),
+                Next::End => return (chunks, None),
+            }
+        }
+    }
+
+    #[test]
+    fn chunks_come_back_in_order_with_every_row() {
+        let opts = PipelineOptions::new(4, 256, 1 << 20);
+        let mut p = Pipeline::start(std::io::Cursor::new(input(20_000)), encoder(), &opts).unwrap();
+        let (chunks, err) = drain(&mut p);
+        assert!(err.is_none());
+        assert!(chunks.len() > 100);
+        assert_eq!(chunks.iter().map(|c| c.seq).collect::<Vec<_>>(), (0..chunks.len() as u64).collect::<Vec<_>>());
+        assert_eq!(chunks.iter().map(|c| c.rows).sum::<u64>(), 20_000);
+        let mut line = 1;
+        for c in &chunks {
+            assert_eq!(c.first_line, line);
+            line += c.lines;
+        }
+        assert_eq!(p.bytes_read(), input(20_000).len() as u64);
+    }
+
+    #[test]
+    fn a_read_failure_comes_after_the_chunks_before_it() {
+        let mut data = input(1000);
+        data.extend_from_slice(&vec![b'x'; 5000]);
+        data.extend_from_slice(b"\n{\"id\":1}\n");
+        let opts = PipelineOptions::new(2, 512, 4096);
+        let mut p = Pipeline::start(std::io::Cursor::new(data), encoder(), &opts).unwrap();
+        let (chunks, err) = drain(&mut p);
+        let err = err.expect("line too long");
+        assert_eq!(err.sqlstate, "54000");
+        assert_eq!(err.line, 1001);
+        assert_eq!(chunks.iter().map(|c| c.rows).sum::<u64>(), 1000);
+    }
+
+    /// An input that never ends, counting what was read: proves memory stays bounded while the
+    /// caller is slow, and that dropping the pipeline stops the reader.
+    struct Endless(Arc<std::sync::atomic::AtomicU64>);
+    impl Read for Endless {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let line = b"{\"id\":1}\n";
+            let n = buf.len() / line.len() * line.len();
+            for i in 0..n / line.len() {
+                buf[i * line.len()..(i + 1) * line.len()].copy_from_slice(line);
+            }
+            self.0.fetch_add(n as u64, Ordering::Relaxed);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn memory_is_bounded_and_drop_stops_everything() {
+        let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let opts = PipelineOptions::new(2, 64 * 1024, 1 << 20);
+        let mut p = Pipeline::start(Endless(read.clone()), encoder(), &opts).unwrap();
+        // take one chunk, then stall: the reader must stop after in_flight chunks
+        assert!(matches!(p.next(Duration::from_millis(10), &mut || {}), Next::Chunk(_)));
+        std::thread::sleep(Duration::from_millis(300));
+        let before = read.load(Ordering::Relaxed);
+        assert!(before <= (opts.in_flight as u64 + 2) * 64 * 1024, "{before}");
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(read.load(Ordering::Relaxed), before, "the reader waits for the caller");
+        let start = std::time::Instant::now();
+        drop(p);
+        assert!(start.elapsed() < Duration::from_secs(2));
+        let after = read.load(Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(read.load(Ordering::Relaxed), after, "nothing reads after drop");
+    }
+
+    #[test]
+    fn waiting_calls_back() {
+        // a reader that blocks for a while: next() must keep calling on_wait
+        struct Slow(bool);
+        impl Read for Slow {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0 {
+                    return Ok(0);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+                self.0 = true;
+                buf[..9].copy_from_slice(b"{\"id\":1}\n");
+                Ok(9)
+            }
+        }
+        let mut p = Pipeline::start(Slow(false), encoder(), &PipelineOptions::new(1, 1024, 1024)).unwrap();
+        let mut waits = 0;
+        let got = p.next(Duration::from_millis(10), &mut || waits += 1);
+        assert!(matches!(got, Next::Chunk(c) if c.rows == 1));
+        assert!(waits >= 5, "{waits}");
+    }
+}
