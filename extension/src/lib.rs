@@ -2,10 +2,18 @@
 //! PostgreSQL's own COPY FROM machinery; query batches in dynamic background workers.
 
 mod api;
+mod error;
+mod gucs;
+mod ingest;
 
 ::pgrx::pg_module_magic!(name, version);
 
 pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+
+#[pgrx::pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::init();
+}
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;

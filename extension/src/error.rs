@@ -1,0 +1,70 @@
+//! Errors pg_ingest raises: one type, mapped once to a PostgreSQL ERROR with its SQLSTATE.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+use pg_ingest_core::error::RowError;
+
+/// A SQLSTATE from its five characters (PostgreSQL's `MAKE_SQLSTATE`).
+pub fn sqlstate(code: &str) -> PgSqlErrorCode {
+    let b = code.as_bytes();
+    let six = |i: usize| ((b.get(i).copied().unwrap_or(b'0').wrapping_sub(b'0')) & 0x3F) as i32;
+    PgSqlErrorCode::from(six(0) + (six(1) << 6) + (six(2) << 12) + (six(3) << 18) + (six(4) << 24))
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestError {
+    pub code: PgSqlErrorCode,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+}
+
+impl IngestError {
+    pub fn new(code: PgSqlErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), detail: None, hint: None }
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// A bad line of `file`: the message names the file, line and column.
+    pub fn from_row(file: &str, e: &RowError) -> Self {
+        let mut err = Self::new(sqlstate(e.sqlstate), format!("{file}: {}: {}", e.location(), e.message));
+        err.detail = e.detail.clone();
+        err
+    }
+
+    /// Raises it as an ERROR.
+    pub fn raise(self) -> ! {
+        let mut report = ErrorReport::new(self.code, self.message, "ingest_jsonl");
+        if let Some(d) = self.detail {
+            report = report.set_detail(d);
+        }
+        if let Some(h) = self.hint {
+            report = report.set_hint(h);
+        }
+        report.report(PgLogLevel::ERROR);
+        unreachable!("an ERROR does not return")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_map_to_pgrx_codes() {
+        assert_eq!(sqlstate("22P02"), PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION);
+        assert_eq!(sqlstate("42501"), PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE);
+        assert_eq!(sqlstate("58P01"), PgSqlErrorCode::ERRCODE_UNDEFINED_FILE);
+        assert_eq!(sqlstate("23502"), PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION);
+    }
+}

@@ -1,0 +1,70 @@
+//! pg_ingest's settings (`SET pg_ingest.…`), with typed getters.
+
+use std::ffi::CStr;
+
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+static MAX_LINE_BYTES: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024 * 1024);
+static CHUNK_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4 * 1024 * 1024);
+static MAX_THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
+
+pub fn init() {
+    GucRegistry::define_int_guc(
+        c"pg_ingest.max_line_bytes",
+        c"Longest line ingest_jsonl accepts.",
+        c"A longer line is an error (SQLSTATE 54000) naming the line, never an out-of-memory.",
+        &MAX_LINE_BYTES,
+        1024,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_ingest.chunk_bytes",
+        c"Bytes of input each parse thread takes at a time.",
+        c"Memory in use is about (2 × threads + 2) chunks of input and their encoded rows.",
+        &CHUNK_BYTES,
+        64 * 1024,
+        256 * 1024 * 1024,
+        GucContext::Userset,
+        GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_ingest.max_threads",
+        c"Most parse threads one load may use (0: the number of CPUs).",
+        c"",
+        &MAX_THREADS,
+        0,
+        256,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    mark_prefix_reserved(c"pg_ingest");
+}
+
+fn mark_prefix_reserved(prefix: &CStr) {
+    #[cfg(any(feature = "pg13", feature = "pg14"))]
+    unsafe {
+        pgrx::pg_sys::EmitWarningsOnPlaceholders(prefix.as_ptr())
+    }
+    #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+    unsafe {
+        pgrx::pg_sys::MarkGUCPrefixReserved(prefix.as_ptr())
+    }
+}
+
+pub fn max_line_bytes() -> usize {
+    MAX_LINE_BYTES.get() as usize
+}
+
+pub fn chunk_bytes() -> usize {
+    CHUNK_BYTES.get() as usize
+}
+
+/// The cap on parse threads: the setting, else the machine's CPU count.
+pub fn max_threads() -> usize {
+    match MAX_THREADS.get() {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        n => n as usize,
+    }
+}

@@ -1,0 +1,295 @@
+//! The data source behind COPY FROM: a binary COPY stream made of the pipeline's chunks.
+//!
+//! COPY's callback has no user pointer, so the active feed is kept on a thread-local stack
+//! (COPY can nest, through triggers). Everything here runs on the backend's main thread: it
+//! takes chunks from the parse threads in order, fills their holes with PostgreSQL's own
+//! input and send functions or the column's DEFAULT, and hands the bytes to COPY.
+
+use std::cell::RefCell;
+use std::ffi::c_int;
+use std::time::Duration;
+
+use pgrx::pg_sys::{self, Oid};
+
+use pg_ingest_core::encode::{EncodedChunk, Hole};
+use pg_ingest_core::error::RowError;
+use pg_ingest_core::pipeline::{Next, Pipeline};
+
+use crate::error::IngestError;
+
+const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+const TRAILER: &[u8] = &[0xff, 0xff];
+
+/// How one column's values are made on the main thread: input and send functions, and a
+/// per-row DEFAULT expression when there is one.
+pub struct ColumnIo {
+    pub name: String,
+    typioparam: Oid,
+    typmod: i32,
+    input: Box<pg_sys::FmgrInfo>,
+    send: Box<pg_sys::FmgrInfo>,
+    pub default_state: *mut pg_sys::ExprState,
+}
+
+impl ColumnIo {
+    pub fn new(name: &str, typid: Oid, typmod: i32) -> Self {
+        unsafe {
+            let (mut input_fn, mut typioparam, mut send_fn, mut varlena) =
+                (Oid::INVALID, Oid::INVALID, Oid::INVALID, false);
+            pg_sys::getTypeInputInfo(typid, &mut input_fn, &mut typioparam);
+            pg_sys::getTypeBinaryOutputInfo(typid, &mut send_fn, &mut varlena);
+            let mut input: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
+            let mut send: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
+            pg_sys::fmgr_info(input_fn, input.as_mut());
+            pg_sys::fmgr_info(send_fn, send.as_mut());
+            Self { name: name.to_owned(), typioparam, typmod, input, send, default_state: std::ptr::null_mut() }
+        }
+    }
+
+    /// A value's binary form, through the type's send function.
+    pub fn send(&mut self, datum: pg_sys::Datum) -> Vec<u8> {
+        unsafe {
+            let bytes = pg_sys::SendFunctionCall(self.send.as_mut(), datum);
+            let len = pgrx::varlena::varsize_any_exhdr(bytes as *const pg_sys::varlena);
+            let data = pgrx::varlena::vardata_any(bytes as *const pg_sys::varlena) as *const u8;
+            std::slice::from_raw_parts(data, len).to_vec()
+        }
+    }
+
+    /// Text through the input function (`'text'::type`), then the send function.
+    fn input_then_send(&mut self, text: &[u8], cstr: &mut Vec<u8>) -> Vec<u8> {
+        cstr.clear();
+        cstr.extend_from_slice(text);
+        cstr.push(0);
+        let datum = unsafe {
+            pg_sys::InputFunctionCall(self.input.as_mut(), cstr.as_mut_ptr() as *mut _, self.typioparam, self.typmod)
+        };
+        self.send(datum)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Header,
+    Rows,
+    Done,
+}
+
+/// Where COPY's input comes from, and what has gone through.
+pub struct Feed {
+    pub file: String,
+    pipeline: Pipeline,
+    io: Vec<ColumnIo>,
+    econtext: *mut pg_sys::ExprContext,
+    scratch: pg_sys::MemoryContext,
+    stage: Stage,
+    out: Vec<u8>,
+    pos: usize,
+    pending_error: Option<RowError>,
+    cstr: Vec<u8>,
+    /// `(first row, its line)` wherever line − row changes; rows count from 1 as COPY's do.
+    breakpoints: Vec<(u64, i64)>,
+    pub rows_sent: u64,
+    pub lines: u64,
+    pub blank_lines: u64,
+    pub input_bytes: u64,
+    /// The hole being filled: its line and column, for an error raised meanwhile.
+    pub current_hole: Option<(u64, u16)>,
+    /// The feed raised the current error itself, already naming file and line.
+    pub raised_own: bool,
+}
+
+thread_local! {
+    static FEEDS: RefCell<Vec<*mut Feed>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Keeps a feed on the stack the callback reads, for as long as it lives.
+pub struct ActiveFeed(());
+
+impl ActiveFeed {
+    pub fn push(feed: *mut Feed) -> Self {
+        FEEDS.with(|f| f.borrow_mut().push(feed));
+        Self(())
+    }
+}
+
+impl Drop for ActiveFeed {
+    fn drop(&mut self) {
+        FEEDS.with(|f| f.borrow_mut().pop());
+    }
+}
+
+impl Feed {
+    pub fn new(file: String, pipeline: Pipeline, io: Vec<ColumnIo>) -> Self {
+        let (econtext, scratch) = unsafe {
+            (
+                pg_sys::CreateStandaloneExprContext(),
+                pg_sys::AllocSetContextCreateExtended(
+                    pg_sys::CurrentMemoryContext,
+                    c"pg_ingest values".as_ptr(),
+                    pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+                    pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+                    pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+                ),
+            )
+        };
+        Self {
+            file,
+            pipeline,
+            io,
+            econtext,
+            scratch,
+            stage: Stage::Header,
+            out: Vec::new(),
+            pos: 0,
+            pending_error: None,
+            cstr: Vec::new(),
+            breakpoints: Vec::new(),
+            rows_sent: 0,
+            lines: 0,
+            blank_lines: 0,
+            input_bytes: 0,
+            current_hole: None,
+            raised_own: false,
+        }
+    }
+
+    pub fn column_name(&self, column: u16) -> &str {
+        &self.io[column as usize].name
+    }
+
+    /// The file line of COPY's row `row` (from 1).
+    pub fn line_of_row(&self, row: u64) -> Option<u64> {
+        let i = self.breakpoints.partition_point(|&(r, _)| r <= row).checked_sub(1)?;
+        let (r, line) = self.breakpoints[i];
+        Some((line + (row - r) as i64) as u64)
+    }
+
+    /// Bytes of the file read, a BOM included.
+    pub fn bytes_read(&self) -> u64 {
+        self.pipeline.bytes_read()
+    }
+
+    /// Stops the parse threads (also done when the feed is dropped).
+    pub fn stop(&mut self) {
+        self.pipeline.stop();
+    }
+
+    fn raise(&mut self, e: &RowError) -> ! {
+        self.raised_own = true;
+        IngestError::from_row(&self.file, e).raise()
+    }
+
+    /// Makes the next bytes ready in `out`; false at the end of the stream.
+    fn refill(&mut self) -> bool {
+        self.out.clear();
+        self.pos = 0;
+        match self.stage {
+            Stage::Header => {
+                self.out.extend_from_slice(HEADER);
+                self.stage = Stage::Rows;
+            }
+            Stage::Rows => {
+                if let Some(e) = self.pending_error.take() {
+                    self.raise(&e);
+                }
+                match self.pipeline.next(Duration::from_millis(50), &mut || {
+                    pgrx::check_for_interrupts!();
+                }) {
+                    Next::Chunk(chunk) => self.take(chunk),
+                    Next::Failed(e) => self.raise(&e),
+                    Next::End => {
+                        self.out.extend_from_slice(TRAILER);
+                        self.stage = Stage::Done;
+                    }
+                }
+            }
+            Stage::Done => return false,
+        }
+        true
+    }
+
+    fn take(&mut self, mut chunk: EncodedChunk) {
+        for &(r, line) in &chunk.row_lines {
+            let row = self.rows_sent + r + 1;
+            let delta = line as i64 - row as i64;
+            if self.breakpoints.last().is_none_or(|&(r0, l0)| l0 - r0 as i64 != delta) {
+                self.breakpoints.push((row, line as i64));
+            }
+        }
+        self.rows_sent += chunk.rows;
+        self.lines += chunk.lines;
+        self.blank_lines += chunk.blank_lines;
+        self.input_bytes += chunk.input_bytes;
+        self.pending_error = chunk.errors.first().cloned();
+        if chunk.holes.is_empty() {
+            std::mem::swap(&mut self.out, &mut chunk.bytes);
+        } else {
+            self.splice(&chunk);
+        }
+    }
+
+    /// Copies the chunk's bytes into `out`, filling each hole on the way.
+    fn splice(&mut self, chunk: &EncodedChunk) {
+        self.out.reserve(chunk.bytes.len() + chunk.holes.len() * 16);
+        let mut prev = 0;
+        let old = unsafe { pg_sys::MemoryContextSwitchTo(self.scratch) };
+        for hole in &chunk.holes {
+            self.out.extend_from_slice(&chunk.bytes[prev..hole.at]);
+            prev = hole.at;
+            self.current_hole = Some((hole.line, hole.column));
+            match self.fill(hole, chunk) {
+                Some(bytes) => {
+                    self.out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+                    self.out.extend_from_slice(&bytes);
+                }
+                None => self.out.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
+        }
+        self.current_hole = None;
+        self.out.extend_from_slice(&chunk.bytes[prev..]);
+        unsafe {
+            pg_sys::MemoryContextSwitchTo(old);
+            pg_sys::MemoryContextReset(self.scratch);
+            pg_sys::MemoryContextReset((*self.econtext).ecxt_per_tuple_memory);
+        }
+    }
+
+    fn fill(&mut self, hole: &Hole, chunk: &EncodedChunk) -> Option<Vec<u8>> {
+        let io = &mut self.io[hole.column as usize];
+        match &hole.text {
+            Some(range) => Some(io.input_then_send(&chunk.text[range.clone()], &mut self.cstr)),
+            None => {
+                let mut isnull = false;
+                let datum = unsafe { pg_sys::ExecEvalExprSwitchContext(io.default_state, self.econtext, &mut isnull) };
+                (!isnull).then(|| io.send(datum))
+            }
+        }
+    }
+
+    /// COPY asks for between `min` and `max` bytes.
+    fn read(&mut self, outbuf: *mut u8, min: usize, max: usize) -> usize {
+        let mut copied = 0;
+        while copied < max {
+            if self.pos == self.out.len() {
+                if copied >= min.max(1) || !self.refill() {
+                    break;
+                }
+                continue;
+            }
+            let n = (self.out.len() - self.pos).min(max - copied);
+            unsafe { std::ptr::copy_nonoverlapping(self.out.as_ptr().add(self.pos), outbuf.add(copied), n) };
+            self.pos += n;
+            copied += n;
+        }
+        copied
+    }
+}
+
+/// COPY FROM's data source callback.
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn feed_copy_data(outbuf: *mut std::ffi::c_void, minread: c_int, maxread: c_int) -> c_int {
+    let feed = FEEDS.with(|f| f.borrow().last().copied()).expect("COPY asked pg_ingest for data with no load running");
+    let feed = unsafe { &mut *feed };
+    feed.read(outbuf as *mut u8, minread.max(0) as usize, maxread.max(0) as usize) as c_int
+}

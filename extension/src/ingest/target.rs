@@ -1,0 +1,194 @@
+//! The target table: found by name or from the file's stem, opened with COPY FROM's lock,
+//! checked as COPY FROM checks it, and described column by column for the encoder.
+
+use std::ffi::{CStr, CString};
+
+use pgrx::pg_sys::{self, Oid};
+use pgrx::{PgSqlErrorCode, PgTupleDesc};
+
+use pg_ingest_core::encode::{ColumnKind, DefaultValue};
+
+use crate::error::IngestError;
+
+/// One column COPY writes (dropped and generated columns are not among them).
+pub struct TargetColumn {
+    pub attnum: i16,
+    pub name: String,
+    pub typid: Oid,
+    pub typmod: i32,
+    pub kind: ColumnKind,
+}
+
+pub struct Target {
+    pub rel: pg_sys::Relation,
+    pub oid: Oid,
+    /// `schema.table`, quoted where needed.
+    pub name: String,
+    pub columns: Vec<TargetColumn>,
+}
+
+/// The table a load goes to: `target` when given, else the table named after the file's stem
+/// (`/data/chat.jsonl` → `chat`), found through `search_path`.
+pub fn resolve(target: Option<Oid>, path: &str) -> Oid {
+    if let Some(oid) = target {
+        return oid;
+    }
+    let stem = std::path::Path::new(path)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(|n| n.split('.').next().unwrap_or(n).to_owned())
+        .unwrap_or_default();
+    for candidate in [stem.clone(), stem.to_lowercase()] {
+        if candidate.is_empty() {
+            continue;
+        }
+        let c = CString::new(candidate).expect("a path has no NUL");
+        let oid = unsafe {
+            let rv = pg_sys::makeRangeVar(std::ptr::null_mut(), c.as_ptr() as *mut _, -1);
+            pg_sys::RangeVarGetRelidExtended(
+                rv,
+                pg_sys::NoLock as _,
+                pg_sys::RVROption::RVR_MISSING_OK,
+                None,
+                std::ptr::null_mut(),
+            )
+        };
+        if oid != pg_sys::InvalidOid {
+            return oid;
+        }
+    }
+    IngestError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, format!("no table \"{stem}\" to load \"{path}\" into"))
+        .detail(format!(
+            "Without target, the table is named after the file: \"{stem}\", looked up through search_path."
+        ))
+        .hint("Pass the table as target => 'schema.table', or create a table with that name.")
+        .raise()
+}
+
+/// Reading a file on the server takes what COPY FROM a file takes.
+pub fn check_file_permission() {
+    let allowed = unsafe {
+        pg_sys::superuser()
+            || pg_sys::has_privs_of_role(pg_sys::GetUserId(), Oid::from(pg_sys::ROLE_PG_READ_SERVER_FILES))
+    };
+    if !allowed {
+        IngestError::new(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, "permission denied to read a file on the server")
+            .detail("Only superusers and roles with privileges of the \"pg_read_server_files\" role may ingest server files, as for COPY FROM a file.")
+            .hint("GRANT pg_read_server_files TO the role that loads, or load as a superuser.")
+            .raise();
+    }
+}
+
+fn column_kind(typid: Oid) -> ColumnKind {
+    let base = unsafe { pg_sys::getBaseType(typid) };
+    match base {
+        pg_sys::TEXTOID | pg_sys::VARCHAROID | pg_sys::BPCHAROID => ColumnKind::Text,
+        pg_sys::INT2OID => ColumnKind::Int2,
+        pg_sys::INT4OID => ColumnKind::Int4,
+        pg_sys::INT8OID => ColumnKind::Int8,
+        pg_sys::FLOAT4OID => ColumnKind::Float4,
+        pg_sys::FLOAT8OID => ColumnKind::Float8,
+        pg_sys::BOOLOID => ColumnKind::Bool,
+        pg_sys::JSONOID => ColumnKind::Json,
+        pg_sys::JSONBOID => ColumnKind::Jsonb,
+        pg_sys::TIMESTAMPTZOID => ColumnKind::Timestamptz,
+        pg_sys::TIMESTAMPOID => ColumnKind::Timestamp,
+        pg_sys::DATEOID => ColumnKind::Date,
+        _ if unsafe { pg_sys::get_element_type(base) } != pg_sys::InvalidOid => ColumnKind::Array,
+        _ => ColumnKind::Other,
+    }
+}
+
+impl Target {
+    /// Opens the table with RowExclusiveLock (COPY FROM's lock, held to the end of the
+    /// transaction) and lists the columns COPY can write.
+    pub fn open(oid: Oid) -> Self {
+        let rel = unsafe { pg_sys::table_open(oid, pg_sys::RowExclusiveLock as _) };
+        let name = unsafe {
+            let nsp = pg_sys::get_namespace_name((*(*rel).rd_rel).relnamespace);
+            let relname = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr());
+            let q = pg_sys::quote_qualified_identifier(nsp, relname.as_ptr());
+            CStr::from_ptr(q).to_string_lossy().into_owned()
+        };
+        let tupdesc = unsafe { PgTupleDesc::from_pg_unchecked((*rel).rd_att) };
+        let mut columns = Vec::new();
+        for (i, att) in tupdesc.iter().enumerate() {
+            if att.is_dropped() || att.attgenerated != 0 {
+                continue;
+            }
+            columns.push(TargetColumn {
+                attnum: (i + 1) as i16,
+                name: att.name().to_owned(),
+                typid: att.type_oid().value(),
+                typmod: att.type_mod(),
+                kind: column_kind(att.type_oid().value()),
+            });
+        }
+        Self { rel, oid, name, columns }
+    }
+
+    /// INSERT privilege on every column written, and no row-level security: COPY FROM's checks.
+    pub fn check_insert_permission(&self, pstate: *mut pg_sys::ParseState) -> *mut pg_sys::ParseNamespaceItem {
+        unsafe {
+            let nsitem = pg_sys::addRangeTableEntryForRelation(
+                pstate,
+                self.rel,
+                pg_sys::RowExclusiveLock as _,
+                std::ptr::null_mut(),
+                false,
+                false,
+            );
+            let rte = (*nsitem).p_rte;
+            (*rte).requiredPerms = pg_sys::ACL_INSERT as _;
+            for c in &self.columns {
+                let bit = c.attnum as i32 - pg_sys::FirstLowInvalidHeapAttributeNumber;
+                (*rte).insertedCols = pg_sys::bms_add_member((*rte).insertedCols, bit);
+            }
+            pg_sys::ExecCheckRTPerms((*pstate).p_rtable, true);
+            if pg_sys::check_enable_rls(self.oid, pg_sys::InvalidOid, false)
+                == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+            {
+                IngestError::new(
+                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    format!("cannot ingest into {}: it has row-level security enabled", self.name),
+                )
+                .detail("ingest_jsonl writes through COPY FROM, which is not supported with row-level security.")
+                .hint("Use INSERT statements instead, or load as a role that bypasses row-level security.")
+                .raise();
+            }
+            nsitem
+        }
+    }
+
+    /// What a column gets when a line has no value for it, as INSERT would give it: no
+    /// default → NULL; a non-volatile default → computed once here; a volatile one → per row.
+    /// Returns the planned expression for per-row defaults.
+    pub fn default_for(
+        &self,
+        col: &TargetColumn,
+        mut send: impl FnMut(pg_sys::Datum) -> Vec<u8>,
+    ) -> (DefaultValue, *mut pg_sys::Expr) {
+        unsafe {
+            let node = pg_sys::build_column_default(self.rel, col.attnum as _);
+            if node.is_null() {
+                return (DefaultValue::Null, std::ptr::null_mut());
+            }
+            let expr = pg_sys::expression_planner(node as *mut pg_sys::Expr);
+            if pg_sys::contain_volatile_functions(expr as *mut pg_sys::Node) {
+                return (DefaultValue::PerRow, expr);
+            }
+            let state = pg_sys::ExecInitExpr(expr, std::ptr::null_mut());
+            let econtext = pg_sys::CreateStandaloneExprContext();
+            let mut isnull = false;
+            let datum = pg_sys::ExecEvalExprSwitchContext(state, econtext, &mut isnull);
+            let value = if isnull { None } else { Some(send(datum)) };
+            pg_sys::FreeExprContext(econtext, true);
+            (DefaultValue::Const(value), std::ptr::null_mut())
+        }
+    }
+
+    /// Closes the table, keeping the lock to the end of the transaction.
+    pub fn close(self) {
+        unsafe { pg_sys::table_close(self.rel, pg_sys::NoLock as _) };
+    }
+}
