@@ -72,7 +72,8 @@ start() {
     else
         write_config
         say "starting the private cluster on $PGHOST:$PGPORT (log: $PG_LOG)"
-        if ! as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 start >/dev/null; then
+        # Rust backtraces in the server environment would end up in every error's DETAIL.
+        if ! as_pg env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 start >/dev/null; then
             tail -n 40 "$PG_LOG" >&2
             exit 1
         fi

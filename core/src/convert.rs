@@ -196,11 +196,13 @@ pub fn epoch_date(v: &Value, unit: EpochUnit) -> Result<Vec<u8>, RowError> {
 const MAX_ARRAY_DIMS: usize = 6;
 
 /// A JSON array as a PostgreSQL array literal (`{1,"a b",NULL,{2,3}}`) for `array_in`.
-pub fn array_literal(v: &Value, out: &mut Vec<u8>) -> Result<(), RowError> {
-    array_literal_at(v, out, 1)
+/// With `json_elements` (json[]/jsonb[] columns) every element, arrays included, is one JSON
+/// value; otherwise nested arrays are dimensions.
+pub fn array_literal(v: &Value, json_elements: bool, out: &mut Vec<u8>) -> Result<(), RowError> {
+    array_literal_at(v, json_elements, out, 1)
 }
 
-fn array_literal_at(v: &Value, out: &mut Vec<u8>, depth: usize) -> Result<(), RowError> {
+fn array_literal_at(v: &Value, json_elements: bool, out: &mut Vec<u8>, depth: usize) -> Result<(), RowError> {
     if depth > MAX_ARRAY_DIMS {
         return Err(RowError::new(
             sqlstate::PROGRAM_LIMIT_EXCEEDED,
@@ -214,10 +216,10 @@ fn array_literal_at(v: &Value, out: &mut Vec<u8>, depth: usize) -> Result<(), Ro
         }
         match e.kind {
             Kind::Null => out.extend_from_slice(b"NULL"),
-            Kind::Array => array_literal_at(&e, out, depth + 1)?,
+            Kind::Array if !json_elements => array_literal_at(&e, json_elements, out, depth + 1)?,
             Kind::Number | Kind::Bool(_) => out.extend_from_slice(e.raw),
-            Kind::String { .. } | Kind::Object => {
-                let text = text_form(&e)?;
+            Kind::String { .. } | Kind::Object | Kind::Array => {
+                let text: std::borrow::Cow<[u8]> = if json_elements { e.raw.into() } else { text_form(&e)? };
                 out.push(b'"');
                 for &b in text.iter() {
                     if b == b'"' || b == b'\\' {
@@ -299,7 +301,7 @@ mod tests {
     fn array_literals() {
         let lit = |s: &str| {
             let mut out = Vec::new();
-            array_literal(&v(s), &mut out).map(|_| String::from_utf8(out).unwrap())
+            array_literal(&v(s), false, &mut out).map(|_| String::from_utf8(out).unwrap())
         };
         assert_eq!(lit("[1, 2.5, -3]").unwrap(), "{1,2.5,-3}");
         assert_eq!(
@@ -311,5 +313,8 @@ mod tests {
         assert_eq!(lit(r#"[{"a":1}]"#).unwrap(), r#"{"{\"a\":1}"}"#);
         assert_eq!(lit("[[[[[[[1]]]]]]]").unwrap_err().sqlstate, "54000");
         assert_eq!(lit(r#"["\u0000"]"#).unwrap_err().sqlstate, "22P05");
+        let mut out = Vec::new();
+        array_literal(&v(r#"[{"a": 1}, [2, "x"], "s", 3]"#), true, &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), r#"{"{\"a\": 1}","[2, \"x\"]","\"s\"",3}"#);
     }
 }

@@ -33,6 +33,8 @@ pub enum ColumnKind {
     Date,
     /// A PostgreSQL array type: JSON arrays become array literals for `array_in`.
     Array,
+    /// json[] or jsonb[]: each element of a JSON array, arrays included, is one JSON value.
+    JsonArray,
     /// Anything else: the type's input function decides.
     Other,
 }
@@ -396,9 +398,9 @@ impl RowEncoder {
                 Some(convert::epoch_timestamp(&v, self.opts.epoch_unit)?)
             }
             ColumnKind::Date if v.kind == Kind::Number => Some(convert::epoch_date(&v, self.opts.epoch_unit)?),
-            ColumnKind::Array if v.kind == Kind::Array => {
+            ColumnKind::Array | ColumnKind::JsonArray if v.kind == Kind::Array => {
                 let start = out.text.len();
-                convert::array_literal(&v, &mut out.text)?;
+                convert::array_literal(&v, col.kind == ColumnKind::JsonArray, &mut out.text)?;
                 let range = start..out.text.len();
                 put_hole(out, c, line, Some(range));
                 return Ok(());

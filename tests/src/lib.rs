@@ -83,3 +83,78 @@ pub fn pg_ingest_bin() -> PathBuf {
         .find(|p| p.is_file())
         .expect("pg-ingest is not on PATH: run `make install` (or set PG_INGEST_BIN)")
 }
+
+/// A directory the server can read (the postgres OS user reads the files, not the test).
+pub struct DataDir {
+    dir: tempfile::TempDir,
+}
+
+impl DataDir {
+    pub fn new() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new().prefix("pg_ingest_e2e").tempdir_in("/tmp").unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        Self { dir }
+    }
+
+    /// Writes `name` and returns its absolute path.
+    pub fn write(&self, name: &str, content: impl AsRef<[u8]>) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().unwrap().to_owned()
+    }
+}
+
+impl Default for DataDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The result row of `ingest_jsonl`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    pub file: String,
+    pub target: String,
+    pub status: String,
+    pub lines: i64,
+    pub rows_inserted: i64,
+    pub rows_rejected: i64,
+    pub lines_skipped: i64,
+    pub bytes: i64,
+    pub seconds: f64,
+}
+
+impl Loaded {
+    pub fn from_row(r: &postgres::Row) -> Self {
+        Self {
+            file: r.get("file"),
+            target: r.get("target"),
+            status: r.get("status"),
+            lines: r.get("lines"),
+            rows_inserted: r.get("rows_inserted"),
+            rows_rejected: r.get("rows_rejected"),
+            lines_skipped: r.get("lines_skipped"),
+            bytes: r.get("bytes"),
+            seconds: r.get("seconds"),
+        }
+    }
+}
+
+/// `SELECT * FROM ingest_jsonl(path, <extra SQL arguments>)`.
+pub fn ingest(client: &mut Client, path: &str, extra: &str) -> Result<Loaded, postgres::Error> {
+    let sql = format!("SELECT * FROM ingest_jsonl($1{}{extra})", if extra.is_empty() { "" } else { ", " });
+    client.query_one(&sql, &[&path]).map(|r| Loaded::from_row(&r))
+}
+
+/// The server's error: (SQLSTATE, message, detail).
+pub fn db_error(e: &postgres::Error) -> (String, String, Option<String>) {
+    let db = e.as_db_error().unwrap_or_else(|| panic!("not a server error: {e}"));
+    (db.code().code().to_owned(), db.message().to_owned(), db.detail().map(str::to_owned))
+}

@@ -94,8 +94,11 @@ fn column_kind(typid: Oid) -> ColumnKind {
         pg_sys::TIMESTAMPTZOID => ColumnKind::Timestamptz,
         pg_sys::TIMESTAMPOID => ColumnKind::Timestamp,
         pg_sys::DATEOID => ColumnKind::Date,
-        _ if unsafe { pg_sys::get_element_type(base) } != pg_sys::InvalidOid => ColumnKind::Array,
-        _ => ColumnKind::Other,
+        _ => match unsafe { pg_sys::get_element_type(base) } {
+            pg_sys::InvalidOid => ColumnKind::Other,
+            pg_sys::JSONOID | pg_sys::JSONBOID => ColumnKind::JsonArray,
+            _ => ColumnKind::Array,
+        },
     }
 }
 
