@@ -32,8 +32,12 @@ demo: install start ## generate a sample chat log and load it
 test: deps ## every test suite (unit, #[pg_test], end-to-end); prints the server log on failure
 	@$(SCRIPTS)/test.sh
 
-bench: install start ## benchmarks against PostgreSQL's own COPY (filled by later work)
-	@echo "no benchmarks yet"
+BENCH_LINES ?= 2000000
+BENCH_RUNS ?= 3
+bench: install start ## ingest_jsonl against PostgreSQL's own COPY; table in bench/out/results.md
+	@mkdir -p bench/out
+	@source $(SCRIPTS)/common.sh && cargo run --quiet --release --locked -p pg_ingest_tests --bin bench -- \
+		--lines $(BENCH_LINES) --runs $(BENCH_RUNS) --out bench/out/results.md
 
 fmt: ## format the code
 	cargo fmt --all

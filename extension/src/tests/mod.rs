@@ -2,3 +2,4 @@
 //! Every file holds one inline `#[pg_schema] mod tests`, as pgrx requires.
 
 mod bootstrap;
+mod ingest;

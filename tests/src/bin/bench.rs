@@ -1,0 +1,223 @@
+//! `make bench`: ingest_jsonl against PostgreSQL's own COPY on the same rows, side by side in
+//! one run, alternating methods, median of several runs, reported as ratios.
+//!
+//!   bench [--lines N] [--runs N] [--out FILE]
+//!
+//! Methods: COPY csv and COPY binary of the rows pre-converted by the server; ingest_jsonl;
+//! the usual workaround (COPY each line into a jsonb staging table, then INSERT … SELECT).
+//! Each on a table without indexes and with a primary key and two indexes. For each load the
+//! backend's peak private memory (RssAnon, sampled) is reported too.
+
+use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pg_ingest_tests::connect;
+use postgres::Client;
+
+const DDL_PLAIN: &str = "CREATE TABLE bench_chat (id text, \"from\" text NOT NULL, type text, site_id text NOT NULL, \
+    data text DEFAULT '', \"timestamp\" timestamptz NOT NULL, meta jsonb)";
+const DDL_INDEXES: &str = "ALTER TABLE bench_chat ADD PRIMARY KEY (id); \
+    CREATE INDEX ON bench_chat (site_id); CREATE INDEX ON bench_chat (\"timestamp\")";
+
+struct Args {
+    lines: u64,
+    runs: usize,
+    out: Option<String>,
+}
+
+fn args() -> Args {
+    let mut a = Args { lines: 2_000_000, runs: 3, out: None };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let v = it.next().unwrap_or_else(|| panic!("{k} needs a value"));
+        match k.as_str() {
+            "--lines" => a.lines = v.parse().expect("--lines N"),
+            "--runs" => a.runs = v.parse::<usize>().expect("--runs N").max(1),
+            "--out" => a.out = Some(v),
+            _ => panic!("unknown argument {k}"),
+        }
+    }
+    a
+}
+
+/// Samples a backend's RssAnon (kB) until stopped; the peak is its private memory high-water mark.
+struct MemSampler {
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+fn rss_anon_kb(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("RssAnon:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+impl MemSampler {
+    fn start(pid: i32) -> Self {
+        let (stop, peak) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+        let (s, p) = (stop.clone(), peak.clone());
+        let handle = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                p.fetch_max(rss_anon_kb(pid), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        Self { stop, peak, handle: Some(handle) }
+    }
+
+    fn finish(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.take().unwrap().join().unwrap();
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+struct Method {
+    name: &'static str,
+    sql: Vec<String>,
+}
+
+fn methods(jsonl: &str, csv: &str, bin: &str) -> Vec<Method> {
+    let staging_insert = "INSERT INTO bench_chat SELECT doc->>'id', doc->>'from', doc->>'type', doc->>'site_id', \
+        coalesce(doc->>'data', ''), to_timestamp((doc->>'timestamp')::bigint), doc->'meta' FROM bench_staging";
+    vec![
+        Method { name: "COPY csv", sql: vec![format!("COPY bench_chat FROM '{csv}' (FORMAT csv)")] },
+        Method { name: "COPY binary", sql: vec![format!("COPY bench_chat FROM '{bin}' (FORMAT binary)")] },
+        Method { name: "ingest_jsonl", sql: vec![format!("SELECT * FROM ingest_jsonl('{jsonl}', 'bench_chat')")] },
+        Method {
+            name: "staging jsonb + INSERT SELECT",
+            sql: vec![
+                format!("COPY bench_staging (doc) FROM '{jsonl}' (FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02')"),
+                staging_insert.to_owned(),
+            ],
+        },
+    ]
+}
+
+fn reset(admin: &mut Client) {
+    admin.batch_execute("TRUNCATE bench_chat, bench_staging").unwrap();
+    admin.batch_execute("CHECKPOINT").unwrap();
+}
+
+/// One timed load on a fresh connection: (seconds, peak private memory in MB).
+fn run_once(db: &str, m: &Method) -> (f64, f64) {
+    let mut c = connect(db);
+    let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let sampler = MemSampler::start(pid);
+    let start = Instant::now();
+    for sql in &m.sql {
+        c.batch_execute(sql).unwrap_or_else(|e| panic!("{}: {e}", m.name));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    (secs, sampler.finish() as f64 / 1024.0)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    s[s.len() / 2]
+}
+
+fn main() {
+    let args = args();
+    let db = "pg_ingest_bench";
+    let mut admin = connect("postgres");
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+    let mut admin = connect(db);
+    admin.batch_execute("CREATE EXTENSION pg_ingest").unwrap();
+
+    // Files: the JSON lines, and the same rows as csv and binary written by the server itself.
+    let dir = std::env::temp_dir().join("pg_ingest_bench");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let jsonl = dir.join("chat.jsonl").to_str().unwrap().to_owned();
+    let (csv, bin) =
+        (dir.join("chat.csv").to_str().unwrap().to_owned(), dir.join("chat.bin").to_str().unwrap().to_owned());
+    eprintln!("generating {} lines into {jsonl}", args.lines);
+    let file = std::fs::File::create(&jsonl).unwrap();
+    let bytes = pg_ingest_core::sample::write_chat_lines(std::io::BufWriter::new(file), args.lines, 42).unwrap();
+    std::fs::set_permissions(&jsonl, std::fs::Permissions::from_mode(0o644)).unwrap();
+    admin.batch_execute(DDL_PLAIN).unwrap();
+    admin.batch_execute("CREATE UNLOGGED TABLE bench_staging (doc jsonb)").unwrap();
+    admin.batch_execute(&format!("SELECT * FROM ingest_jsonl('{jsonl}', 'bench_chat')")).unwrap();
+    admin
+        .batch_execute(&format!("COPY bench_chat TO '{csv}' (FORMAT csv); COPY bench_chat TO '{bin}' (FORMAT binary)"))
+        .unwrap();
+    let rows: i64 = admin.query_one("SELECT count(*) FROM bench_chat", &[]).unwrap().get(0);
+    assert_eq!(rows as u64, args.lines);
+
+    let methods = methods(&jsonl, &csv, &bin);
+    let mut report = String::new();
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    writeln!(
+        report,
+        "pg_ingest benchmark: {} chat lines ({:.0} MB), {} runs each, alternating; {threads} CPUs\n",
+        args.lines,
+        bytes as f64 / 1e6,
+        args.runs
+    )
+    .unwrap();
+    for (variant, ddl) in [("no indexes", None), ("primary key + 2 indexes", Some(DDL_INDEXES))] {
+        if let Some(ddl) = ddl {
+            reset(&mut admin);
+            admin.batch_execute(ddl).unwrap();
+        }
+        let mut times = vec![Vec::new(); methods.len()];
+        let mut mem = vec![0f64; methods.len()];
+        for run in 0..args.runs {
+            for (i, m) in methods.iter().enumerate() {
+                reset(&mut admin);
+                let (secs, mb) = run_once(db, m);
+                let n: i64 = admin.query_one("SELECT count(*) FROM bench_chat", &[]).unwrap().get(0);
+                assert_eq!(n as u64, args.lines, "{} loaded {n} rows", m.name);
+                eprintln!("[{variant}] run {} {:<30} {secs:7.2} s  peak {mb:6.1} MB", run + 1, m.name);
+                times[i].push(secs);
+                mem[i] = mem[i].max(mb);
+            }
+        }
+        let med: Vec<f64> = times.iter().map(|t| median(t)).collect();
+        let (csv_t, ingest_t) = (med[0], med[2]);
+        writeln!(report, "### {variant}\n").unwrap();
+        writeln!(report, "| method | median s | min s | max s | MB/s | rows/s | × COPY csv time | backend peak MB |")
+            .unwrap();
+        writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|").unwrap();
+        for (i, m) in methods.iter().enumerate() {
+            let (lo, hi) = times[i].iter().fold((f64::MAX, 0f64), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+            writeln!(
+                report,
+                "| {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.2} | {:.0} |",
+                m.name,
+                med[i],
+                lo,
+                hi,
+                bytes as f64 / 1e6 / med[i],
+                args.lines as f64 / med[i],
+                med[i] / csv_t,
+                mem[i]
+            )
+            .unwrap();
+        }
+        writeln!(report).unwrap();
+        writeln!(report, "- ingest_jsonl / COPY csv time: **{:.2}** (target ≤ 0.80)", ingest_t / csv_t).unwrap();
+        writeln!(report, "- ingest_jsonl / COPY binary time: {:.2}", ingest_t / med[1]).unwrap();
+        writeln!(report, "- staging workaround / ingest_jsonl time: **{:.2}×** (target ≥ 3)\n", med[3] / ingest_t)
+            .unwrap();
+    }
+    print!("{report}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, &report).unwrap();
+        eprintln!("written to {out}");
+    }
+    let mut admin = connect("postgres");
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
