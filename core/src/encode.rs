@@ -64,11 +64,21 @@ pub struct EncodeOptions {
     pub max_line_bytes: usize,
     /// Stop at the first bad line of a chunk (else record every bad line and go on).
     pub stop_at_first_error: bool,
+    /// Keep what rejects need: each row's line offset, the chunk's input, bad lines' text.
+    pub track_rows: bool,
+    /// Longest raw line text kept in an error record.
+    pub raw_limit: usize,
 }
 
 impl Default for EncodeOptions {
     fn default() -> Self {
-        Self { epoch_unit: EpochUnit::Seconds, max_line_bytes: 64 << 20, stop_at_first_error: true }
+        Self {
+            epoch_unit: EpochUnit::Seconds,
+            max_line_bytes: 64 << 20,
+            stop_at_first_error: true,
+            track_rows: false,
+            raw_limit: 4096,
+        }
     }
 }
 
@@ -88,6 +98,8 @@ pub struct Hole {
 pub struct EncodedChunk {
     pub seq: u64,
     pub first_line: u64,
+    /// File offset of the chunk's first byte.
+    pub offset: u64,
     /// Lines in the chunk, blank ones and bad ones included.
     pub lines: u64,
     pub rows: u64,
@@ -103,11 +115,32 @@ pub struct EncodedChunk {
     /// Bad lines, in order. With `stop_at_first_error`, at most one, and the chunk's rows end
     /// just before it.
     pub errors: Vec<RowError>,
+    /// Where each row starts in `bytes`.
+    pub row_starts: Vec<usize>,
+    /// With `track_rows`: the file offset of each row's line, and the chunk's input.
+    pub row_offsets: Vec<u64>,
+    pub input: Vec<u8>,
+    /// The input's last line had no newline and does not parse yet: it was left for a later
+    /// load (not counted in `lines` nor in `input_bytes`).
+    pub held_back: bool,
     /// The work was cancelled before the chunk was finished.
     pub cancelled: bool,
 }
 
 impl EncodedChunk {
+    /// Where row `row` ends in `bytes`.
+    pub fn row_end(&self, row: usize) -> usize {
+        self.row_starts.get(row + 1).copied().unwrap_or(self.bytes.len())
+    }
+
+    /// With `track_rows`: the text of the line of row `row`.
+    pub fn row_text(&self, row: usize, first_offset: u64) -> &[u8] {
+        let start = (self.row_offsets[row] - first_offset) as usize;
+        let rest = &self.input[start..];
+        let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        rest[..end].strip_suffix(b"\r").unwrap_or(&rest[..end])
+    }
+
     /// The line number of row `row` (0-based, within the chunk).
     pub fn line_of_row(&self, row: u64) -> Option<u64> {
         let i = self.row_lines.partition_point(|&(r, _)| r <= row).checked_sub(1)?;
@@ -177,6 +210,7 @@ impl RowEncoder {
         let mut out = EncodedChunk {
             seq: chunk.seq,
             first_line: chunk.first_line,
+            offset: chunk.offset,
             lines: chunk.lines,
             input_bytes: chunk.data.len() as u64,
             bytes: Vec::with_capacity(chunk.data.len() + chunk.data.len() / 8),
@@ -191,6 +225,7 @@ impl RowEncoder {
             layout: Vec::new(),
         };
         let mut next_expected_line = 0;
+        let last_line = chunk.first_line + chunk.lines.saturating_sub(1);
         for (i, line) in framing::lines(chunk).enumerate() {
             if i % 1024 == 0 && cancel.load(Ordering::Relaxed) {
                 out.cancelled = true;
@@ -200,6 +235,7 @@ impl RowEncoder {
                 out.blank_lines += 1;
                 continue;
             }
+            let row_start = out.bytes.len();
             match self.encode_line(line.text, line.no, &mut s, &mut out) {
                 Ok(()) => {
                     if line.no != next_expected_line {
@@ -207,14 +243,31 @@ impl RowEncoder {
                     }
                     next_expected_line = line.no + 1;
                     out.rows += 1;
+                    out.row_starts.push(row_start);
+                    if self.opts.track_rows {
+                        out.row_offsets.push(line.offset);
+                    }
+                }
+                Err(e) if chunk.unterminated && line.no == last_line && is_unfinished(&e) => {
+                    // a line still being written: it waits for the next load
+                    out.held_back = true;
+                    out.lines -= 1;
+                    out.input_bytes -= line.text.len() as u64;
                 }
                 Err(e) => {
-                    out.errors.push(e.at(line.no, line.offset));
+                    let mut e = e.at(line.no, line.offset);
+                    if self.opts.track_rows {
+                        e = e.with_raw(line.text, self.opts.raw_limit);
+                    }
+                    out.errors.push(e);
                     if self.opts.stop_at_first_error {
                         break;
                     }
                 }
             }
+        }
+        if self.opts.track_rows {
+            out.input = chunk.data.clone();
         }
         out
     }
@@ -480,9 +533,17 @@ fn kind_name(k: Kind) -> &'static str {
     }
 }
 
+const JSON_SYNTAX: &str = "invalid input syntax for type json";
+
 fn json_error(e: JsonError) -> RowError {
-    RowError::new(sqlstate::INVALID_TEXT_REPRESENTATION, "invalid input syntax for type json")
-        .with_detail(e.to_string())
+    RowError::new(sqlstate::INVALID_TEXT_REPRESENTATION, JSON_SYNTAX).with_detail(e.to_string())
+}
+
+/// A line that may simply not be finished yet: broken JSON or a cut UTF-8 character.
+fn is_unfinished(e: &RowError) -> bool {
+    e.column.is_none()
+        && (e.sqlstate == sqlstate::CHARACTER_NOT_IN_REPERTOIRE
+            || (e.sqlstate == sqlstate::INVALID_TEXT_REPRESENTATION && e.message == JSON_SYNTAX))
 }
 
 #[cfg(test)]

@@ -285,3 +285,36 @@ fn invalid_mappings_are_refused() {
     let r2 = ColumnSpec { source: Source::Rest, ..col("r2", ColumnKind::Jsonb) };
     assert!(RowEncoder::new(vec![r1, r2], EncodeOptions::default()).is_err());
 }
+
+#[test]
+fn rows_are_tracked_for_rejects() {
+    let opts = EncodeOptions { stop_at_first_error: false, track_rows: true, raw_limit: 8, ..EncodeOptions::default() };
+    let input = "{\"id\":\"1\"}\r\nnot json at all\n\n{\"id\":\"3\"}\n";
+    let ch = encode(vec![col("id", ColumnKind::Text)], input, opts);
+    assert_eq!(ch.row_starts.len(), 2);
+    assert_eq!(ch.row_offsets, vec![0, 29]);
+    assert_eq!(ch.row_end(0), ch.row_starts[1]);
+    assert_eq!(ch.row_text(0, 0), b"{\"id\":\"1\"}");
+    assert_eq!(ch.row_text(1, 0), b"{\"id\":\"3\"}");
+    assert_eq!(ch.errors[0].raw.as_deref(), Some("not json"));
+    assert_eq!((ch.errors[0].line, ch.errors[0].offset), (2, 12));
+}
+
+#[test]
+fn an_unfinished_last_line_waits() {
+    let cols = || vec![col("id", ColumnKind::Text)];
+    let ch = encode(cols(), "{\"id\":\"1\"}\n{\"id\":\"2", EncodeOptions::default());
+    assert!(ch.held_back && ch.errors.is_empty());
+    assert_eq!((ch.rows, ch.lines, ch.input_bytes), (1, 1, 11));
+    // a finished last line without a newline is loaded
+    let ch = encode(cols(), "{\"id\":\"1\"}\n{\"id\":\"2\"}", EncodeOptions::default());
+    assert!(!ch.held_back);
+    assert_eq!((ch.rows, ch.lines), (2, 2));
+    // a broken line with its newline is an error, not a wait
+    let ch = encode(cols(), "{\"id\":\"1\"}\n{\"id\":\"2\n", EncodeOptions::default());
+    assert!(!ch.held_back);
+    assert_eq!(ch.errors[0].line, 2);
+    // a complete line that is not valid for its column is an error even at the end
+    let ch = encode(cols(), "{\"id\":\"\\u0000\"}", EncodeOptions::default());
+    assert!(!ch.held_back && ch.errors.len() == 1);
+}

@@ -29,11 +29,13 @@ pub struct RowError {
     pub sqlstate: &'static str,
     pub message: String,
     pub detail: Option<String>,
+    /// The line as it was in the file (lossy UTF-8), cut to a limit; kept for rejects.
+    pub raw: Option<String>,
 }
 
 impl RowError {
     pub fn new(sqlstate: &'static str, message: impl Into<String>) -> Self {
-        Self { line: 0, offset: 0, column: None, sqlstate, message: message.into(), detail: None }
+        Self { line: 0, offset: 0, column: None, sqlstate, message: message.into(), detail: None, raw: None }
     }
 
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
@@ -44,6 +46,11 @@ impl RowError {
     pub fn at(mut self, line: u64, offset: u64) -> Self {
         self.line = line;
         self.offset = offset;
+        self
+    }
+
+    pub fn with_raw(mut self, line: &[u8], limit: usize) -> Self {
+        self.raw = Some(raw_text(line, limit));
         self
     }
 
@@ -59,6 +66,15 @@ impl RowError {
             None => format!("line {}", self.line),
         }
     }
+}
+
+/// A line as text for people: lossy UTF-8, cut to `limit` bytes at a character boundary.
+pub fn raw_text(line: &[u8], limit: usize) -> String {
+    let mut end = line.len().min(limit);
+    while end > 0 && end < line.len() && (line[end] & 0xC0) == 0x80 {
+        end -= 1;
+    }
+    String::from_utf8_lossy(&line[..end]).into_owned()
 }
 
 impl fmt::Display for RowError {

@@ -24,6 +24,8 @@ pub struct Chunk {
     pub data: Vec<u8>,
     /// How many lines `data` holds.
     pub lines: u64,
+    /// The input ended without a newline after the last line of `data`.
+    pub unterminated: bool,
 }
 
 #[derive(Debug)]
@@ -68,15 +70,21 @@ pub struct LineFramer<R> {
 
 impl<R: Read> LineFramer<R> {
     pub fn new(input: R, chunk_bytes: usize, max_line_bytes: usize) -> Self {
+        Self::resume(input, 0, 1, chunk_bytes, max_line_bytes)
+    }
+
+    /// Frames an input already positioned at byte `offset`, whose next line is number `line`
+    /// (a BOM is only looked for at offset 0).
+    pub fn resume(input: R, offset: u64, line: u64, chunk_bytes: usize, max_line_bytes: usize) -> Self {
         Self {
             input,
             chunk_bytes: chunk_bytes.max(1),
             max_line_bytes: max_line_bytes.max(1),
             carry: Vec::new(),
             next_seq: 0,
-            next_line: 1,
-            next_offset: 0,
-            at_start: true,
+            next_line: line,
+            next_offset: offset,
+            at_start: offset == 0,
             eof: false,
             bytes_read: 0,
         }
@@ -147,9 +155,16 @@ impl<R: Read> LineFramer<R> {
             self.carry = buf[cut..].to_vec();
             buf.truncate(cut);
             let newlines = count_newlines(&buf) as u64;
-            let lines = newlines + u64::from(!buf.ends_with(b"\n"));
-            let chunk =
-                Chunk { seq: self.next_seq, first_line: self.next_line, offset: self.next_offset, data: buf, lines };
+            let unterminated = !buf.ends_with(b"\n");
+            let lines = newlines + u64::from(unterminated);
+            let chunk = Chunk {
+                seq: self.next_seq,
+                first_line: self.next_line,
+                offset: self.next_offset,
+                data: buf,
+                lines,
+                unterminated,
+            };
             self.next_seq += 1;
             self.next_line += lines;
             self.next_offset += chunk.data.len() as u64;
@@ -258,6 +273,16 @@ mod tests {
         // a long line within the limit spans chunks
         let chunks = frame(b"0123456789\nab\n", 3, 10).unwrap();
         assert_eq!(all_lines(&chunks)[0].2, b"0123456789".to_vec());
+    }
+
+    #[test]
+    fn resumes_at_an_offset_and_line() {
+        let input = b"{}\n{}\n\xEF\xBB\xBF{}";
+        let mut f = LineFramer::resume(&input[3..], 3, 2, 1024, 100);
+        let c = f.next_chunk().unwrap().unwrap();
+        assert_eq!(all_lines(&[c.clone()]), vec![(2, 3, b"{}".to_vec()), (3, 6, b"\xEF\xBB\xBF{}".to_vec())]);
+        assert!(c.unterminated);
+        assert!(!frame(b"x\n", 8, 8).unwrap()[0].unterminated);
     }
 
     #[test]

@@ -25,12 +25,15 @@ pub struct PipelineOptions {
     pub max_line_bytes: usize,
     /// Chunks that may exist at once; at least `threads + 1`.
     pub in_flight: usize,
+    /// Where the input starts in the file (it is already positioned there), and its line.
+    pub start_offset: u64,
+    pub start_line: u64,
 }
 
 impl PipelineOptions {
     pub fn new(threads: usize, chunk_bytes: usize, max_line_bytes: usize) -> Self {
         let threads = threads.max(1);
-        Self { threads, chunk_bytes, max_line_bytes, in_flight: 2 * threads + 2 }
+        Self { threads, chunk_bytes, max_line_bytes, in_flight: 2 * threads + 2, start_offset: 0, start_line: 1 }
     }
 }
 
@@ -121,9 +124,10 @@ impl Pipeline {
         let bytes_read = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let reader = {
             let (pool, cancel, tasks, bytes_read) = (pool.clone(), cancel.clone(), tasks.clone(), bytes_read.clone());
-            let (chunk_bytes, max_line) = (opts.chunk_bytes, opts.max_line_bytes);
+            let (chunk_bytes, max_line, offset, line) =
+                (opts.chunk_bytes, opts.max_line_bytes, opts.start_offset, opts.start_line);
             std::thread::Builder::new().name("pg_ingest read".into()).spawn(move || {
-                let mut framer = LineFramer::new(input, chunk_bytes, max_line);
+                let mut framer = LineFramer::resume(input, offset, line, chunk_bytes, max_line);
                 let mut seq = 0;
                 loop {
                     if token_rx.recv().is_err() || cancel.load(Ordering::Relaxed) {

@@ -21,6 +21,9 @@ fn ingest_jsonl(
     threads: default!(Option<i32>, "NULL"),
     rest: default!(Option<&str>, "NULL"),
     epoch_unit: default!(&str, "'s'"),
+    on_error: default!(&str, "'stop'"),
+    max_errors: default!(Option<i64>, "NULL"),
+    force: default!(bool, false),
 ) -> TableIterator<
     'static,
     (
@@ -40,6 +43,9 @@ fn ingest_jsonl(
         rest: rest.map(str::to_owned),
         threads,
         epoch_unit: epoch_unit.to_owned(),
+        on_error: on_error.to_owned(),
+        max_errors,
+        force,
     };
     let r = ingest::ingest_file(path, target.map(|t| t.oid()), &opts);
     TableIterator::once((

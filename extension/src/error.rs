@@ -68,3 +68,19 @@ mod tests {
         assert_eq!(sqlstate("23502"), PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION);
     }
 }
+
+/// A SQLSTATE's five characters with a static lifetime, for [`RowError`] records.
+pub fn static_sqlstate(code: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static CODES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut codes = CODES.get_or_init(Default::default).lock().unwrap();
+    match codes.get(code) {
+        Some(c) => c,
+        None => {
+            let leaked: &'static str = Box::leak(code.to_owned().into_boxed_str());
+            codes.insert(leaked);
+            leaked
+        }
+    }
+}

@@ -7,6 +7,7 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 static MAX_LINE_BYTES: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024 * 1024);
 static CHUNK_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4 * 1024 * 1024);
 static MAX_THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
+static REJECT_LINE_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4096);
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -39,6 +40,16 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"pg_ingest.reject_line_bytes",
+        c"How much of a rejected line ingest.rejects keeps.",
+        c"The raw line is cut at a character boundary at or below this many bytes.",
+        &REJECT_LINE_BYTES,
+        0,
+        64 * 1024 * 1024,
+        GucContext::Userset,
+        GucFlags::UNIT_BYTE,
+    );
     mark_prefix_reserved(c"pg_ingest");
 }
 
@@ -67,4 +78,8 @@ pub fn max_threads() -> usize {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
         n => n as usize,
     }
+}
+
+pub fn reject_line_bytes() -> usize {
+    REJECT_LINE_BYTES.get() as usize
 }

@@ -5,10 +5,12 @@ mod api;
 mod error;
 mod gucs;
 mod ingest;
+mod ledger;
 
 ::pgrx::pg_module_magic!(name, version);
 
 pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+pgrx::extension_sql_file!("../sql/ledger.sql", name = "ledger", requires = ["bootstrap"]);
 
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {

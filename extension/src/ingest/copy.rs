@@ -1,6 +1,7 @@
 //! Running COPY FROM over a [`Feed`]: `BeginCopyFrom` with our data source in binary format,
 //! `CopyFrom` (the whole COPY executor: triggers, constraints, partitions, indexes, defaults),
-//! `EndCopyFrom`. An error raised inside is re-raised naming the file, line and column.
+//! `EndCopyFrom`. A failure comes back with where it happened: COPY's row and column, or
+//! the hole being filled.
 
 use std::ffi::CStr;
 
@@ -18,8 +19,43 @@ unsafe extern "C" {
     fn pg_ingest_copy_cur_attname(cstate: pg_sys::CopyFromState) -> *const std::ffi::c_char;
 }
 
-/// Writes every row the feed yields into the target; returns the rows COPY processed.
-pub fn copy_from(target: &Target, feed: *mut Feed) -> u64 {
+/// An ERROR raised inside COPY, and where.
+pub struct CopyFailure {
+    pub error: CaughtError,
+    /// Five characters; empty for a Rust panic.
+    pub sqlstate: String,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+    /// COPY's row number (from 1) when it was processing rows.
+    pub copy_row: Option<u64>,
+    pub column: Option<String>,
+    /// The hole being filled: its line, and its row's index in the chunk when feeding rows.
+    pub hole: Option<(u64, Option<usize>)>,
+    /// The feed raised it itself (a bad line found by the parse threads).
+    pub raised_by_feed: bool,
+}
+
+impl CopyFailure {
+    /// A data error of some row (class 22, 23, 54, or raised by a trigger), as opposed to a
+    /// cancel, an out-of-memory, a lock or serialization failure...
+    pub fn is_about_a_row(&self) -> bool {
+        matches!(self.sqlstate.get(..2), Some("22" | "23" | "54" | "P0"))
+    }
+
+    pub fn rethrow(self) -> ! {
+        self.error.rethrow()
+    }
+}
+
+/// The five characters of a SQLSTATE.
+fn sqlstate_text(code: PgSqlErrorCode) -> String {
+    let n = code as isize;
+    (0..5).map(|i| (((n >> (6 * i)) & 0x3F) as u8 + b'0') as char).collect()
+}
+
+/// Writes every row the feed yields into the target; the rows COPY processed, or what failed.
+pub fn run_copy(target: &Target, feed: *mut Feed) -> Result<u64, CopyFailure> {
     unsafe {
         let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
         (*pstate).p_sourcetext = pg_sys::debug_query_string;
@@ -48,50 +84,66 @@ pub fn copy_from(target: &Target, feed: *mut Feed) -> u64 {
             attnames,
             options,
         );
-        // raw addresses: the catch closure must be unwind-safe
+        // raw addresses: the closures must be unwind-safe
         let (feed_addr, cstate_addr) = (feed as usize, cstate as usize);
-        let rows = PgTryBuilder::new(|| pg_sys::CopyFrom(cstate_addr as pg_sys::CopyFromState))
-            .catch_others(|e| annotate(e, feed_addr as *mut Feed, cstate_addr as pg_sys::CopyFromState))
+        let result = PgTryBuilder::new(|| Ok(pg_sys::CopyFrom(cstate_addr as pg_sys::CopyFromState)))
+            .catch_others(|e| Err(failure(e, feed_addr as *mut Feed, cstate_addr as pg_sys::CopyFromState)))
             .execute();
-        pg_sys::EndCopyFrom(cstate);
-        rows
+        if result.is_ok() {
+            pg_sys::EndCopyFrom(cstate);
+        }
+        result
     }
 }
 
-/// The five characters of a SQLSTATE.
-fn sqlstate_text(code: PgSqlErrorCode) -> String {
-    let n = code as isize;
-    (0..5).map(|i| (((n >> (6 * i)) & 0x3F) as u8 + b'0') as char).collect()
-}
-
-/// Re-raises a data error from inside COPY naming the file line and column it belongs to;
-/// anything else (cancel, out of memory, a lock timeout...) goes on unchanged.
-fn annotate(e: CaughtError, feed: *mut Feed, cstate: pg_sys::CopyFromState) -> u64 {
-    let report = match &e {
-        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
-        CaughtError::RustPanic { .. } => e.rethrow(),
-    };
+fn failure(error: CaughtError, feed: *mut Feed, cstate: pg_sys::CopyFromState) -> CopyFailure {
     let feed = unsafe { &*feed };
-    let class = sqlstate_text(report.sql_error_code());
-    if feed.raised_own || !matches!(&class[..2], "22" | "23" | "54" | "P0") {
-        e.rethrow();
-    }
-    let (line, column) = match feed.current_hole {
-        Some((line, col)) => (Some(line), Some(feed.column_name(col).to_owned())),
-        None => unsafe {
-            let row = pg_ingest_copy_cur_lineno(cstate);
-            let att = pg_ingest_copy_cur_attname(cstate);
-            let att = (!att.is_null()).then(|| CStr::from_ptr(att).to_string_lossy().into_owned());
-            (feed.line_of_row(row), att)
-        },
+    let (sqlstate, message, detail, hint) = match &error {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => (
+            sqlstate_text(r.sql_error_code()),
+            r.message().to_owned(),
+            r.detail().map(str::to_owned),
+            r.hint().map(str::to_owned),
+        ),
+        CaughtError::RustPanic { ereport, .. } => (String::new(), ereport.message().to_owned(), None, None),
     };
-    let Some(line) = line else { e.rethrow() };
-    let place = match column {
+    let (copy_row, column) = unsafe {
+        let row = pg_ingest_copy_cur_lineno(cstate);
+        let att = pg_ingest_copy_cur_attname(cstate);
+        ((row > 0).then_some(row), (!att.is_null()).then(|| CStr::from_ptr(att).to_string_lossy().into_owned()))
+    };
+    let (hole, column) = match feed.current_hole {
+        Some((line, col)) => (Some((line, feed.current_row)), Some(feed.column_name(col).to_owned())),
+        None => (None, column),
+    };
+    CopyFailure { error, sqlstate, message, detail, hint, copy_row, column, hole, raised_by_feed: feed.raised_own }
+}
+
+/// Writes the whole file in one COPY; an error about a row is raised again naming the file
+/// line and column, anything else (cancel, out of memory...) goes on unchanged.
+pub fn copy_from(target: &Target, feed: *mut Feed) -> u64 {
+    run_copy(target, feed).unwrap_or_else(|f| {
+        if f.raised_by_feed || !f.is_about_a_row() {
+            f.rethrow();
+        }
+        let feed = unsafe { &*feed };
+        let line = match f.hole {
+            Some((line, _)) => Some(line),
+            None => f.copy_row.and_then(|r| feed.line_of_row(r)),
+        };
+        let Some(line) = line else { f.rethrow() };
+        annotated(&feed.file, line, &f).raise()
+    })
+}
+
+/// The failure as an error naming the file, line and column.
+pub fn annotated(file: &str, line: u64, f: &CopyFailure) -> IngestError {
+    let place = match &f.column {
         Some(c) => format!("line {line}, column \"{c}\""),
         None => format!("line {line}"),
     };
-    let mut err = IngestError::new(report.sql_error_code(), format!("{}: {place}: {}", feed.file, report.message()));
-    err.detail = report.detail().map(str::to_owned);
-    err.hint = report.hint().map(str::to_owned);
-    err.raise()
+    let mut err = IngestError::new(crate::error::sqlstate(&f.sqlstate), format!("{file}: {place}: {}", f.message));
+    err.detail = f.detail.clone();
+    err.hint = f.hint.clone();
+    err
 }

@@ -4,14 +4,19 @@
 //! (COPY can nest, through triggers). Everything here runs on the backend's main thread: it
 //! takes chunks from the parse threads in order, fills their holes with PostgreSQL's own
 //! input and send functions or the column's DEFAULT, and hands the bytes to COPY.
+//!
+//! Two ways to feed: the whole file as one stream (one COPY), or chosen rows of one chunk
+//! (one COPY per attempt, for `on_error => 'skip'`).
 
 use std::cell::RefCell;
 use std::ffi::c_int;
+use std::ops::Range;
+use std::rc::Rc;
 use std::time::Duration;
 
 use pgrx::pg_sys::{self, Oid};
 
-use pg_ingest_core::encode::{EncodedChunk, Hole};
+use pg_ingest_core::encode::EncodedChunk;
 use pg_ingest_core::error::RowError;
 use pg_ingest_core::pipeline::{Next, Pipeline};
 
@@ -19,6 +24,8 @@ use crate::error::IngestError;
 
 const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 const TRAILER: &[u8] = &[0xff, 0xff];
+/// Rows spliced at a time when feeding chosen rows.
+const ROWS_PER_REFILL: usize = 512;
 
 /// How one column's values are made on the main thread: input and send functions, and a
 /// per-row DEFAULT expression when there is one.
@@ -75,6 +82,13 @@ enum Stage {
     Done,
 }
 
+/// Chosen rows of one chunk, being fed to one COPY.
+struct RowsOfChunk {
+    chunk: Rc<EncodedChunk>,
+    next: usize,
+    end: usize,
+}
+
 /// Where COPY's input comes from, and what has gone through.
 pub struct Feed {
     pub file: String,
@@ -83,6 +97,7 @@ pub struct Feed {
     econtext: *mut pg_sys::ExprContext,
     scratch: pg_sys::MemoryContext,
     stage: Stage,
+    rows: Option<RowsOfChunk>,
     out: Vec<u8>,
     pos: usize,
     pending_error: Option<RowError>,
@@ -93,8 +108,12 @@ pub struct Feed {
     pub lines: u64,
     pub blank_lines: u64,
     pub input_bytes: u64,
+    /// File offset just past the last line taken (a held-back unfinished line not included).
+    pub end_offset: Option<u64>,
     /// The hole being filled: its line and column, for an error raised meanwhile.
     pub current_hole: Option<(u64, u16)>,
+    /// The row (index in its chunk) whose holes are being filled, when feeding chosen rows.
+    pub current_row: Option<usize>,
     /// The feed raised the current error itself, already naming file and line.
     pub raised_own: bool,
 }
@@ -140,6 +159,7 @@ impl Feed {
             econtext,
             scratch,
             stage: Stage::Header,
+            rows: None,
             out: Vec::new(),
             pos: 0,
             pending_error: None,
@@ -149,7 +169,9 @@ impl Feed {
             lines: 0,
             blank_lines: 0,
             input_bytes: 0,
+            end_offset: None,
             current_hole: None,
+            current_row: None,
             raised_own: false,
         }
     }
@@ -158,7 +180,7 @@ impl Feed {
         &self.io[column as usize].name
     }
 
-    /// The file line of COPY's row `row` (from 1).
+    /// The file line of COPY's row `row` (from 1) when streaming the whole file.
     pub fn line_of_row(&self, row: u64) -> Option<u64> {
         let i = self.breakpoints.partition_point(|&(r, _)| r <= row).checked_sub(1)?;
         let (r, line) = self.breakpoints[i];
@@ -180,6 +202,42 @@ impl Feed {
         IngestError::from_row(&self.file, e).raise()
     }
 
+    /// The next chunk from the parse threads, counted; `None` at the end. Waiting checks for
+    /// interrupts; a read failure (I/O, a line over the limit) is raised.
+    pub fn next_chunk(&mut self) -> Option<EncodedChunk> {
+        match self.pipeline.next(Duration::from_millis(50), &mut || {
+            pgrx::check_for_interrupts!();
+        }) {
+            Next::Chunk(chunk) => {
+                self.lines += chunk.lines;
+                self.blank_lines += chunk.blank_lines;
+                self.input_bytes += chunk.input_bytes;
+                self.end_offset = Some(chunk.offset + chunk.input_bytes);
+                Some(chunk)
+            }
+            Next::Failed(e) => self.raise(&e),
+            Next::End => None,
+        }
+    }
+
+    /// Feeds the whole file from here on: the next COPY reads every remaining chunk.
+    pub fn stream_all(&mut self) {
+        self.stage = Stage::Header;
+        self.rows = None;
+        self.out.clear();
+        self.pos = 0;
+    }
+
+    /// Feeds rows `rows` of `chunk` only: the next COPY reads them and ends.
+    pub fn feed_rows(&mut self, chunk: Rc<EncodedChunk>, rows: Range<usize>) {
+        self.stage = Stage::Header;
+        self.rows = Some(RowsOfChunk { chunk, next: rows.start, end: rows.end });
+        self.out.clear();
+        self.pos = 0;
+        self.current_hole = None;
+        self.current_row = None;
+    }
+
     /// Makes the next bytes ready in `out`; false at the end of the stream.
     fn refill(&mut self) -> bool {
         self.out.clear();
@@ -189,16 +247,25 @@ impl Feed {
                 self.out.extend_from_slice(HEADER);
                 self.stage = Stage::Rows;
             }
+            Stage::Rows if self.rows.is_some() => {
+                let mut rows = self.rows.take().expect("checked");
+                if rows.next < rows.end {
+                    let upto = (rows.next + ROWS_PER_REFILL).min(rows.end);
+                    self.splice(&rows.chunk, rows.next..upto);
+                    rows.next = upto;
+                } else {
+                    self.out.extend_from_slice(TRAILER);
+                    self.stage = Stage::Done;
+                }
+                self.rows = Some(rows);
+            }
             Stage::Rows => {
                 if let Some(e) = self.pending_error.take() {
                     self.raise(&e);
                 }
-                match self.pipeline.next(Duration::from_millis(50), &mut || {
-                    pgrx::check_for_interrupts!();
-                }) {
-                    Next::Chunk(chunk) => self.take(chunk),
-                    Next::Failed(e) => self.raise(&e),
-                    Next::End => {
+                match self.next_chunk() {
+                    Some(chunk) => self.take(chunk),
+                    None => {
                         self.out.extend_from_slice(TRAILER);
                         self.stage = Stage::Done;
                     }
@@ -209,6 +276,7 @@ impl Feed {
         true
     }
 
+    /// Streams a whole chunk (the rows before its first bad line, if any).
     fn take(&mut self, mut chunk: EncodedChunk) {
         for &(r, line) in &chunk.row_lines {
             let row = self.rows_sent + r + 1;
@@ -218,27 +286,46 @@ impl Feed {
             }
         }
         self.rows_sent += chunk.rows;
-        self.lines += chunk.lines;
-        self.blank_lines += chunk.blank_lines;
-        self.input_bytes += chunk.input_bytes;
         self.pending_error = chunk.errors.first().cloned();
         if chunk.holes.is_empty() {
             std::mem::swap(&mut self.out, &mut chunk.bytes);
         } else {
-            self.splice(&chunk);
+            self.splice(&chunk, 0..chunk.rows as usize);
         }
     }
 
-    /// Copies the chunk's bytes into `out`, filling each hole on the way.
-    fn splice(&mut self, chunk: &EncodedChunk) {
-        self.out.reserve(chunk.bytes.len() + chunk.holes.len() * 16);
-        let mut prev = 0;
+    /// Copies rows `rows` of the chunk into `out`, filling their holes on the way.
+    fn splice(&mut self, chunk: &EncodedChunk, rows: Range<usize>) {
+        if rows.is_empty() {
+            return;
+        }
+        let (start, end) = (chunk.row_starts[rows.start], chunk.row_end(rows.end - 1));
+        self.out.reserve(end - start);
+        // A hole sits after its row's field count, so it is never at its own row's start;
+        // one at `end` is the last field of the last row.
+        let first_hole = chunk.holes.partition_point(|h| h.at <= start);
+        let mut prev = start;
+        let mut row = rows.start;
         let old = unsafe { pg_sys::MemoryContextSwitchTo(self.scratch) };
-        for hole in &chunk.holes {
+        for hole in chunk.holes[first_hole..].iter().take_while(|h| h.at <= end) {
+            while row + 1 < rows.end && chunk.row_starts[row + 1] < hole.at {
+                row += 1;
+            }
             self.out.extend_from_slice(&chunk.bytes[prev..hole.at]);
             prev = hole.at;
             self.current_hole = Some((hole.line, hole.column));
-            match self.fill(hole, chunk) {
+            self.current_row = Some(row);
+            let io = &mut self.io[hole.column as usize];
+            let value = match &hole.text {
+                Some(range) => Some(io.input_then_send(&chunk.text[range.clone()], &mut self.cstr)),
+                None => {
+                    let mut isnull = false;
+                    let datum =
+                        unsafe { pg_sys::ExecEvalExprSwitchContext(io.default_state, self.econtext, &mut isnull) };
+                    (!isnull).then(|| io.send(datum))
+                }
+            };
+            match value {
                 Some(bytes) => {
                     self.out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
                     self.out.extend_from_slice(&bytes);
@@ -247,23 +334,12 @@ impl Feed {
             }
         }
         self.current_hole = None;
-        self.out.extend_from_slice(&chunk.bytes[prev..]);
+        self.current_row = None;
+        self.out.extend_from_slice(&chunk.bytes[prev..end]);
         unsafe {
             pg_sys::MemoryContextSwitchTo(old);
             pg_sys::MemoryContextReset(self.scratch);
             pg_sys::MemoryContextReset((*self.econtext).ecxt_per_tuple_memory);
-        }
-    }
-
-    fn fill(&mut self, hole: &Hole, chunk: &EncodedChunk) -> Option<Vec<u8>> {
-        let io = &mut self.io[hole.column as usize];
-        match &hole.text {
-            Some(range) => Some(io.input_then_send(&chunk.text[range.clone()], &mut self.cstr)),
-            None => {
-                let mut isnull = false;
-                let datum = unsafe { pg_sys::ExecEvalExprSwitchContext(io.default_state, self.econtext, &mut isnull) };
-                (!isnull).then(|| io.send(datum))
-            }
         }
     }
 

@@ -1,18 +1,22 @@
 //! One load: a JSON-lines file on the server into a table, through COPY FROM, in the caller's
 //! transaction. Parse threads turn the file into binary COPY rows ([`pg_ingest_core`]); the
-//! main thread feeds them to COPY ([`feed`], [`copy`]).
+//! main thread feeds them to COPY ([`feed`], [`copy`]); [`skip`] leaves bad lines out; the
+//! [`ledger`](crate::ledger) makes each line land once.
 
 pub mod copy;
 pub mod feed;
+pub mod skip;
 pub mod target;
 
 use std::fs::File;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Instant;
 
+use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::pg_sys::{self, Oid};
-use pgrx::PgSqlErrorCode;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
 
 use pg_ingest_core::convert::EpochUnit;
 use pg_ingest_core::encode::{ColumnKind, ColumnSpec, DefaultValue, EncodeOptions, RowEncoder};
@@ -20,11 +24,11 @@ use pg_ingest_core::mapping::{parse_path, Source};
 use pg_ingest_core::pipeline::{Pipeline, PipelineOptions};
 
 use crate::error::IngestError;
-use crate::gucs;
+use crate::{gucs, ledger};
 use feed::{ColumnIo, Feed};
 use target::Target;
 
-/// How to map and parse, beyond the file and the table.
+/// How to map, parse and account, beyond the file and the table.
 #[derive(Debug, Default)]
 pub struct LoadOptions {
     /// column → JSON path (`"meta.client"`, `"tags[0]"`, `"$"`).
@@ -33,6 +37,11 @@ pub struct LoadOptions {
     pub rest: Option<String>,
     pub threads: Option<i32>,
     pub epoch_unit: String,
+    /// `stop` or `skip`.
+    pub on_error: String,
+    pub max_errors: Option<i64>,
+    /// Load the whole file even if the ledger says it is loaded.
+    pub force: bool,
 }
 
 /// The result row of one file.
@@ -49,6 +58,9 @@ pub struct LoadResult {
     pub seconds: f64,
 }
 
+/// The head of a file the ledger fingerprints to tell a grown file from a replaced one.
+const HEAD_BYTES: u64 = 4096;
+
 fn invalid(message: impl Into<String>) -> IngestError {
     IngestError::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message)
 }
@@ -57,11 +69,8 @@ fn open_file(path: &str) -> File {
     let fail = |code, why: String| -> ! {
         IngestError::new(code, format!("could not open file \"{path}\" for reading: {why}")).raise()
     };
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => {
-            IngestError::new(PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, format!("\"{path}\" is a directory")).raise()
-        }
-        _ => {}
+    if std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+        IngestError::new(PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, format!("\"{path}\" is a directory")).raise()
     }
     File::open(path).unwrap_or_else(|e| match e.kind() {
         ErrorKind::NotFound => fail(PgSqlErrorCode::ERRCODE_UNDEFINED_FILE, "No such file or directory".into()),
@@ -71,6 +80,22 @@ fn open_file(path: &str) -> File {
         ),
         _ => fail(PgSqlErrorCode::ERRCODE_IO_ERROR, e.to_string()),
     })
+}
+
+/// FNV-1a over the first `n` bytes of the file, as hex.
+fn fingerprint(file: &File, n: u64) -> String {
+    let mut buf = vec![0u8; n as usize];
+    let mut read = 0;
+    while read < buf.len() {
+        match file.read_at(&mut buf[read..], read as u64) {
+            Ok(0) => break,
+            Ok(k) => read += k,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => IngestError::new(PgSqlErrorCode::ERRCODE_IO_ERROR, format!("could not read file: {e}")).raise(),
+        }
+    }
+    let hash = buf[..read].iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+    format!("{hash:016x}:{read}")
 }
 
 /// Where each column's value comes from: the `columns` mapping, the `rest` column, a lone
@@ -117,6 +142,39 @@ fn sources(target: &Target, opts: &LoadOptions) -> Vec<Source> {
     sources
 }
 
+fn notice(message: String, hint: &str) {
+    ErrorReport::new(PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION, message, "ingest_jsonl")
+        .set_hint(hint)
+        .report(PgLogLevel::NOTICE);
+}
+
+/// Where to start in the file, from what the ledger knows: `None` when it is unchanged.
+fn resume_point(file: &File, size: u64, path: &str, target: &Target, force: bool) -> Option<(u64, u64, &'static str)> {
+    let Some(entry) = ledger::file_entry(target.oid, path) else { return Some((0, 1, "loaded")) };
+    if force {
+        return Some((0, 1, "loaded"));
+    }
+    let (offset, head) = (entry.byte_offset as u64, entry.head_bytes as u64);
+    if size < offset || size < head || fingerprint(file, head) != entry.head_fingerprint {
+        notice(
+            format!("\"{path}\" was replaced or truncated since load {}: loading it as a new file", entry.load_id),
+            "The ledger (ingest.files) tells files apart by their first bytes and their length.",
+        );
+        return Some((0, 1, "loaded"));
+    }
+    if size == offset {
+        notice(
+            format!(
+                "\"{path}\" is unchanged since it was loaded into {} at {} (load {}): nothing to load",
+                target.name, entry.loaded_at, entry.load_id
+            ),
+            "force => true loads it again.",
+        );
+        return None;
+    }
+    Some((offset, entry.lines as u64 + 1, "appended"))
+}
+
 pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions) -> LoadResult {
     let started = Instant::now();
     target::check_file_permission();
@@ -129,10 +187,50 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions) -> LoadR
         Some(n) if n >= 1 => (n as usize).min(gucs::max_threads().max(1)),
         Some(n) => invalid(format!("threads must be at least 1, not {n}")).raise(),
     };
-    let file = open_file(path);
+    let skip = match opts.on_error.as_str() {
+        "stop" => false,
+        "skip" => true,
+        other => invalid(format!("invalid on_error \"{other}\"")).hint("Use 'stop' or 'skip'.").raise(),
+    };
+    let max_errors = match opts.max_errors {
+        Some(n) if n < 0 => invalid(format!("max_errors must be at least 0, not {n}")).raise(),
+        Some(_) if !skip => invalid("max_errors needs on_error => 'skip'").raise(),
+        Some(n) => Some(n as u64),
+        None => None,
+    };
+    let mut file = open_file(path);
+    let meta =
+        file.metadata().unwrap_or_else(|e| IngestError::new(PgSqlErrorCode::ERRCODE_IO_ERROR, e.to_string()).raise());
+    let size = meta.len();
+    let mtime =
+        meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs_f64());
     let target = Target::open(oid);
-
     let sources = sources(&target, opts);
+
+    // One load of a file into a table at a time; the second waits, then sees the first's work.
+    ledger::lock_file(oid, path);
+    let Some((start_offset, start_line, status)) = resume_point(&file, size, path, &target, opts.force) else {
+        let load_id = ledger::start_load(path, &target.name, oid, &opts.on_error, size as i64);
+        let result = LoadResult {
+            file: path.to_owned(),
+            target: target.name.clone(),
+            status: "unchanged",
+            lines: 0,
+            rows_inserted: 0,
+            rows_rejected: 0,
+            lines_skipped: 0,
+            bytes: 0,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        ledger::finish_load(load_id, &counts(&result, None));
+        target.close();
+        return result;
+    };
+    file.seek(SeekFrom::Start(start_offset)).unwrap_or_else(|e| {
+        IngestError::new(PgSqlErrorCode::ERRCODE_IO_ERROR, format!("could not seek in \"{path}\": {e}")).raise()
+    });
+    let load_id = ledger::start_load(path, &target.name, oid, &opts.on_error, start_offset as i64);
+
     let mut ios = Vec::with_capacity(target.columns.len());
     let mut specs = Vec::with_capacity(target.columns.len());
     for (col, source) in target.columns.iter().zip(sources) {
@@ -144,32 +242,68 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions) -> LoadR
         specs.push(ColumnSpec { name: col.name.clone(), kind: col.kind, default, source });
         ios.push(io);
     }
-    let max_line_bytes = gucs::max_line_bytes();
-    let encoder = RowEncoder::new(specs, EncodeOptions { epoch_unit, max_line_bytes, stop_at_first_error: true })
-        .unwrap_or_else(|e| invalid(e).raise());
-    let pipeline =
-        Pipeline::start(file, Arc::new(encoder), &PipelineOptions::new(threads, gucs::chunk_bytes(), max_line_bytes))
-            .unwrap_or_else(|e| {
-                IngestError::new(PgSqlErrorCode::ERRCODE_SYSTEM_ERROR, format!("could not start parse threads: {e}"))
-                    .raise()
-            });
+    let (max_line_bytes, raw_limit) = (gucs::max_line_bytes(), gucs::reject_line_bytes());
+    let encode = EncodeOptions { epoch_unit, max_line_bytes, stop_at_first_error: !skip, track_rows: skip, raw_limit };
+    let encoder = RowEncoder::new(specs, encode).unwrap_or_else(|e| invalid(e).raise());
+    let mut pipeline_opts = PipelineOptions::new(threads, gucs::chunk_bytes(), max_line_bytes);
+    pipeline_opts.start_offset = start_offset;
+    pipeline_opts.start_line = start_line;
+    let pipeline = Pipeline::start(file, Arc::new(encoder), &pipeline_opts).unwrap_or_else(|e| {
+        IngestError::new(PgSqlErrorCode::ERRCODE_SYSTEM_ERROR, format!("could not start parse threads: {e}")).raise()
+    });
 
     // The feed owns the threads: if an ERROR unwinds from here, dropping it stops and joins them.
     let mut feed = Box::new(Feed::new(path.to_owned(), pipeline, ios));
-    let rows = copy::copy_from(&target, &mut *feed as *mut Feed);
+    let mut rejects = skip::Rejects::new(load_id, path, max_errors);
+    let rows = if skip {
+        skip::load_skipping(&target, &mut feed, &mut rejects, raw_limit)
+    } else {
+        feed.stream_all();
+        copy::copy_from(&target, &mut *feed as *mut Feed)
+    };
     feed.stop();
-    let name = target.name.clone();
-    target.close();
-    LoadResult {
+    rejects.flush();
+
+    let result = LoadResult {
         file: path.to_owned(),
-        target: name,
-        status: "loaded",
+        target: target.name.clone(),
+        status,
         lines: feed.lines as i64,
         rows_inserted: rows as i64,
-        rows_rejected: 0,
+        rows_rejected: rejects.count as i64,
         // blank lines, and rows a BEFORE trigger chose not to insert
-        lines_skipped: feed.lines as i64 - rows as i64,
+        lines_skipped: (feed.lines - rows - rejects.count) as i64,
         bytes: feed.bytes_read() as i64,
         seconds: started.elapsed().as_secs_f64(),
+    };
+    let head = size.min(HEAD_BYTES);
+    let reopened = open_file(path);
+    ledger::save_file(&ledger::FileState {
+        target_oid: oid,
+        path,
+        target: &target.name,
+        byte_offset: feed.end_offset.unwrap_or(start_offset) as i64,
+        lines: (start_line - 1 + feed.lines) as i64,
+        size: size as i64,
+        mtime,
+        head_bytes: head as i32,
+        head_fingerprint: &fingerprint(&reopened, head),
+        load_id,
+    });
+    ledger::finish_load(load_id, &counts(&result, rejects.first_error()));
+    target.close();
+    result
+}
+
+fn counts(r: &LoadResult, first_error: Option<String>) -> ledger::LoadCounts {
+    ledger::LoadCounts {
+        status: r.status,
+        lines: r.lines,
+        rows_inserted: r.rows_inserted,
+        rows_rejected: r.rows_rejected,
+        lines_skipped: r.lines_skipped,
+        bytes: r.bytes,
+        seconds: r.seconds,
+        first_error,
     }
 }

@@ -1,0 +1,57 @@
+-- Every load, every rejected line, and how far each file has been loaded into each table.
+-- pg_ingest writes these in the same transaction as the rows it loads, so they can never
+-- disagree with the tables: a load that fails or is rolled back leaves no trace here either.
+-- Rows are written by pg_ingest on the loader's behalf; users read them.
+
+CREATE TABLE ingest.loads (
+    load_id       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    file          text NOT NULL,
+    target        text NOT NULL,
+    target_oid    oid NOT NULL,
+    loaded_by     name NOT NULL DEFAULT current_user,
+    started_at    timestamptz NOT NULL,
+    finished_at   timestamptz,
+    status        text NOT NULL CHECK (status IN ('running', 'loaded', 'appended', 'unchanged')),
+    on_error      text NOT NULL,
+    start_offset  bigint NOT NULL DEFAULT 0,
+    lines         bigint,
+    rows_inserted bigint,
+    rows_rejected bigint,
+    lines_skipped bigint,
+    bytes         bigint,
+    seconds       double precision,
+    first_error   text
+);
+COMMENT ON TABLE ingest.loads IS 'pg_ingest: every committed load';
+
+CREATE TABLE ingest.rejects (
+    load_id     bigint NOT NULL REFERENCES ingest.loads ON DELETE CASCADE,
+    file        text NOT NULL,
+    line        bigint NOT NULL,
+    byte_offset bigint NOT NULL,
+    column_name text,
+    sqlstate    text NOT NULL,
+    message     text NOT NULL,
+    detail      text,
+    raw_line    text,
+    PRIMARY KEY (load_id, line)
+);
+COMMENT ON TABLE ingest.rejects IS 'pg_ingest: lines left out by on_error => skip, with why';
+
+CREATE TABLE ingest.files (
+    target_oid       oid NOT NULL,
+    path             text NOT NULL,
+    target           text NOT NULL,
+    byte_offset      bigint NOT NULL,
+    lines            bigint NOT NULL,
+    size             bigint NOT NULL,
+    mtime            timestamptz,
+    head_bytes       integer NOT NULL,
+    head_fingerprint text NOT NULL,
+    load_id          bigint NOT NULL,
+    loaded_at        timestamptz NOT NULL,
+    PRIMARY KEY (target_oid, path)
+);
+COMMENT ON TABLE ingest.files IS 'pg_ingest: how far each file has been loaded into each table';
+
+GRANT SELECT ON ingest.loads, ingest.rejects, ingest.files TO PUBLIC;

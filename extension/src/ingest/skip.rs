@@ -1,0 +1,150 @@
+//! `on_error => 'skip'`: bad lines are left out and recorded, the good rows around them kept.
+//!
+//! Lines the parse threads refuse (invalid JSON or UTF-8, values a fast path refuses) never
+//! reach COPY. Rows PostgreSQL refuses (input functions, constraints, triggers) are found by
+//! writing each chunk in a subtransaction: when it fails, it is rolled back and retried
+//! around the failing row — the row COPY names, else by halves — until the bad rows stand
+//! alone and are rejected. A clean chunk costs one subtransaction and one COPY.
+
+use std::ops::Range;
+use std::rc::Rc;
+
+use pgrx::pg_sys;
+use pgrx::PgSqlErrorCode;
+
+use pg_ingest_core::encode::EncodedChunk;
+use pg_ingest_core::error::{raw_text, RowError};
+
+use super::copy::{run_copy, CopyFailure};
+use super::feed::Feed;
+use super::target::Target;
+use crate::error::IngestError;
+use crate::ledger;
+
+/// Rejected lines: counted, written to `ingest.rejects` in batches, held to `max_errors`.
+pub struct Rejects {
+    load_id: i64,
+    file: String,
+    max_errors: Option<u64>,
+    buffered: Vec<RowError>,
+    pub count: u64,
+    pub first: Vec<RowError>,
+}
+
+const REJECTS_PER_WRITE: usize = 1000;
+const FIRST_KEPT: usize = 3;
+
+impl Rejects {
+    pub fn new(load_id: i64, file: &str, max_errors: Option<u64>) -> Self {
+        Self { load_id, file: file.to_owned(), max_errors, buffered: Vec::new(), count: 0, first: Vec::new() }
+    }
+
+    pub fn add(&mut self, e: RowError) {
+        self.count += 1;
+        if self.first.len() < FIRST_KEPT {
+            self.first.push(e.clone());
+        }
+        if let Some(max) = self.max_errors {
+            if self.count > max {
+                let firsts: Vec<String> = self.first.iter().map(|e| e.to_string()).collect();
+                IngestError::new(
+                    PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+                    format!("{}: more than {max} lines rejected (max_errors => {max}); nothing was loaded", self.file),
+                )
+                .detail(format!("First rejected: {}.", firsts.join("; ")))
+                .hint("Fix the file, or raise max_errors.")
+                .raise();
+            }
+        }
+        self.buffered.push(e);
+        if self.buffered.len() >= REJECTS_PER_WRITE {
+            self.flush();
+        }
+    }
+
+    pub fn flush(&mut self) {
+        ledger::record_rejects(self.load_id, &self.file, &self.buffered);
+        self.buffered.clear();
+    }
+
+    /// `line 3: invalid input syntax for type json`, for ingest.loads.first_error.
+    pub fn first_error(&self) -> Option<String> {
+        self.first.first().map(|e| e.to_string())
+    }
+}
+
+/// Writes rows `rows` of `chunk` in a subtransaction of their own.
+fn attempt(target: &Target, feed: &mut Feed, chunk: &Rc<EncodedChunk>, rows: Range<usize>) -> Result<u64, CopyFailure> {
+    feed.feed_rows(chunk.clone(), rows);
+    unsafe {
+        let (old_context, old_owner) = (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner);
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        let result = run_copy(target, feed as *mut Feed);
+        match &result {
+            Ok(_) => pg_sys::ReleaseCurrentSubTransaction(),
+            Err(_) => pg_sys::RollbackAndReleaseCurrentSubTransaction(),
+        }
+        pg_sys::MemoryContextSwitchTo(old_context);
+        pg_sys::CurrentResourceOwner = old_owner;
+        match result {
+            Err(f) if f.raised_by_feed || !f.is_about_a_row() => f.rethrow(),
+            other => other,
+        }
+    }
+}
+
+/// The row of the chunk that failed, when COPY or the feed can tell.
+fn failing_row(f: &CopyFailure, rows: &Range<usize>) -> Option<usize> {
+    if let Some((_, row)) = f.hole {
+        return row;
+    }
+    let r = f.copy_row? as usize;
+    (1..=rows.len()).contains(&r).then(|| rows.start + r - 1)
+}
+
+fn reject_row(f: &CopyFailure, chunk: &EncodedChunk, row: usize, raw_limit: usize) -> RowError {
+    let line = chunk.line_of_row(row as u64).expect("every row has a line");
+    let mut e = RowError::new("XX000", f.message.clone()).at(line, chunk.row_offsets[row]);
+    e.sqlstate = crate::error::static_sqlstate(&f.sqlstate);
+    e.detail = f.detail.clone();
+    e.column = f.column.clone();
+    e.raw = Some(raw_text(chunk.row_text(row, chunk.offset), raw_limit));
+    e
+}
+
+/// Loads every chunk, leaving bad lines out; returns the rows inserted.
+pub fn load_skipping(target: &Target, feed: &mut Feed, rejects: &mut Rejects, raw_limit: usize) -> u64 {
+    let mut inserted = 0;
+    while let Some(chunk) = feed.next_chunk() {
+        for e in &chunk.errors {
+            rejects.add(e.clone());
+        }
+        let chunk = Rc::new(chunk);
+        // a stack of row ranges still to write, the next one in file order on top
+        let mut todo = vec![0..chunk.rows as usize];
+        while let Some(rows) = todo.pop() {
+            if rows.is_empty() {
+                continue;
+            }
+            match attempt(target, feed, &chunk, rows.clone()) {
+                Ok(n) => inserted += n,
+                Err(f) if rows.len() == 1 => rejects.add(reject_row(&f, &chunk, rows.start, raw_limit)),
+                Err(f) => match failing_row(&f, &rows) {
+                    // The last row is also where end-of-statement checks (foreign keys) point:
+                    // only a row before it is sure, else halve.
+                    Some(bad) if bad + 1 < rows.end => {
+                        todo.push(bad + 1..rows.end);
+                        todo.push(bad..bad + 1);
+                        todo.push(rows.start..bad);
+                    }
+                    _ => {
+                        let mid = rows.start + rows.len() / 2;
+                        todo.push(mid..rows.end);
+                        todo.push(rows.start..mid);
+                    }
+                },
+            }
+        }
+    }
+    inserted
+}

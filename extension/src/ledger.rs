@@ -1,0 +1,192 @@
+//! The ledger: `ingest.loads`, `ingest.rejects` and `ingest.files`, written through SPI in the
+//! caller's transaction (so they commit or roll back with the rows), as the extension's owner
+//! (loaders need no privileges on them; everyone may read them).
+
+use pgrx::pg_sys::{self, Oid};
+use pgrx::prelude::*;
+
+use pg_ingest_core::error::RowError;
+
+/// What the ledger knows of one file in one table.
+#[derive(Debug, Clone)]
+pub struct FileEntry {
+    pub byte_offset: i64,
+    pub lines: i64,
+    pub head_bytes: i32,
+    pub head_fingerprint: String,
+    pub load_id: i64,
+    pub loaded_at: String,
+}
+
+/// Runs `f` as the extension's owner, then switches back (an ERROR switches back by itself).
+fn as_owner<R>(f: impl FnOnce() -> R) -> R {
+    let owner = Spi::get_one::<Oid>("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_ingest'")
+        .ok()
+        .flatten()
+        .unwrap_or(pg_sys::BOOTSTRAP_SUPERUSERID.into());
+    let (mut saved_user, mut saved_context) = (Oid::INVALID, 0);
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
+        pg_sys::SetUserIdAndSecContext(owner, saved_context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
+    }
+    let r = f();
+    unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_context) };
+    r
+}
+
+fn spi_error(e: pgrx::spi::Error) -> ! {
+    crate::error::IngestError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("pg_ingest ledger: {e}")).raise()
+}
+
+/// Serializes loads of the same file into the same table until the end of the transaction:
+/// a second load waits for the first, then sees what it did.
+pub fn lock_file(target: Oid, path: &str) {
+    Spi::run_with_args(
+        "SELECT pg_catalog.pg_advisory_xact_lock($1::oid::int4, pg_catalog.hashtext($2))",
+        &[target.into(), path.into()],
+    )
+    .unwrap_or_else(|e| spi_error(e));
+}
+
+pub fn file_entry(target: Oid, path: &str) -> Option<FileEntry> {
+    as_owner(|| {
+        Spi::connect_mut(|c| {
+            let rows = c.update(
+                "SELECT byte_offset, lines, head_bytes, head_fingerprint, load_id, loaded_at::text \
+                 FROM ingest.files WHERE target_oid = $1 AND path = $2",
+                None,
+                &[target.into(), path.into()],
+            )?;
+            let mut entry = None;
+            for row in rows {
+                entry = Some(FileEntry {
+                    byte_offset: row.get(1)?.unwrap_or(0),
+                    lines: row.get(2)?.unwrap_or(0),
+                    head_bytes: row.get(3)?.unwrap_or(0),
+                    head_fingerprint: row.get(4)?.unwrap_or_default(),
+                    load_id: row.get(5)?.unwrap_or(0),
+                    loaded_at: row.get(6)?.unwrap_or_default(),
+                });
+            }
+            Ok::<_, pgrx::spi::Error>(entry)
+        })
+    })
+    .unwrap_or_else(|e| spi_error(e))
+}
+
+/// Opens a load record (status `running`); returns its id.
+pub fn start_load(file: &str, target: &str, target_oid: Oid, on_error: &str, start_offset: i64) -> i64 {
+    as_owner(|| {
+        Spi::get_one_with_args::<i64>(
+            "INSERT INTO ingest.loads (file, target, target_oid, loaded_by, started_at, status, on_error, start_offset) \
+             VALUES ($1, $2, $3, session_user, clock_timestamp(), 'running', $4, $5) RETURNING load_id",
+            &[file.into(), target.into(), target_oid.into(), on_error.into(), start_offset.into()],
+        )
+    })
+    .unwrap_or_else(|e| spi_error(e))
+    .expect("INSERT … RETURNING returns a row")
+}
+
+pub struct LoadCounts {
+    pub status: &'static str,
+    pub lines: i64,
+    pub rows_inserted: i64,
+    pub rows_rejected: i64,
+    pub lines_skipped: i64,
+    pub bytes: i64,
+    pub seconds: f64,
+    pub first_error: Option<String>,
+}
+
+pub fn finish_load(load_id: i64, c: &LoadCounts) {
+    as_owner(|| {
+        Spi::run_with_args(
+            "UPDATE ingest.loads SET finished_at = clock_timestamp(), status = $2, lines = $3, rows_inserted = $4, \
+             rows_rejected = $5, lines_skipped = $6, bytes = $7, seconds = $8, first_error = $9 WHERE load_id = $1",
+            &[
+                load_id.into(),
+                c.status.into(),
+                c.lines.into(),
+                c.rows_inserted.into(),
+                c.rows_rejected.into(),
+                c.lines_skipped.into(),
+                c.bytes.into(),
+                c.seconds.into(),
+                c.first_error.clone().into(),
+            ],
+        )
+    })
+    .unwrap_or_else(|e| spi_error(e));
+}
+
+/// Writes rejected lines, many at a time.
+pub fn record_rejects(load_id: i64, file: &str, rejects: &[RowError]) {
+    if rejects.is_empty() {
+        return;
+    }
+    let lines: Vec<i64> = rejects.iter().map(|r| r.line as i64).collect();
+    let offsets: Vec<i64> = rejects.iter().map(|r| r.offset as i64).collect();
+    let columns: Vec<Option<String>> = rejects.iter().map(|r| r.column.clone()).collect();
+    let states: Vec<String> = rejects.iter().map(|r| r.sqlstate.to_owned()).collect();
+    let messages: Vec<String> = rejects.iter().map(|r| r.message.clone()).collect();
+    let details: Vec<Option<String>> = rejects.iter().map(|r| r.detail.clone()).collect();
+    let raws: Vec<Option<String>> = rejects.iter().map(|r| r.raw.clone()).collect();
+    as_owner(|| {
+        Spi::run_with_args(
+            "INSERT INTO ingest.rejects (load_id, file, line, byte_offset, column_name, sqlstate, message, detail, raw_line) \
+             SELECT $1, $2, * FROM unnest($3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])",
+            &[
+                load_id.into(),
+                file.into(),
+                lines.into(),
+                offsets.into(),
+                columns.into(),
+                states.into(),
+                messages.into(),
+                details.into(),
+                raws.into(),
+            ],
+        )
+    })
+    .unwrap_or_else(|e| spi_error(e));
+}
+
+pub struct FileState<'a> {
+    pub target_oid: Oid,
+    pub path: &'a str,
+    pub target: &'a str,
+    pub byte_offset: i64,
+    pub lines: i64,
+    pub size: i64,
+    /// Unix epoch seconds.
+    pub mtime: Option<f64>,
+    pub head_bytes: i32,
+    pub head_fingerprint: &'a str,
+    pub load_id: i64,
+}
+
+pub fn save_file(s: &FileState) {
+    as_owner(|| {
+        Spi::run_with_args(
+            "INSERT INTO ingest.files (target_oid, path, target, byte_offset, lines, size, mtime, head_bytes, \
+                                       head_fingerprint, load_id, loaded_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), $8, $9, $10, clock_timestamp()) \
+             ON CONFLICT (target_oid, path) DO UPDATE SET target = EXCLUDED.target, byte_offset = EXCLUDED.byte_offset, \
+               lines = EXCLUDED.lines, size = EXCLUDED.size, mtime = EXCLUDED.mtime, head_bytes = EXCLUDED.head_bytes, \
+               head_fingerprint = EXCLUDED.head_fingerprint, load_id = EXCLUDED.load_id, loaded_at = EXCLUDED.loaded_at",
+            &[
+                s.target_oid.into(),
+                s.path.into(),
+                s.target.into(),
+                s.byte_offset.into(),
+                s.lines.into(),
+                s.size.into(),
+                s.mtime.into(),
+                s.head_bytes.into(),
+                s.head_fingerprint.into(),
+                s.load_id.into(),
+            ],
+        )
+    })
+    .unwrap_or_else(|e| spi_error(e));
+}
