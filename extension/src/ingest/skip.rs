@@ -73,19 +73,31 @@ impl Rejects {
     }
 }
 
-/// Writes rows `rows` of `chunk` in a subtransaction of their own.
-fn attempt(target: &Target, feed: &mut Feed, chunk: &Rc<EncodedChunk>, rows: Range<usize>) -> Result<u64, CopyFailure> {
+/// Writes rows `rows` of `chunk` in a subtransaction of their own. COPY's memory goes to
+/// `memory`, reset after every attempt (as PL/pgSQL runs statements inside exception
+/// blocks): left in the subtransaction's context it would be kept to the end of the
+/// transaction, and a file with many bad rows would grow the backend without bound.
+fn attempt(
+    target: &Target,
+    feed: &mut Feed,
+    chunk: &Rc<EncodedChunk>,
+    rows: Range<usize>,
+    memory: pg_sys::MemoryContext,
+) -> Result<u64, CopyFailure> {
     feed.feed_rows(chunk.clone(), rows);
     unsafe {
         let (old_context, old_owner) = (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner);
         pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(memory);
         let result = run_copy(target, feed as *mut Feed);
+        pg_sys::MemoryContextSwitchTo(old_context);
         match &result {
             Ok(_) => pg_sys::ReleaseCurrentSubTransaction(),
             Err(_) => pg_sys::RollbackAndReleaseCurrentSubTransaction(),
         }
         pg_sys::MemoryContextSwitchTo(old_context);
         pg_sys::CurrentResourceOwner = old_owner;
+        pg_sys::MemoryContextReset(memory);
         match result {
             Err(f) if f.raised_by_feed || !f.is_about_a_row() => f.rethrow(),
             other => other,
@@ -115,6 +127,15 @@ fn reject_row(f: &CopyFailure, chunk: &EncodedChunk, row: usize, raw_limit: usiz
 /// Loads every chunk, leaving bad lines out; returns the rows inserted.
 pub fn load_skipping(target: &Target, feed: &mut Feed, rejects: &mut Rejects, raw_limit: usize) -> u64 {
     let mut inserted = 0;
+    let memory = unsafe {
+        pg_sys::AllocSetContextCreateExtended(
+            pg_sys::CurrentMemoryContext,
+            c"pg_ingest attempt".as_ptr(),
+            pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+        )
+    };
     while let Some(chunk) = feed.next_chunk() {
         for e in &chunk.errors {
             rejects.add(e.clone());
@@ -126,7 +147,7 @@ pub fn load_skipping(target: &Target, feed: &mut Feed, rejects: &mut Rejects, ra
             if rows.is_empty() {
                 continue;
             }
-            match attempt(target, feed, &chunk, rows.clone()) {
+            match attempt(target, feed, &chunk, rows.clone(), memory) {
                 Ok(n) => inserted += n,
                 Err(f) if rows.len() == 1 => rejects.add(reject_row(&f, &chunk, rows.start, raw_limit)),
                 Err(f) => match failing_row(&f, &rows) {
