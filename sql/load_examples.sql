@@ -22,3 +22,17 @@ BEGIN;
 SELECT * FROM ingest_jsonl('/data/day1.jsonl', 'events');
 SELECT * FROM ingest_jsonl('/data/day2.jsonl', 'events');
 COMMIT;
+
+-- Leave bad lines out and see why; stop if more than 100 are bad:
+SELECT * FROM ingest_jsonl('/data/events.jsonl', 'events', on_error => 'skip', max_errors => 100);
+SELECT line, column_name, sqlstate, message, raw_line
+FROM ingest.rejects WHERE load_id = (SELECT max(load_id) FROM ingest.loads) ORDER BY line;
+
+-- Run it again: nothing happens (status 'unchanged'); after lines were appended, only those load
+-- (status 'appended'); force => true loads the whole file again.
+SELECT * FROM ingest_jsonl('/data/events.jsonl', 'events', on_error => 'skip');
+
+-- History and progress of every file:
+SELECT load_id, file, target, status, lines, rows_inserted, rows_rejected, seconds, first_error
+FROM ingest.loads ORDER BY load_id DESC LIMIT 20;
+SELECT target, path, byte_offset, lines, loaded_at FROM ingest.files;

@@ -64,7 +64,7 @@ pub struct EncodeOptions {
     pub max_line_bytes: usize,
     /// Stop at the first bad line of a chunk (else record every bad line and go on).
     pub stop_at_first_error: bool,
-    /// Keep what rejects need: each row's line offset, the chunk's input, bad lines' text.
+    /// Keep what rejects need: each row's line offset, bad lines' text.
     pub track_rows: bool,
     /// Longest raw line text kept in an error record.
     pub raw_limit: usize,
@@ -117,9 +117,8 @@ pub struct EncodedChunk {
     pub errors: Vec<RowError>,
     /// Where each row starts in `bytes`.
     pub row_starts: Vec<usize>,
-    /// With `track_rows`: the file offset of each row's line, and the chunk's input.
+    /// With `track_rows`: the file offset of each row's line.
     pub row_offsets: Vec<u64>,
-    pub input: Vec<u8>,
     /// The input's last line had no newline and does not parse yet: it was left for a later
     /// load (not counted in `lines` nor in `input_bytes`).
     pub held_back: bool,
@@ -131,14 +130,6 @@ impl EncodedChunk {
     /// Where row `row` ends in `bytes`.
     pub fn row_end(&self, row: usize) -> usize {
         self.row_starts.get(row + 1).copied().unwrap_or(self.bytes.len())
-    }
-
-    /// With `track_rows`: the text of the line of row `row`.
-    pub fn row_text(&self, row: usize, first_offset: u64) -> &[u8] {
-        let start = (self.row_offsets[row] - first_offset) as usize;
-        let rest = &self.input[start..];
-        let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
-        rest[..end].strip_suffix(b"\r").unwrap_or(&rest[..end])
     }
 
     /// The line number of row `row` (0-based, within the chunk).
@@ -265,9 +256,6 @@ impl RowEncoder {
                     }
                 }
             }
-        }
-        if self.opts.track_rows {
-            out.input = chunk.data.clone();
         }
         out
     }

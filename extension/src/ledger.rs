@@ -7,6 +7,8 @@ use pgrx::prelude::*;
 
 use pg_ingest_core::error::RowError;
 
+use crate::ingest::LoadResult;
+
 /// What the ledger knows of one file in one table.
 #[derive(Debug, Clone)]
 pub struct FileEntry {
@@ -87,18 +89,8 @@ pub fn start_load(file: &str, target: &str, target_oid: Oid, on_error: &str, sta
     .expect("INSERT … RETURNING returns a row")
 }
 
-pub struct LoadCounts {
-    pub status: &'static str,
-    pub lines: i64,
-    pub rows_inserted: i64,
-    pub rows_rejected: i64,
-    pub lines_skipped: i64,
-    pub bytes: i64,
-    pub seconds: f64,
-    pub first_error: Option<String>,
-}
-
-pub fn finish_load(load_id: i64, c: &LoadCounts) {
+/// Closes a load record with its result and the first rejected line, if any.
+pub fn finish_load(load_id: i64, c: &LoadResult, first_error: Option<String>) {
     as_owner(|| {
         Spi::run_with_args(
             "UPDATE ingest.loads SET finished_at = clock_timestamp(), status = $2, lines = $3, rows_inserted = $4, \
@@ -112,7 +104,7 @@ pub fn finish_load(load_id: i64, c: &LoadCounts) {
                 c.lines_skipped.into(),
                 c.bytes.into(),
                 c.seconds.into(),
-                c.first_error.clone().into(),
+                first_error.into(),
             ],
         )
     })

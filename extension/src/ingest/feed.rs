@@ -82,12 +82,15 @@ enum Stage {
     Done,
 }
 
-/// Chosen rows of one chunk, being fed to one COPY.
+/// Chosen rows of chunks, being fed to one COPY: each segment's rows `next..end`.
 struct RowsOfChunk {
     chunk: Rc<EncodedChunk>,
     next: usize,
     end: usize,
 }
+
+/// Rows of chunks to feed to one COPY, in order.
+pub type Segments = Vec<(Rc<EncodedChunk>, Range<usize>)>;
 
 /// Where COPY's input comes from, and what has gone through.
 pub struct Feed {
@@ -98,8 +101,19 @@ pub struct Feed {
     scratch: pg_sys::MemoryContext,
     stage: Stage,
     rows: Option<RowsOfChunk>,
+    /// Segments after `rows`, last first.
+    more_rows: Vec<RowsOfChunk>,
+    /// Chunks still to pull from the pipeline into this COPY, and those pulled (kept to
+    /// retry them if the COPY fails).
+    pull: usize,
+    pulled: Vec<Rc<EncodedChunk>>,
+    /// The pipeline has no more chunks.
+    pub exhausted: bool,
+    /// Bytes ready for COPY: `out[pos..]`, or, when set, `borrowed` (a chunk's bytes, read
+    /// in place when they need no filling).
     out: Vec<u8>,
     pos: usize,
+    borrowed: Option<(Rc<EncodedChunk>, Range<usize>)>,
     pending_error: Option<RowError>,
     cstr: Vec<u8>,
     /// `(first row, its line)` wherever line − row changes; rows count from 1 as COPY's do.
@@ -160,8 +174,13 @@ impl Feed {
             scratch,
             stage: Stage::Header,
             rows: None,
+            more_rows: Vec::new(),
+            pull: 0,
+            pulled: Vec::new(),
+            exhausted: false,
             out: Vec::new(),
             pos: 0,
+            borrowed: None,
             pending_error: None,
             cstr: Vec::new(),
             breakpoints: Vec::new(),
@@ -216,49 +235,102 @@ impl Feed {
                 Some(chunk)
             }
             Next::Failed(e) => self.raise(&e),
-            Next::End => None,
+            Next::End => {
+                self.exhausted = true;
+                None
+            }
         }
+    }
+
+    /// Feeds the next `chunks` chunks, pulled as COPY reads (so parsing goes on meanwhile),
+    /// all their good rows; [`Feed::take_pulled`] then hands them over.
+    pub fn feed_next_chunks(&mut self, chunks: usize) {
+        self.feed_rows(Vec::new());
+        self.pull = chunks;
+    }
+
+    /// The chunks the last COPY pulled.
+    pub fn take_pulled(&mut self) -> Vec<Rc<EncodedChunk>> {
+        self.pull = 0;
+        std::mem::take(&mut self.pulled)
     }
 
     /// Feeds the whole file from here on: the next COPY reads every remaining chunk.
     pub fn stream_all(&mut self) {
         self.stage = Stage::Header;
         self.rows = None;
+        self.more_rows.clear();
         self.out.clear();
         self.pos = 0;
+        self.borrowed = None;
     }
 
-    /// Feeds rows `rows` of `chunk` only: the next COPY reads them and ends.
-    pub fn feed_rows(&mut self, chunk: Rc<EncodedChunk>, rows: Range<usize>) {
+    /// Feeds these rows only: the next COPY reads them and ends.
+    pub fn feed_rows(&mut self, segments: Segments) {
         self.stage = Stage::Header;
-        self.rows = Some(RowsOfChunk { chunk, next: rows.start, end: rows.end });
+        let mut segments: Vec<RowsOfChunk> =
+            segments.into_iter().map(|(chunk, r)| RowsOfChunk { chunk, next: r.start, end: r.end }).collect();
+        segments.reverse();
+        self.rows = segments.pop();
+        self.more_rows = segments;
+        self.pull = 0;
+        self.pulled.clear();
         self.out.clear();
         self.pos = 0;
+        self.borrowed = None;
         self.current_hole = None;
         self.current_row = None;
     }
 
-    /// Makes the next bytes ready in `out`; false at the end of the stream.
+    /// Makes the next bytes ready; false at the end of the stream.
     fn refill(&mut self) -> bool {
         self.out.clear();
         self.pos = 0;
+        self.borrowed = None;
         match self.stage {
             Stage::Header => {
                 self.out.extend_from_slice(HEADER);
                 self.stage = Stage::Rows;
             }
-            Stage::Rows if self.rows.is_some() => {
-                let mut rows = self.rows.take().expect("checked");
-                if rows.next < rows.end {
-                    let upto = (rows.next + ROWS_PER_REFILL).min(rows.end);
-                    self.splice(&rows.chunk, rows.next..upto);
-                    rows.next = upto;
+            Stage::Rows if self.rows.is_some() || self.pull > 0 => loop {
+                let mut rows = match self.rows.take() {
+                    Some(rows) if rows.next < rows.end => rows,
+                    _ => match self.more_rows.pop() {
+                        Some(rows) => {
+                            self.rows = Some(rows);
+                            continue;
+                        }
+                        None if self.pull > 0 => {
+                            self.pull -= 1;
+                            if let Some(chunk) = self.next_chunk() {
+                                let chunk = Rc::new(chunk);
+                                self.pulled.push(chunk.clone());
+                                self.rows = Some(RowsOfChunk { end: chunk.rows as usize, chunk, next: 0 });
+                            }
+                            continue;
+                        }
+                        None => {
+                            self.out.extend_from_slice(TRAILER);
+                            self.stage = Stage::Done;
+                            break;
+                        }
+                    },
+                };
+                let chunk = &rows.chunk;
+                let (start, end) = (chunk.row_starts[rows.next], chunk.row_end(rows.end - 1));
+                let first_hole = chunk.holes.partition_point(|h| h.at <= start);
+                if chunk.holes.get(first_hole).is_none_or(|h| h.at > end) {
+                    // nothing to fill: COPY reads the chunk's bytes in place
+                    self.borrowed = Some((chunk.clone(), start..end));
+                    rows.next = rows.end;
                 } else {
-                    self.out.extend_from_slice(TRAILER);
-                    self.stage = Stage::Done;
+                    let upto = (rows.next + ROWS_PER_REFILL).min(rows.end);
+                    self.splice(&rows.chunk.clone(), rows.next..upto);
+                    rows.next = upto;
                 }
                 self.rows = Some(rows);
-            }
+                break;
+            },
             Stage::Rows => {
                 if let Some(e) = self.pending_error.take() {
                     self.raise(&e);
@@ -347,14 +419,18 @@ impl Feed {
     fn read(&mut self, outbuf: *mut u8, min: usize, max: usize) -> usize {
         let mut copied = 0;
         while copied < max {
-            if self.pos == self.out.len() {
+            let ready: &[u8] = match &self.borrowed {
+                Some((chunk, range)) => &chunk.bytes[range.start + self.pos..range.end],
+                None => &self.out[self.pos..],
+            };
+            if ready.is_empty() {
                 if copied >= min.max(1) || !self.refill() {
                     break;
                 }
                 continue;
             }
-            let n = (self.out.len() - self.pos).min(max - copied);
-            unsafe { std::ptr::copy_nonoverlapping(self.out.as_ptr().add(self.pos), outbuf.add(copied), n) };
+            let n = ready.len().min(max - copied);
+            unsafe { std::ptr::copy_nonoverlapping(ready.as_ptr(), outbuf.add(copied), n) };
             self.pos += n;
             copied += n;
         }

@@ -222,7 +222,7 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions) -> LoadR
             bytes: 0,
             seconds: started.elapsed().as_secs_f64(),
         };
-        ledger::finish_load(load_id, &counts(&result, None));
+        ledger::finish_load(load_id, &result, None);
         target.close();
         return result;
     };
@@ -254,7 +254,7 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions) -> LoadR
 
     // The feed owns the threads: if an ERROR unwinds from here, dropping it stops and joins them.
     let mut feed = Box::new(Feed::new(path.to_owned(), pipeline, ios));
-    let mut rejects = skip::Rejects::new(load_id, path, max_errors);
+    let mut rejects = skip::Rejects::new(load_id, path, max_errors, open_file(path));
     let rows = if skip {
         skip::load_skipping(&target, &mut feed, &mut rejects, raw_limit)
     } else {
@@ -290,20 +290,7 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions) -> LoadR
         head_fingerprint: &fingerprint(&reopened, head),
         load_id,
     });
-    ledger::finish_load(load_id, &counts(&result, rejects.first_error()));
+    ledger::finish_load(load_id, &result, rejects.first_error());
     target.close();
     result
-}
-
-fn counts(r: &LoadResult, first_error: Option<String>) -> ledger::LoadCounts {
-    ledger::LoadCounts {
-        status: r.status,
-        lines: r.lines,
-        rows_inserted: r.rows_inserted,
-        rows_rejected: r.rows_rejected,
-        lines_skipped: r.lines_skipped,
-        bytes: r.bytes,
-        seconds: r.seconds,
-        first_error,
-    }
 }

@@ -25,6 +25,8 @@ use crate::ledger;
 pub struct Rejects {
     load_id: i64,
     file: String,
+    /// The file, to read a refused row's line back for the record.
+    reader: std::fs::File,
     max_errors: Option<u64>,
     buffered: Vec<RowError>,
     pub count: u64,
@@ -35,8 +37,19 @@ const REJECTS_PER_WRITE: usize = 1000;
 const FIRST_KEPT: usize = 3;
 
 impl Rejects {
-    pub fn new(load_id: i64, file: &str, max_errors: Option<u64>) -> Self {
-        Self { load_id, file: file.to_owned(), max_errors, buffered: Vec::new(), count: 0, first: Vec::new() }
+    pub fn new(load_id: i64, file: &str, max_errors: Option<u64>, reader: std::fs::File) -> Self {
+        Self { load_id, file: file.to_owned(), reader, max_errors, buffered: Vec::new(), count: 0, first: Vec::new() }
+    }
+
+    /// The line at `offset`, up to `limit` bytes (what is stored in `raw_line`).
+    fn line_at(&self, offset: u64, limit: usize) -> String {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; limit + 1];
+        let n = self.reader.read_at(&mut buf, offset).unwrap_or(0);
+        let line = &buf[..n];
+        let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
+        let line = &line[..end];
+        raw_text(line.strip_suffix(b"\r").unwrap_or(line), limit)
     }
 
     pub fn add(&mut self, e: RowError) {
@@ -73,18 +86,11 @@ impl Rejects {
     }
 }
 
-/// Writes rows `rows` of `chunk` in a subtransaction of their own. COPY's memory goes to
+/// Writes what the feed was set to feed in a subtransaction of its own. COPY's memory goes to
 /// `memory`, reset after every attempt (as PL/pgSQL runs statements inside exception
 /// blocks): left in the subtransaction's context it would be kept to the end of the
 /// transaction, and a file with many bad rows would grow the backend without bound.
-fn attempt(
-    target: &Target,
-    feed: &mut Feed,
-    chunk: &Rc<EncodedChunk>,
-    rows: Range<usize>,
-    memory: pg_sys::MemoryContext,
-) -> Result<u64, CopyFailure> {
-    feed.feed_rows(chunk.clone(), rows);
+fn attempt(target: &Target, feed: &mut Feed, memory: pg_sys::MemoryContext) -> Result<u64, CopyFailure> {
     unsafe {
         let (old_context, old_owner) = (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner);
         pg_sys::BeginInternalSubTransaction(std::ptr::null());
@@ -114,17 +120,25 @@ fn failing_row(f: &CopyFailure, rows: &Range<usize>) -> Option<usize> {
     (1..=rows.len()).contains(&r).then(|| rows.start + r - 1)
 }
 
-fn reject_row(f: &CopyFailure, chunk: &EncodedChunk, row: usize, raw_limit: usize) -> RowError {
+fn reject_row(f: &CopyFailure, chunk: &EncodedChunk, row: usize, rejects: &Rejects, raw_limit: usize) -> RowError {
     let line = chunk.line_of_row(row as u64).expect("every row has a line");
-    let mut e = RowError::new("XX000", f.message.clone()).at(line, chunk.row_offsets[row]);
+    let offset = chunk.row_offsets[row];
+    let mut e = RowError::new("XX000", f.message.clone()).at(line, offset);
     e.sqlstate = crate::error::static_sqlstate(&f.sqlstate);
     e.detail = f.detail.clone();
     e.column = f.column.clone();
-    e.raw = Some(raw_text(chunk.row_text(row, chunk.offset), raw_limit));
+    e.raw = Some(rejects.line_at(offset, raw_limit));
     e
 }
 
+/// Most chunks written in one attempt while attempts succeed (about 32MB of input).
+const MAX_CHUNKS_PER_ATTEMPT: usize = 8;
+
 /// Loads every chunk, leaving bad lines out; returns the rows inserted.
+///
+/// Chunks are written several at a time while that succeeds (a clean file costs a handful of
+/// subtransactions), pulled while COPY runs so that parsing goes on; once an attempt fails,
+/// its chunks are written one at a time with row isolation.
 pub fn load_skipping(target: &Target, feed: &mut Feed, rejects: &mut Rejects, raw_limit: usize) -> u64 {
     let mut inserted = 0;
     let memory = unsafe {
@@ -136,35 +150,69 @@ pub fn load_skipping(target: &Target, feed: &mut Feed, rejects: &mut Rejects, ra
             pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
         )
     };
-    while let Some(chunk) = feed.next_chunk() {
-        for e in &chunk.errors {
-            rejects.add(e.clone());
+    let mut batch = 1;
+    while !feed.exhausted {
+        feed.feed_next_chunks(batch);
+        let result = attempt(target, feed, memory);
+        let chunks = feed.take_pulled();
+        for chunk in &chunks {
+            for e in &chunk.errors {
+                rejects.add(e.clone());
+            }
         }
-        let chunk = Rc::new(chunk);
-        // a stack of row ranges still to write, the next one in file order on top
-        let mut todo = vec![0..chunk.rows as usize];
-        while let Some(rows) = todo.pop() {
-            if rows.is_empty() {
-                continue;
+        match result {
+            Ok(n) => {
+                inserted += n;
+                batch = (batch * 2).min(MAX_CHUNKS_PER_ATTEMPT);
             }
-            match attempt(target, feed, &chunk, rows.clone(), memory) {
-                Ok(n) => inserted += n,
-                Err(f) if rows.len() == 1 => rejects.add(reject_row(&f, &chunk, rows.start, raw_limit)),
-                Err(f) => match failing_row(&f, &rows) {
-                    // The last row is also where end-of-statement checks (foreign keys) point:
-                    // only a row before it is sure, else halve.
-                    Some(bad) if bad + 1 < rows.end => {
-                        todo.push(bad + 1..rows.end);
-                        todo.push(bad..bad + 1);
-                        todo.push(rows.start..bad);
-                    }
-                    _ => {
-                        let mid = rows.start + rows.len() / 2;
-                        todo.push(mid..rows.end);
-                        todo.push(rows.start..mid);
-                    }
-                },
+            Err(_) => {
+                batch = 1;
+                for chunk in &chunks {
+                    inserted += isolate(target, feed, chunk, rejects, raw_limit, memory);
+                }
             }
+        }
+    }
+    inserted
+}
+
+/// Writes one chunk, retrying around refused rows until each stands alone and is rejected.
+fn isolate(
+    target: &Target,
+    feed: &mut Feed,
+    chunk: &Rc<EncodedChunk>,
+    rejects: &mut Rejects,
+    raw_limit: usize,
+    memory: pg_sys::MemoryContext,
+) -> u64 {
+    let mut inserted = 0;
+    // a stack of row ranges still to write, the next one in file order on top
+    let mut todo = vec![0..chunk.rows as usize];
+    while let Some(rows) = todo.pop() {
+        if rows.is_empty() {
+            continue;
+        }
+        feed.feed_rows(vec![(chunk.clone(), rows.clone())]);
+        match attempt(target, feed, memory) {
+            Ok(n) => inserted += n,
+            Err(f) if rows.len() == 1 => {
+                let e = reject_row(&f, chunk, rows.start, rejects, raw_limit);
+                rejects.add(e);
+            }
+            Err(f) => match failing_row(&f, &rows) {
+                // The last row is also where end-of-statement checks (foreign keys) point:
+                // only a row before it is sure, else halve.
+                Some(bad) if bad + 1 < rows.end => {
+                    todo.push(bad + 1..rows.end);
+                    todo.push(bad..bad + 1);
+                    todo.push(rows.start..bad);
+                }
+                _ => {
+                    let mid = rows.start + rows.len() / 2;
+                    todo.push(mid..rows.end);
+                    todo.push(rows.start..mid);
+                }
+            },
         }
     }
     inserted
