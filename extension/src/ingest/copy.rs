@@ -13,10 +13,16 @@ use super::feed::{feed_copy_data, ActiveFeed, Feed};
 use super::target::Target;
 use crate::error::IngestError;
 
+/// COPY FROM's state (PostgreSQL 13 called it CopyState).
+#[cfg(feature = "pg13")]
+type CopyFromState = pg_sys::CopyState;
+#[cfg(not(feature = "pg13"))]
+type CopyFromState = pg_sys::CopyFromState;
+
 unsafe extern "C" {
     // src/ingest/copy_state.c
-    fn pg_ingest_copy_cur_lineno(cstate: pg_sys::CopyFromState) -> u64;
-    fn pg_ingest_copy_cur_attname(cstate: pg_sys::CopyFromState) -> *const std::ffi::c_char;
+    fn pg_ingest_copy_cur_lineno(cstate: CopyFromState) -> u64;
+    fn pg_ingest_copy_cur_attname(cstate: CopyFromState) -> *const std::ffi::c_char;
 }
 
 /// An ERROR raised inside COPY, and where.
@@ -74,6 +80,10 @@ pub fn run_copy(target: &Target, feed: *mut Feed) -> Result<u64, CopyFailure> {
         let options = pg_sys::lappend(std::ptr::null_mut(), format as *mut std::ffi::c_void);
 
         let _active = ActiveFeed::push(feed);
+        #[cfg(feature = "pg13")]
+        let cstate =
+            pg_sys::BeginCopyFrom(pstate, target.rel, std::ptr::null(), false, Some(feed_copy_data), attnames, options);
+        #[cfg(not(feature = "pg13"))]
         let cstate = pg_sys::BeginCopyFrom(
             pstate,
             target.rel,
@@ -86,8 +96,8 @@ pub fn run_copy(target: &Target, feed: *mut Feed) -> Result<u64, CopyFailure> {
         );
         // raw addresses: the closures must be unwind-safe
         let (feed_addr, cstate_addr) = (feed as usize, cstate as usize);
-        let result = PgTryBuilder::new(|| Ok(pg_sys::CopyFrom(cstate_addr as pg_sys::CopyFromState)))
-            .catch_others(|e| Err(failure(e, feed_addr as *mut Feed, cstate_addr as pg_sys::CopyFromState)))
+        let result = PgTryBuilder::new(|| Ok(pg_sys::CopyFrom(cstate_addr as CopyFromState)))
+            .catch_others(|e| Err(failure(e, feed_addr as *mut Feed, cstate_addr as CopyFromState)))
             .execute();
         if result.is_ok() {
             pg_sys::EndCopyFrom(cstate);
@@ -96,7 +106,7 @@ pub fn run_copy(target: &Target, feed: *mut Feed) -> Result<u64, CopyFailure> {
     }
 }
 
-fn failure(error: CaughtError, feed: *mut Feed, cstate: pg_sys::CopyFromState) -> CopyFailure {
+fn failure(error: CaughtError, feed: *mut Feed, cstate: CopyFromState) -> CopyFailure {
     let feed = unsafe { &*feed };
     let (sqlstate, message, detail, hint) = match &error {
         CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => (

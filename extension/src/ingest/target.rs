@@ -141,13 +141,20 @@ impl Target {
                 false,
                 false,
             );
-            let rte = (*nsitem).p_rte;
-            (*rte).requiredPerms = pg_sys::ACL_INSERT as _;
+            // PostgreSQL 16 moved the permissions of a range-table entry to RTEPermissionInfo.
+            #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+            let perms = (*nsitem).p_rte;
+            #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+            let perms = (*nsitem).p_perminfo;
+            (*perms).requiredPerms = pg_sys::ACL_INSERT as _;
             for c in &self.columns {
                 let bit = c.attnum as i32 - pg_sys::FirstLowInvalidHeapAttributeNumber;
-                (*rte).insertedCols = pg_sys::bms_add_member((*rte).insertedCols, bit);
+                (*perms).insertedCols = pg_sys::bms_add_member((*perms).insertedCols, bit);
             }
+            #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
             pg_sys::ExecCheckRTPerms((*pstate).p_rtable, true);
+            #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+            pg_sys::ExecCheckPermissions((*pstate).p_rtable, (*pstate).p_rteperminfos, true);
             if pg_sys::check_enable_rls(self.oid, pg_sys::InvalidOid, false)
                 == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
             {
