@@ -60,3 +60,56 @@ fn ingest_jsonl(
         r.seconds,
     ))
 }
+
+/// Runs each query in its own transaction in up to `workers` background workers, as the
+/// calling role with its search_path; one row per query, in the order they complete.
+#[pg_extern(volatile, parallel_unsafe)]
+fn run_batch(
+    queries: Vec<Option<String>>,
+    workers: default!(i32, 4),
+    stop_on_error: default!(bool, false),
+    timeout: default!(Option<pgrx::datum::Interval>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(query_no, i32),
+        name!(status, String),
+        name!(rows, i64),
+        name!(seconds, f64),
+        name!(error, Option<String>),
+        name!(sqlstate, Option<String>),
+    ),
+> {
+    use crate::error::IngestError;
+    if workers < 1 {
+        IngestError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("workers must be at least 1, not {workers}"),
+        )
+        .raise();
+    }
+    let queries: Vec<String> = queries.into_iter().map(|q| q.unwrap_or_default()).collect();
+    let timeout = timeout.map(|t| {
+        let micros = t.as_micros();
+        if micros <= 0 {
+            IngestError::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "timeout must be positive").raise();
+        }
+        std::time::Duration::from_micros(micros as u64)
+    });
+    if queries.is_empty() {
+        return TableIterator::new(Vec::new());
+    }
+    let workers = (workers as usize).min(crate::gucs::max_batch_workers());
+    TableIterator::new(crate::batch::Batch::start(queries, workers, stop_on_error, timeout))
+}
+
+/// `chunks` ranges (lo, hi, inclusive) of an integer column that split the table's rows
+/// about evenly: one query per chunk for run_batch.
+#[pg_extern(stable, parallel_safe)]
+fn chunk_ranges(
+    target: PgRelation,
+    column: &str,
+    chunks: i32,
+) -> TableIterator<'static, (name!(chunk, i32), name!(lo, i64), name!(hi, i64))> {
+    TableIterator::new(crate::batch::chunk_ranges(target.oid(), column, chunks))
+}

@@ -8,6 +8,7 @@ static MAX_LINE_BYTES: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024 * 1024
 static CHUNK_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4 * 1024 * 1024);
 static MAX_THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
 static REJECT_LINE_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4096);
+static MAX_BATCH_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(16);
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -50,6 +51,16 @@ pub fn init() {
         GucContext::Userset,
         GucFlags::UNIT_BYTE,
     );
+    GucRegistry::define_int_guc(
+        c"pg_ingest.max_batch_workers",
+        c"Most background workers one run_batch call may start.",
+        c"Also capped by the free max_worker_processes slots.",
+        &MAX_BATCH_WORKERS,
+        1,
+        crate::batch::MAX_WORKERS as i32,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     mark_prefix_reserved(c"pg_ingest");
 }
 
@@ -82,4 +93,8 @@ pub fn max_threads() -> usize {
 
 pub fn reject_line_bytes() -> usize {
     REJECT_LINE_BYTES.get() as usize
+}
+
+pub fn max_batch_workers() -> usize {
+    MAX_BATCH_WORKERS.get() as usize
 }

@@ -2,6 +2,7 @@
 //! PostgreSQL's own COPY FROM machinery; query batches in dynamic background workers.
 
 mod api;
+mod batch;
 mod error;
 mod gucs;
 mod ingest;

@@ -265,6 +265,7 @@ fn main() {
         )
         .unwrap();
     }
+    batch_overhead(db, &mut report);
     print!("{report}");
     if let Some(out) = &args.out {
         std::fs::write(out, &report).unwrap();
@@ -273,4 +274,34 @@ fn main() {
     let mut admin = connect("postgres");
     admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// run_batch's overhead per query (launch, connect, report): wall time against the ideal.
+fn batch_overhead(db: &str, report: &mut String) {
+    let mut c = connect(db);
+    let mut time = |queries: Vec<String>, workers: i32| -> f64 {
+        let start = Instant::now();
+        let rows = c
+            .query(
+                "SELECT status || coalesce(': ' || error, '') FROM run_batch($1, workers => $2)",
+                &[&queries, &workers],
+            )
+            .unwrap();
+        let bad: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).filter(|s| s != "ok").collect();
+        assert!(bad.is_empty(), "{bad:?}");
+        start.elapsed().as_secs_f64()
+    };
+    let sleeps = |secs: &[f64]| secs.iter().map(|s| format!("SELECT pg_sleep({s})")).collect::<Vec<_>>();
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    for _ in 0..3 {
+        a.push(time(sleeps(&[0.1; 100]), 10));
+        b.push(time(sleeps(&[1.0, 0.5, 0.4, 0.3, 0.2, 0.1]), 5));
+    }
+    let (a, b) = (median(&a), median(&b));
+    writeln!(report, "### run_batch overhead (median of 3)\n").unwrap();
+    writeln!(report, "| batch | ideal s | measured s | over ideal s | target |").unwrap();
+    writeln!(report, "|---|---:|---:|---:|---|").unwrap();
+    writeln!(report, "| 100 × pg_sleep(0.1), 10 workers | 1.00 | {a:.3} | {:.3} | ≤ 0.3 |", a - 1.0).unwrap();
+    writeln!(report, "| 6 queries of 0.1–1.0 s, 5 workers | 1.00 | {b:.3} | {:.3} | ≤ 0.2 |\n", b - 1.0).unwrap();
 }

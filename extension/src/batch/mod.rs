@@ -1,0 +1,328 @@
+//! `run_batch`: queries run concurrently in dynamic background workers, results streamed back
+//! as each query completes.
+//!
+//! The leader (the caller's backend) puts the queries in a dynamic shared memory segment and
+//! starts up to `workers` workers; each takes the next query, runs it in its own transaction
+//! as the caller's role, and writes the result to the query's slot. The leader waits on its
+//! latch, returns results in completion order, enforces per-query timeouts (by cancelling the
+//! worker's query), and on `stop_on_error` starts no more and cancels what runs. Workers are
+//! terminated on every exit path: when the batch ends, and when the caller's transaction
+//! ends for any reason (cancel, error), through a reset callback on its memory context.
+
+pub mod shared;
+pub mod worker;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use pgrx::pg_sys;
+use pgrx::PgSqlErrorCode;
+
+use crate::error::IngestError;
+use shared::{Segment, Status, DONE, INTERRUPT_CANCEL, INTERRUPT_TIMEOUT, PENDING, RUNNING};
+
+unsafe extern "C" {
+    fn kill(pid: i32, sig: i32) -> i32;
+}
+const SIGINT: i32 = 2;
+
+/// Worker handles, in the transaction's memory, for the end-of-transaction callback.
+#[repr(C)]
+struct Handles {
+    n: usize,
+    handles: [*mut pg_sys::BackgroundWorkerHandle; 64],
+}
+
+unsafe extern "C-unwind" fn terminate_workers(arg: *mut std::ffi::c_void) {
+    let h = unsafe { &*(arg as *const Handles) };
+    for &handle in &h.handles[..h.n] {
+        unsafe { pg_sys::TerminateBackgroundWorker(handle) };
+    }
+}
+
+/// The most workers one batch may start.
+pub const MAX_WORKERS: usize = 64;
+
+pub struct Batch {
+    dsm: *mut pg_sys::dsm_segment,
+    seg: Segment,
+    handles: *mut Handles,
+    reported: Vec<bool>,
+    running_since: Vec<Option<Instant>>,
+    timeout: Option<Duration>,
+    stop_on_error: bool,
+    left: usize,
+}
+
+/// One result row: query number (from 1), status, rows, seconds, error, sqlstate.
+pub type BatchRow = (i32, String, i64, f64, Option<String>, Option<String>);
+
+fn copy_name(dst: &mut [std::ffi::c_char], s: &str) {
+    for (d, b) in dst.iter_mut().zip(s.bytes().chain(std::iter::once(0))) {
+        *d = b as std::ffi::c_char;
+    }
+}
+
+impl Batch {
+    pub fn start(queries: Vec<String>, workers: usize, stop_on_error: bool, timeout: Option<Duration>) -> Self {
+        let n = queries.len();
+        let search_path = unsafe {
+            std::ffi::CStr::from_ptr(pg_sys::GetConfigOptionByName(
+                c"search_path".as_ptr(),
+                std::ptr::null_mut(),
+                false,
+            ))
+            .to_string_lossy()
+            .into_owned()
+        };
+        let role = unsafe {
+            std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false))
+                .to_string_lossy()
+                .into_owned()
+        };
+        unsafe {
+            let size = Segment::size(&search_path, &role, &queries);
+            let dsm = pg_sys::dsm_create(size, 0);
+            let seg = Segment { base: pg_sys::dsm_segment_address(dsm) as *mut u8 };
+            std::ptr::write_bytes(seg.base, 0, size);
+            let latch = std::ptr::addr_of_mut!((*pg_sys::MyProc).procLatch) as usize;
+            seg.init(
+                pg_sys::MyDatabaseId,
+                pg_sys::GetSessionUserId(),
+                pg_sys::MyProcPid,
+                latch,
+                &search_path,
+                &role,
+                &queries,
+            );
+
+            // handles live in the transaction's memory; its end terminates the workers
+            let old = pg_sys::MemoryContextSwitchTo(pg_sys::CurTransactionContext);
+            let handles = pg_sys::palloc0(std::mem::size_of::<Handles>()) as *mut Handles;
+            let callback = pg_sys::palloc0(std::mem::size_of::<pg_sys::MemoryContextCallback>())
+                as *mut pg_sys::MemoryContextCallback;
+            (*callback).func = Some(terminate_workers);
+            (*callback).arg = handles as *mut std::ffi::c_void;
+            pg_sys::MemoryContextRegisterResetCallback(pg_sys::CurTransactionContext, callback);
+            let want = workers.min(n).min(MAX_WORKERS);
+            for _ in 0..want {
+                let mut w: pg_sys::BackgroundWorker = std::mem::zeroed();
+                let leader = pg_sys::MyProcPid;
+                copy_name(&mut w.bgw_name, &format!("pg_ingest batch worker for PID {leader}"));
+                copy_name(&mut w.bgw_type, "pg_ingest batch worker");
+                copy_name(&mut w.bgw_library_name, "pg_ingest");
+                copy_name(&mut w.bgw_function_name, "pg_ingest_batch_worker");
+                w.bgw_flags = (pg_sys::BGWORKER_SHMEM_ACCESS | pg_sys::BGWORKER_BACKEND_DATABASE_CONNECTION) as i32;
+                w.bgw_start_time = pg_sys::BgWorkerStartTime::BgWorkerStart_RecoveryFinished;
+                w.bgw_restart_time = pg_sys::BGW_NEVER_RESTART;
+                w.bgw_main_arg = pg_sys::Datum::from(pg_sys::dsm_segment_handle(dsm) as usize);
+                w.bgw_notify_pid = pg_sys::MyProcPid;
+                let mut handle: *mut pg_sys::BackgroundWorkerHandle = std::ptr::null_mut();
+                if !pg_sys::RegisterDynamicBackgroundWorker(&mut w, &mut handle) {
+                    break;
+                }
+                (*handles).handles[(*handles).n] = handle;
+                (*handles).n += 1;
+            }
+            pg_sys::MemoryContextSwitchTo(old);
+            if (*handles).n == 0 {
+                IngestError::new(
+                    PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+                    "no background worker slot is free for run_batch",
+                )
+                .detail(format!("max_worker_processes is {} and every slot is taken.", {
+                    pg_sys::max_worker_processes
+                }))
+                .hint("Raise max_worker_processes (needs a restart), or run fewer batches or parallel queries at once.")
+                .raise();
+            }
+            Self {
+                dsm,
+                seg,
+                handles,
+                reported: vec![false; n],
+                running_since: vec![None; n],
+                timeout,
+                stop_on_error,
+                left: n,
+            }
+        }
+    }
+
+    /// Starts no more queries and cancels the running ones.
+    fn stop_all(&mut self) {
+        self.seg.header().stop.store(1, Ordering::Release);
+        for i in 0..self.reported.len() {
+            let slot = self.seg.slot(i);
+            if slot.state.load(Ordering::Acquire) == RUNNING {
+                slot.interrupt.store(INTERRUPT_CANCEL, Ordering::Release);
+                unsafe { kill(slot.pid.load(Ordering::Acquire), SIGINT) };
+            }
+        }
+    }
+
+    /// Pids of the workers still running.
+    fn live_workers(&self) -> Vec<i32> {
+        let h = unsafe { &*self.handles };
+        h.handles[..h.n]
+            .iter()
+            .filter_map(|&handle| {
+                let mut pid = 0;
+                let status = unsafe { pg_sys::GetBackgroundWorkerPid(handle, &mut pid) };
+                match status {
+                    pg_sys::BgwHandleStatus::BGWH_STARTED => Some(pid),
+                    pg_sys::BgwHandleStatus::BGWH_NOT_YET_STARTED => Some(0),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    fn row(&mut self, i: usize) -> BatchRow {
+        self.reported[i] = true;
+        self.left -= 1;
+        let slot = self.seg.slot(i);
+        let status = Status::from_u32(slot.status);
+        let (error, sqlstate) = match status {
+            Status::Ok => (None, None),
+            _ => (Some(slot.error_text().to_owned()), Some(slot.sqlstate_text().to_owned())),
+        };
+        (i as i32 + 1, status.name().to_owned(), slot.rows as i64, slot.seconds, error, sqlstate)
+    }
+
+    fn synthetic(&mut self, i: usize, status: Status, sqlstate: &str, message: &str) -> BatchRow {
+        let slot = self.seg.slot(i);
+        slot.status = status as u32;
+        slot.set_error(sqlstate, message);
+        self.row(i)
+    }
+}
+
+impl Iterator for Batch {
+    type Item = BatchRow;
+
+    fn next(&mut self) -> Option<BatchRow> {
+        loop {
+            if self.left == 0 {
+                return None;
+            }
+            let n = self.reported.len();
+            for i in 0..n {
+                if self.reported[i] {
+                    continue;
+                }
+                let slot = self.seg.slot(i);
+                match slot.state.load(Ordering::Acquire) {
+                    DONE => {
+                        let row = self.row(i);
+                        if self.stop_on_error && row.1 != "ok" {
+                            self.stop_all();
+                        }
+                        return Some(row);
+                    }
+                    RUNNING => {
+                        let since = *self.running_since[i].get_or_insert_with(Instant::now);
+                        if self.timeout.is_some_and(|t| since.elapsed() > t)
+                            && slot.interrupt.load(Ordering::Acquire) == 0
+                        {
+                            slot.interrupt.store(INTERRUPT_TIMEOUT, Ordering::Release);
+                            unsafe { kill(slot.pid.load(Ordering::Acquire), SIGINT) };
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            // Workers that are gone: a query one was running crashed with it; queries none
+            // will take were cancelled (stop_on_error) or are left without a worker.
+            let live = self.live_workers();
+            for i in 0..n {
+                if self.reported[i] {
+                    continue;
+                }
+                let slot = self.seg.slot(i);
+                let state = slot.state.load(Ordering::Acquire);
+                let pid = slot.pid.load(Ordering::Acquire);
+                // The process itself, not the postmaster's bookkeeping: a worker can start its
+                // first query before the postmaster has recorded its pid.
+                let gone = pid > 0 && unsafe { kill(pid, 0) } != 0;
+                if state == RUNNING && gone && slot.state.load(Ordering::Acquire) == RUNNING {
+                    return Some(self.synthetic(
+                        i,
+                        Status::Error,
+                        "XX000",
+                        "the worker running this query exited before finishing it",
+                    ));
+                }
+                if state == PENDING && live.is_empty() {
+                    return Some(if self.seg.header().stop.load(Ordering::Acquire) != 0 {
+                        self.synthetic(
+                            i,
+                            Status::Cancelled,
+                            "57014",
+                            "not started: an earlier query failed (stop_on_error)",
+                        )
+                    } else {
+                        self.synthetic(i, Status::Error, "XX000", "no worker was left to run this query")
+                    });
+                }
+            }
+            unsafe {
+                pg_sys::WaitLatch(
+                    pg_sys::MyLatch,
+                    (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+                    20,
+                    pg_sys::PG_WAIT_EXTENSION,
+                );
+                pg_sys::ResetLatch(pg_sys::MyLatch);
+            }
+            pgrx::check_for_interrupts!();
+        }
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        unsafe {
+            terminate_workers(self.handles as *mut std::ffi::c_void);
+            pg_sys::dsm_detach(self.dsm);
+        }
+    }
+}
+
+/// Splits a table into `chunks` ranges of about as many rows each, by an integer column.
+pub fn chunk_ranges(table: pg_sys::Oid, column: &str, chunks: i32) -> Vec<(i32, i64, i64)> {
+    use pgrx::prelude::*;
+    if chunks < 1 {
+        IngestError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("chunks must be at least 1, not {chunks}"),
+        )
+        .raise();
+    }
+    // the table as regclass prints it (quoted where needed), the column through quote_ident
+    let (table_name, col) = Spi::get_two_with_args::<String, String>(
+        "SELECT $1::regclass::text, pg_catalog.quote_ident($2)",
+        &[table.into(), column.into()],
+    )
+    .ok()
+    .and_then(|(t, c)| Some((t?, c?)))
+    .unwrap_or_else(|| {
+        IngestError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, "chunk_ranges: no such table").raise()
+    });
+    let sql = format!(
+        "SELECT n::int, min(v)::bigint, max(v)::bigint FROM \
+         (SELECT {col} AS v, ntile($1) OVER (ORDER BY {col}) AS n FROM {table_name} WHERE {col} IS NOT NULL) s \
+         GROUP BY n ORDER BY n"
+    );
+    Spi::connect(|c| {
+        let rows = c.select(&sql, None, &[chunks.into()])?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push((r.get::<i32>(1)?.unwrap_or(0), r.get::<i64>(2)?.unwrap_or(0), r.get::<i64>(3)?.unwrap_or(0)));
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    })
+    .unwrap_or_else(|e| {
+        IngestError::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("chunk_ranges: {e}")).raise()
+    })
+}

@@ -1,0 +1,189 @@
+//! What a batch's leader and its workers share: one dynamic shared memory segment holding a
+//! header, one result slot per query, then the texts (search_path, role, queries).
+
+use std::sync::atomic::{AtomicI32, AtomicU32};
+
+use pgrx::pg_sys::Oid;
+
+pub const MAGIC: u32 = 0x7067_6962; // "pgib"
+pub const ERROR_BYTES: usize = 2048;
+
+/// Slot states.
+pub const PENDING: u32 = 0;
+pub const RUNNING: u32 = 1;
+pub const DONE: u32 = 2;
+
+/// Why the leader interrupted a running query (set before it sends SIGINT).
+pub const INTERRUPT_TIMEOUT: u32 = 1;
+pub const INTERRUPT_CANCEL: u32 = 2;
+
+/// Result statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Status {
+    Ok = 0,
+    Error = 1,
+    Timeout = 2,
+    Cancelled = 3,
+}
+
+impl Status {
+    pub fn from_u32(v: u32) -> Self {
+        match v {
+            0 => Self::Ok,
+            2 => Self::Timeout,
+            3 => Self::Cancelled,
+            _ => Self::Error,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Error => "error",
+            Self::Timeout => "timeout",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[repr(C)]
+pub struct Header {
+    pub magic: u32,
+    pub n_queries: u32,
+    /// The next query a worker takes.
+    pub next_query: AtomicU32,
+    /// Set: start no more queries.
+    pub stop: AtomicU32,
+    pub database: Oid,
+    pub user: Oid,
+    pub leader_pid: i32,
+    /// The leader's latch (in the PGPROC array: the same address in every backend).
+    pub leader_latch: usize,
+    /// (offset, length) of the texts, from the start of the segment.
+    pub search_path: (u32, u32),
+    pub role: (u32, u32),
+    pub queries_at: u32,
+    pub slots_at: u32,
+}
+
+#[repr(C)]
+pub struct Slot {
+    pub state: AtomicU32,
+    pub pid: AtomicI32,
+    pub interrupt: AtomicU32,
+    pub status: u32,
+    pub rows: u64,
+    pub seconds: f64,
+    pub sqlstate: [u8; 5],
+    pub error_len: u32,
+    pub error: [u8; ERROR_BYTES],
+}
+
+/// A view of the segment.
+#[derive(Clone, Copy)]
+pub struct Segment {
+    pub base: *mut u8,
+}
+
+impl Segment {
+    /// Bytes needed for these texts.
+    pub fn size(search_path: &str, role: &str, queries: &[String]) -> usize {
+        let texts: usize = search_path.len() + role.len() + queries.iter().map(|q| q.len()).sum::<usize>();
+        std::mem::size_of::<Header>() + 8 * queries.len() + std::mem::size_of::<Slot>() * queries.len() + texts + 64
+    }
+
+    pub fn header(&self) -> &Header {
+        unsafe { &*(self.base as *const Header) }
+    }
+
+    pub fn header_mut(&self) -> &mut Header {
+        unsafe { &mut *(self.base as *mut Header) }
+    }
+
+    pub fn slot(&self, i: usize) -> &mut Slot {
+        let at = self.header().slots_at as usize + i * std::mem::size_of::<Slot>();
+        unsafe { &mut *(self.base.add(at) as *mut Slot) }
+    }
+
+    fn text(&self, (at, len): (u32, u32)) -> &str {
+        unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(self.base.add(at as usize), len as usize)) }
+    }
+
+    pub fn search_path(&self) -> &str {
+        self.text(self.header().search_path)
+    }
+
+    pub fn role(&self) -> &str {
+        self.text(self.header().role)
+    }
+
+    pub fn query(&self, i: usize) -> &str {
+        let entry = self.header().queries_at as usize + 8 * i;
+        let (at, len) = unsafe { *(self.base.add(entry) as *const (u32, u32)) };
+        self.text((at, len))
+    }
+
+    /// Lays out a zeroed segment: header, query table, slots, texts.
+    pub fn init(
+        &self,
+        database: Oid,
+        user: Oid,
+        leader_pid: i32,
+        leader_latch: usize,
+        search_path: &str,
+        role: &str,
+        queries: &[String],
+    ) {
+        let n = queries.len();
+        let queries_at = std::mem::size_of::<Header>().next_multiple_of(8);
+        let slots_at = (queries_at + 8 * n).next_multiple_of(8);
+        let mut at = slots_at + std::mem::size_of::<Slot>() * n;
+        let mut put = |s: &str| -> (u32, u32) {
+            unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), self.base.add(at), s.len()) };
+            let r = (at as u32, s.len() as u32);
+            at += s.len();
+            r
+        };
+        let sp = put(search_path);
+        let ro = put(role);
+        let texts: Vec<(u32, u32)> = queries.iter().map(|q| put(q)).collect();
+        let h = self.header_mut();
+        h.magic = MAGIC;
+        h.n_queries = n as u32;
+        h.database = database;
+        h.user = user;
+        h.leader_pid = leader_pid;
+        h.leader_latch = leader_latch;
+        h.search_path = sp;
+        h.role = ro;
+        h.queries_at = queries_at as u32;
+        h.slots_at = slots_at as u32;
+        for (i, t) in texts.into_iter().enumerate() {
+            unsafe { *(self.base.add(queries_at + 8 * i) as *mut (u32, u32)) = t };
+        }
+    }
+}
+
+impl Slot {
+    pub fn set_error(&mut self, sqlstate: &str, message: &str) {
+        let code = sqlstate.as_bytes();
+        for (i, b) in self.sqlstate.iter_mut().enumerate() {
+            *b = code.get(i).copied().unwrap_or(b'0');
+        }
+        let mut len = message.len().min(ERROR_BYTES);
+        while !message.is_char_boundary(len) {
+            len -= 1;
+        }
+        self.error[..len].copy_from_slice(&message.as_bytes()[..len]);
+        self.error_len = len as u32;
+    }
+
+    pub fn error_text(&self) -> &str {
+        std::str::from_utf8(&self.error[..self.error_len as usize]).unwrap_or("")
+    }
+
+    pub fn sqlstate_text(&self) -> &str {
+        std::str::from_utf8(&self.sqlstate).unwrap_or("XX000")
+    }
+}

@@ -1,0 +1,163 @@
+//! A batch worker: a dynamic background worker that takes queries from its batch one by one,
+//! runs each in its own transaction as the caller's role with the caller's search_path, and
+//! writes the result to the query's slot.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use pgrx::pg_sys::panic::CaughtError;
+use pgrx::pg_sys::{self, PgTryBuilder};
+
+use super::shared::{Segment, Status, DONE, INTERRUPT_CANCEL, INTERRUPT_TIMEOUT, MAGIC, RUNNING};
+
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn run_sql(sql: &str) -> u64 {
+    let c =
+        std::ffi::CString::new(sql).unwrap_or_else(|_| std::ffi::CString::new("SELECT 1/0 -- NUL in query").unwrap());
+    unsafe {
+        let rc = pg_sys::SPI_execute(c.as_ptr(), false, 0);
+        if rc < 0 {
+            pgrx::error!("SPI_execute failed with code {rc}");
+        }
+        pg_sys::SPI_processed
+    }
+}
+
+/// Runs query `i` in a transaction of its own; the rows it processed.
+fn run_query(seg: Segment, i: usize) -> u64 {
+    unsafe {
+        pg_sys::SetCurrentStatementStartTimestamp();
+        pg_sys::StartTransactionCommand();
+        pg_sys::SPI_connect();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        // the caller's role and search_path, for this query's transaction
+        run_sql(&format!(
+            "SELECT pg_catalog.set_config('role', {}, true), pg_catalog.set_config('search_path', {}, true)",
+            quote_literal(seg.role()),
+            quote_literal(seg.search_path())
+        ));
+        let query = seg.query(i);
+        pgrx::pg_sys::pgstat_report_activity(
+            pg_sys::BackendState::STATE_RUNNING,
+            std::ffi::CString::new(query).unwrap_or_default().as_ptr(),
+        );
+        let rows = run_sql(query);
+        pg_sys::PopActiveSnapshot();
+        pg_sys::SPI_finish();
+        pg_sys::CommitTransactionCommand();
+        pgrx::pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_IDLE, std::ptr::null());
+        rows
+    }
+}
+
+fn sqlstate_text(code: pgrx::PgSqlErrorCode) -> String {
+    let n = code as isize;
+    (0..5).map(|k| (((n >> (6 * k)) & 0x3F) as u8 + b'0') as char).collect()
+}
+
+fn leader_alive(pid: i32) -> bool {
+    unsafe { libc_kill(pid, 0) == 0 }
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+// PostgreSQL's own signal handlers, as C functions (pgrx's bindings wrap them in Rust).
+unsafe extern "C-unwind" {
+    #[link_name = "die"]
+    fn pg_die(sig: std::ffi::c_int);
+    #[link_name = "StatementCancelHandler"]
+    fn pg_statement_cancel_handler(sig: std::ffi::c_int);
+}
+
+/// The worker's entry point (bgw_function_name); its argument is the segment's handle.
+#[pgrx::pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pg_ingest_batch_worker(arg: pg_sys::Datum) {
+    unsafe {
+        // Behave like a backend: SIGTERM ends the worker even inside a query, SIGINT cancels
+        // the running query.
+        pg_sys::pqsignal(libc_sigterm(), Some(pg_die));
+        pg_sys::pqsignal(libc_sigint(), Some(pg_statement_cancel_handler));
+        pg_sys::BackgroundWorkerUnblockSignals();
+        let handle = arg.value() as pg_sys::dsm_handle;
+        let dsm = pg_sys::dsm_attach(handle);
+        if dsm.is_null() {
+            return; // the leader is gone already
+        }
+        let seg = Segment { base: pg_sys::dsm_segment_address(dsm) as *mut u8 };
+        if seg.header().magic != MAGIC {
+            return;
+        }
+        let (database, session_user) = (seg.header().database, seg.header().user);
+        pg_sys::BackgroundWorkerInitializeConnectionByOid(database, session_user, 0);
+        let latch = seg.header().leader_latch as *mut pg_sys::Latch;
+        let n = seg.header().n_queries as usize;
+        loop {
+            if seg.header().stop.load(Ordering::Acquire) != 0 || !leader_alive(seg.header().leader_pid) {
+                break;
+            }
+            let i = seg.header().next_query.fetch_add(1, Ordering::AcqRel) as usize;
+            if i >= n {
+                break;
+            }
+            let slot = seg.slot(i);
+            slot.pid.store(pg_sys::MyProcPid, Ordering::Release);
+            slot.state.store(RUNNING, Ordering::Release);
+            pg_sys::SetLatch(latch);
+            let started = Instant::now();
+            let addr = seg.base as usize;
+            let result = PgTryBuilder::new(|| Ok(run_query(Segment { base: addr as *mut u8 }, i)))
+                .catch_others(|e| {
+                    let (code, message) = match &e {
+                        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => {
+                            (sqlstate_text(r.sql_error_code()), r.message().to_owned())
+                        }
+                        CaughtError::RustPanic { ereport, .. } => ("XX000".to_owned(), ereport.message().to_owned()),
+                    };
+                    pg_sys::AbortCurrentTransaction();
+                    pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
+                    Err((code, message))
+                })
+                .execute();
+            let slot = seg.slot(i);
+            slot.seconds = started.elapsed().as_secs_f64();
+            match result {
+                Ok(rows) => {
+                    slot.rows = rows;
+                    slot.status = Status::Ok as u32;
+                }
+                Err((code, message)) => {
+                    let (status, message) = match (code.as_str(), slot.interrupt.load(Ordering::Acquire)) {
+                        ("57014", INTERRUPT_TIMEOUT) => {
+                            (Status::Timeout, "canceling statement due to run_batch timeout".to_owned())
+                        }
+                        ("57014", INTERRUPT_CANCEL) => (
+                            Status::Cancelled,
+                            "canceling statement: an earlier query failed (stop_on_error)".to_owned(),
+                        ),
+                        _ => (Status::Error, message),
+                    };
+                    slot.status = status as u32;
+                    slot.set_error(&code, &message);
+                }
+            }
+            slot.state.store(DONE, Ordering::Release);
+            pg_sys::SetLatch(latch);
+        }
+        pg_sys::dsm_detach(dsm);
+    }
+}
+
+fn libc_sigterm() -> i32 {
+    15
+}
+
+fn libc_sigint() -> i32 {
+    2
+}
