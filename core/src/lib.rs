@@ -8,6 +8,7 @@ pub mod framing;
 pub mod json;
 pub mod mapping;
 pub mod pipeline;
+pub mod report;
 pub mod sample;
 
 /// The version every pg_ingest component reports.

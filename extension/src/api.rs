@@ -51,7 +51,7 @@ fn ingest_jsonl(
     TableIterator::once((
         r.file,
         r.target,
-        r.status.to_owned(),
+        r.status,
         r.lines,
         r.rows_inserted,
         r.rows_rejected,

@@ -7,7 +7,7 @@ use pgrx::prelude::*;
 
 use pg_ingest_core::error::RowError;
 
-use crate::ingest::LoadResult;
+use crate::ingest::LoadSummary;
 
 /// What the ledger knows of one file in one table.
 #[derive(Debug, Clone)]
@@ -90,14 +90,14 @@ pub fn start_load(file: &str, target: &str, target_oid: Oid, on_error: &str, sta
 }
 
 /// Closes a load record with its result and the first rejected line, if any.
-pub fn finish_load(load_id: i64, c: &LoadResult, first_error: Option<String>) {
+pub fn finish_load(load_id: i64, c: &LoadSummary, first_error: Option<String>) {
     as_owner(|| {
         Spi::run_with_args(
             "UPDATE ingest.loads SET finished_at = clock_timestamp(), status = $2, lines = $3, rows_inserted = $4, \
              rows_rejected = $5, lines_skipped = $6, bytes = $7, seconds = $8, first_error = $9 WHERE load_id = $1",
             &[
                 load_id.into(),
-                c.status.into(),
+                c.status.as_str().into(),
                 c.lines.into(),
                 c.rows_inserted.into(),
                 c.rows_rejected.into(),

@@ -117,40 +117,27 @@ impl Default for DataDir {
     }
 }
 
-/// The result row of `ingest_jsonl`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Loaded {
-    pub file: String,
-    pub target: String,
-    pub status: String,
-    pub lines: i64,
-    pub rows_inserted: i64,
-    pub rows_rejected: i64,
-    pub lines_skipped: i64,
-    pub bytes: i64,
-    pub seconds: f64,
-}
+pub use pg_ingest_core::report::LoadSummary;
 
-impl Loaded {
-    pub fn from_row(r: &postgres::Row) -> Self {
-        Self {
-            file: r.get("file"),
-            target: r.get("target"),
-            status: r.get("status"),
-            lines: r.get("lines"),
-            rows_inserted: r.get("rows_inserted"),
-            rows_rejected: r.get("rows_rejected"),
-            lines_skipped: r.get("lines_skipped"),
-            bytes: r.get("bytes"),
-            seconds: r.get("seconds"),
-        }
+/// An `ingest_jsonl` result row as the summary it is.
+pub fn loaded_from_row(r: &postgres::Row) -> LoadSummary {
+    LoadSummary {
+        file: r.get("file"),
+        target: r.get("target"),
+        status: r.get("status"),
+        lines: r.get("lines"),
+        rows_inserted: r.get("rows_inserted"),
+        rows_rejected: r.get("rows_rejected"),
+        lines_skipped: r.get("lines_skipped"),
+        bytes: r.get("bytes"),
+        seconds: r.get("seconds"),
     }
 }
 
 /// `SELECT * FROM ingest_jsonl(path, <extra SQL arguments>)`.
-pub fn ingest(client: &mut Client, path: &str, extra: &str) -> Result<Loaded, postgres::Error> {
+pub fn ingest(client: &mut Client, path: &str, extra: &str) -> Result<LoadSummary, postgres::Error> {
     let sql = format!("SELECT * FROM ingest_jsonl($1{}{extra})", if extra.is_empty() { "" } else { ", " });
-    client.query_one(&sql, &[&path]).map(|r| Loaded::from_row(&r))
+    client.query_one(&sql, &[&path]).map(|r| loaded_from_row(&r))
 }
 
 /// The server's error: (SQLSTATE, message, detail).

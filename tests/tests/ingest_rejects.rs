@@ -1,7 +1,7 @@
 //! on_error => 'skip': every kind of bad line is left out and explained in ingest.rejects,
 //! the good rows around it kept, and the counts add up.
 
-use pg_ingest_tests::{db_error, ingest, DataDir, Loaded, TestDb};
+use pg_ingest_tests::{db_error, ingest, DataDir, LoadSummary, TestDb};
 
 fn setup(db: &mut TestDb) {
     db.client
@@ -209,7 +209,7 @@ fn loaded_result_and_history_agree() {
     db.client.batch_execute("CREATE TABLE h (id int)").unwrap();
     let dir = DataDir::new();
     let path = dir.write("h.jsonl", "{\"id\": 1}\n\n{\"id\": 2}\n");
-    let r: Loaded = ingest(&mut db.client, &path, "'h'").unwrap();
+    let r: LoadSummary = ingest(&mut db.client, &path, "'h'").unwrap();
     let row = db
         .client
         .query_one(

@@ -44,19 +44,7 @@ pub struct LoadOptions {
     pub force: bool,
 }
 
-/// The result row of one file.
-#[derive(Debug, Clone)]
-pub struct LoadResult {
-    pub file: String,
-    pub target: String,
-    pub status: &'static str,
-    pub lines: i64,
-    pub rows_inserted: i64,
-    pub rows_rejected: i64,
-    pub lines_skipped: i64,
-    pub bytes: i64,
-    pub seconds: f64,
-}
+pub use pg_ingest_core::report::LoadSummary;
 
 /// The head of a file the ledger fingerprints to tell a grown file from a replaced one.
 const HEAD_BYTES: u64 = 4096;
@@ -175,7 +163,7 @@ fn resume_point(file: &File, size: u64, path: &str, target: &Target, force: bool
     Some((offset, entry.lines as u64 + 1, "appended"))
 }
 
-pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions) -> LoadResult {
+pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions) -> LoadSummary {
     let started = Instant::now();
     target::check_file_permission();
     let oid = target::resolve(target, path);
@@ -211,10 +199,10 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions) -> LoadR
     ledger::lock_file(oid, path);
     let Some((start_offset, start_line, status)) = resume_point(&file, size, path, &target, opts.force) else {
         let load_id = ledger::start_load(path, &target.name, oid, &opts.on_error, size as i64);
-        let result = LoadResult {
+        let result = LoadSummary {
             file: path.to_owned(),
             target: target.name.clone(),
-            status: "unchanged",
+            status: "unchanged".into(),
             lines: 0,
             rows_inserted: 0,
             rows_rejected: 0,
@@ -264,10 +252,10 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions) -> LoadR
     feed.stop();
     rejects.flush();
 
-    let result = LoadResult {
+    let result = LoadSummary {
         file: path.to_owned(),
         target: target.name.clone(),
-        status,
+        status: status.into(),
         lines: feed.lines as i64,
         rows_inserted: rows as i64,
         rows_rejected: rejects.count as i64,
