@@ -12,6 +12,12 @@ pub fn sqlstate(code: &str) -> PgSqlErrorCode {
     PgSqlErrorCode::from(six(0) + (six(1) << 6) + (six(2) << 12) + (six(3) << 18) + (six(4) << 24))
 }
 
+/// The five characters of a SQLSTATE (the inverse of [`sqlstate`]).
+pub fn sqlstate_text(code: PgSqlErrorCode) -> String {
+    let n = code as isize;
+    (0..5).map(|i| (((n >> (6 * i)) & 0x3F) as u8 + b'0') as char).collect()
+}
+
 #[derive(Debug, Clone)]
 pub struct IngestError {
     pub code: PgSqlErrorCode,

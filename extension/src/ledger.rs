@@ -40,6 +40,11 @@ fn spi_error(e: pgrx::spi::Error) -> ! {
     crate::error::IngestError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("pg_ingest ledger: {e}")).raise()
 }
 
+/// Runs a ledger write as the extension's owner.
+fn run_as_owner(sql: &str, args: &[pgrx::datum::DatumWithOid]) {
+    as_owner(|| Spi::run_with_args(sql, args)).unwrap_or_else(|e| spi_error(e));
+}
+
 /// Serializes loads of the same file into the same table until the end of the transaction:
 /// a second load waits for the first, then sees what it did.
 pub fn lock_file(target: Oid, path: &str) {
@@ -91,24 +96,21 @@ pub fn start_load(file: &str, target: &str, target_oid: Oid, on_error: &str, sta
 
 /// Closes a load record with its result and the first rejected line, if any.
 pub fn finish_load(load_id: i64, c: &LoadSummary, first_error: Option<String>) {
-    as_owner(|| {
-        Spi::run_with_args(
-            "UPDATE ingest.loads SET finished_at = clock_timestamp(), status = $2, lines = $3, rows_inserted = $4, \
+    run_as_owner(
+        "UPDATE ingest.loads SET finished_at = clock_timestamp(), status = $2, lines = $3, rows_inserted = $4, \
              rows_rejected = $5, lines_skipped = $6, bytes = $7, seconds = $8, first_error = $9 WHERE load_id = $1",
-            &[
-                load_id.into(),
-                c.status.as_str().into(),
-                c.lines.into(),
-                c.rows_inserted.into(),
-                c.rows_rejected.into(),
-                c.lines_skipped.into(),
-                c.bytes.into(),
-                c.seconds.into(),
-                first_error.into(),
-            ],
-        )
-    })
-    .unwrap_or_else(|e| spi_error(e));
+        &[
+            load_id.into(),
+            c.status.as_str().into(),
+            c.lines.into(),
+            c.rows_inserted.into(),
+            c.rows_rejected.into(),
+            c.lines_skipped.into(),
+            c.bytes.into(),
+            c.seconds.into(),
+            first_error.into(),
+        ],
+    );
 }
 
 /// Writes rejected lines, many at a time.
@@ -123,8 +125,7 @@ pub fn record_rejects(load_id: i64, file: &str, rejects: &[RowError]) {
     let messages: Vec<String> = rejects.iter().map(|r| r.message.clone()).collect();
     let details: Vec<Option<String>> = rejects.iter().map(|r| r.detail.clone()).collect();
     let raws: Vec<Option<String>> = rejects.iter().map(|r| r.raw.clone()).collect();
-    as_owner(|| {
-        Spi::run_with_args(
+    run_as_owner(
             "INSERT INTO ingest.rejects (load_id, file, line, byte_offset, column_name, sqlstate, message, detail, raw_line) \
              SELECT $1, $2, * FROM unnest($3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])",
             &[
@@ -138,9 +139,7 @@ pub fn record_rejects(load_id: i64, file: &str, rejects: &[RowError]) {
                 details.into(),
                 raws.into(),
             ],
-        )
-    })
-    .unwrap_or_else(|e| spi_error(e));
+    );
 }
 
 pub struct FileState<'a> {
@@ -158,8 +157,7 @@ pub struct FileState<'a> {
 }
 
 pub fn save_file(s: &FileState) {
-    as_owner(|| {
-        Spi::run_with_args(
+    run_as_owner(
             "INSERT INTO ingest.files (target_oid, path, target, byte_offset, lines, size, mtime, head_bytes, \
                                        head_fingerprint, load_id, loaded_at) \
              VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), $8, $9, $10, clock_timestamp()) \
@@ -178,7 +176,5 @@ pub fn save_file(s: &FileState) {
                 s.head_fingerprint.into(),
                 s.load_id.into(),
             ],
-        )
-    })
-    .unwrap_or_else(|e| spi_error(e));
+    );
 }

@@ -19,12 +19,9 @@ use pgrx::pg_sys;
 use pgrx::PgSqlErrorCode;
 
 use crate::error::IngestError;
-use shared::{Segment, Status, DONE, INTERRUPT_CANCEL, INTERRUPT_TIMEOUT, PENDING, RUNNING};
-
-unsafe extern "C" {
-    fn kill(pid: i32, sig: i32) -> i32;
-}
-const SIGINT: i32 = 2;
+use shared::{
+    kill, process_exists, Segment, Status, DONE, INTERRUPT_CANCEL, INTERRUPT_TIMEOUT, PENDING, RUNNING, SIGINT,
+};
 
 /// Worker handles, in the transaction's memory, for the end-of-transaction callback.
 #[repr(C)]
@@ -161,21 +158,16 @@ impl Batch {
         }
     }
 
-    /// Pids of the workers still running.
-    fn live_workers(&self) -> Vec<i32> {
+    /// Whether any worker is starting or running.
+    fn any_worker_left(&self) -> bool {
         let h = unsafe { &*self.handles };
-        h.handles[..h.n]
-            .iter()
-            .filter_map(|&handle| {
-                let mut pid = 0;
-                let status = unsafe { pg_sys::GetBackgroundWorkerPid(handle, &mut pid) };
-                match status {
-                    pg_sys::BgwHandleStatus::BGWH_STARTED => Some(pid),
-                    pg_sys::BgwHandleStatus::BGWH_NOT_YET_STARTED => Some(0),
-                    _ => None,
-                }
-            })
-            .collect()
+        h.handles[..h.n].iter().any(|&handle| {
+            let mut pid = 0;
+            matches!(
+                unsafe { pg_sys::GetBackgroundWorkerPid(handle, &mut pid) },
+                pg_sys::BgwHandleStatus::BGWH_STARTED | pg_sys::BgwHandleStatus::BGWH_NOT_YET_STARTED
+            )
+        })
     }
 
     fn row(&mut self, i: usize) -> BatchRow {
@@ -234,7 +226,7 @@ impl Iterator for Batch {
             }
             // Workers that are gone: a query one was running crashed with it; queries none
             // will take were cancelled (stop_on_error) or are left without a worker.
-            let live = self.live_workers();
+            let workers_left = self.any_worker_left();
             for i in 0..n {
                 if self.reported[i] {
                     continue;
@@ -244,7 +236,7 @@ impl Iterator for Batch {
                 let pid = slot.pid.load(Ordering::Acquire);
                 // The process itself, not the postmaster's bookkeeping: a worker can start its
                 // first query before the postmaster has recorded its pid.
-                let gone = pid > 0 && unsafe { kill(pid, 0) } != 0;
+                let gone = pid > 0 && !process_exists(pid);
                 if state == RUNNING && gone && slot.state.load(Ordering::Acquire) == RUNNING {
                     return Some(self.synthetic(
                         i,
@@ -253,7 +245,7 @@ impl Iterator for Batch {
                         "the worker running this query exited before finishing it",
                     ));
                 }
-                if state == PENDING && live.is_empty() {
+                if state == PENDING && !workers_left {
                     return Some(if self.seg.header().stop.load(Ordering::Acquire) != 0 {
                         self.synthetic(
                             i,

@@ -5,6 +5,18 @@ use std::sync::atomic::{AtomicI32, AtomicU32};
 
 use pgrx::pg_sys::Oid;
 
+unsafe extern "C" {
+    /// libc's kill(2): signals a worker, or (signal 0) asks whether a process exists.
+    pub fn kill(pid: i32, sig: i32) -> i32;
+}
+pub const SIGINT: i32 = 2;
+pub const SIGTERM: i32 = 15;
+
+/// Whether process `pid` still exists.
+pub fn process_exists(pid: i32) -> bool {
+    unsafe { kill(pid, 0) == 0 }
+}
+
 pub const MAGIC: u32 = 0x7067_6962; // "pgib"
 pub const ERROR_BYTES: usize = 2048;
 

@@ -8,7 +8,10 @@ use std::time::Instant;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::pg_sys::{self, PgTryBuilder};
 
-use super::shared::{Segment, Status, DONE, INTERRUPT_CANCEL, INTERRUPT_TIMEOUT, MAGIC, RUNNING};
+use super::shared::{
+    process_exists, Segment, Status, DONE, INTERRUPT_CANCEL, INTERRUPT_TIMEOUT, MAGIC, RUNNING, SIGINT, SIGTERM,
+};
+use crate::error::sqlstate_text;
 
 fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
@@ -53,20 +56,6 @@ fn run_query(seg: Segment, i: usize) -> u64 {
     }
 }
 
-fn sqlstate_text(code: pgrx::PgSqlErrorCode) -> String {
-    let n = code as isize;
-    (0..5).map(|k| (((n >> (6 * k)) & 0x3F) as u8 + b'0') as char).collect()
-}
-
-fn leader_alive(pid: i32) -> bool {
-    unsafe { libc_kill(pid, 0) == 0 }
-}
-
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
-}
-
 // PostgreSQL's own signal handlers, as C functions (pgrx's bindings wrap them in Rust).
 unsafe extern "C-unwind" {
     #[link_name = "die"]
@@ -82,8 +71,8 @@ pub extern "C-unwind" fn pg_ingest_batch_worker(arg: pg_sys::Datum) {
     unsafe {
         // Behave like a backend: SIGTERM ends the worker even inside a query, SIGINT cancels
         // the running query.
-        pg_sys::pqsignal(libc_sigterm(), Some(pg_die));
-        pg_sys::pqsignal(libc_sigint(), Some(pg_statement_cancel_handler));
+        pg_sys::pqsignal(SIGTERM, Some(pg_die));
+        pg_sys::pqsignal(SIGINT, Some(pg_statement_cancel_handler));
         pg_sys::BackgroundWorkerUnblockSignals();
         let handle = arg.value() as pg_sys::dsm_handle;
         let dsm = pg_sys::dsm_attach(handle);
@@ -99,7 +88,7 @@ pub extern "C-unwind" fn pg_ingest_batch_worker(arg: pg_sys::Datum) {
         let latch = seg.header().leader_latch as *mut pg_sys::Latch;
         let n = seg.header().n_queries as usize;
         loop {
-            if seg.header().stop.load(Ordering::Acquire) != 0 || !leader_alive(seg.header().leader_pid) {
+            if seg.header().stop.load(Ordering::Acquire) != 0 || !process_exists(seg.header().leader_pid) {
                 break;
             }
             let i = seg.header().next_query.fetch_add(1, Ordering::AcqRel) as usize;
@@ -152,12 +141,4 @@ pub extern "C-unwind" fn pg_ingest_batch_worker(arg: pg_sys::Datum) {
         }
         pg_sys::dsm_detach(dsm);
     }
-}
-
-fn libc_sigterm() -> i32 {
-    15
-}
-
-fn libc_sigint() -> i32 {
-    2
 }

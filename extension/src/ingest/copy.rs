@@ -7,11 +7,10 @@ use std::ffi::CStr;
 
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::pg_sys::{self, PgTryBuilder};
-use pgrx::PgSqlErrorCode;
 
 use super::feed::{feed_copy_data, ActiveFeed, Feed};
 use super::target::Target;
-use crate::error::IngestError;
+use crate::error::{sqlstate_text, IngestError};
 
 /// COPY FROM's state (PostgreSQL 13 called it CopyState).
 #[cfg(feature = "pg13")]
@@ -52,12 +51,6 @@ impl CopyFailure {
     pub fn rethrow(self) -> ! {
         self.error.rethrow()
     }
-}
-
-/// The five characters of a SQLSTATE.
-fn sqlstate_text(code: PgSqlErrorCode) -> String {
-    let n = code as isize;
-    (0..5).map(|i| (((n >> (6 * i)) & 0x3F) as u8 + b'0') as char).collect()
 }
 
 /// Writes every row the feed yields into the target; the rows COPY processed, or what failed.
