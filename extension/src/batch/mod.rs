@@ -88,6 +88,7 @@ impl Batch {
                 pg_sys::GetSessionUserId(),
                 pg_sys::MyProcPid,
                 latch,
+                stop_on_error,
                 &search_path,
                 &role,
                 &queries,

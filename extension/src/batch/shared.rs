@@ -67,6 +67,8 @@ pub struct Header {
     pub next_query: AtomicU32,
     /// Set: start no more queries.
     pub stop: AtomicU32,
+    /// Set: a worker whose query fails sets `stop` at once (the leader also cancels what runs).
+    pub stop_on_error: u32,
     pub database: Oid,
     pub user: Oid,
     pub leader_pid: i32,
@@ -143,6 +145,7 @@ impl Segment {
         user: Oid,
         leader_pid: i32,
         leader_latch: usize,
+        stop_on_error: bool,
         search_path: &str,
         role: &str,
         queries: &[String],
@@ -167,6 +170,7 @@ impl Segment {
         h.user = user;
         h.leader_pid = leader_pid;
         h.leader_latch = leader_latch;
+        h.stop_on_error = stop_on_error as u32;
         h.search_path = sp;
         h.role = ro;
         h.queries_at = queries_at as u32;

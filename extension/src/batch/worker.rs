@@ -134,6 +134,11 @@ pub extern "C-unwind" fn pg_ingest_batch_worker(arg: pg_sys::Datum) {
                     };
                     slot.status = status as u32;
                     slot.set_error(&code, &message);
+                    // stop here and now: waiting for the leader to notice would let this
+                    // worker start the next query first
+                    if seg.header().stop_on_error != 0 {
+                        seg.header().stop.store(1, Ordering::Release);
+                    }
                 }
             }
             slot.state.store(DONE, Ordering::Release);
