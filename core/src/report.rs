@@ -16,4 +16,6 @@ pub struct LoadSummary {
     pub lines_skipped: i64,
     pub bytes: i64,
     pub seconds: f64,
+    /// The load's id in `ingest.loads` (and `ingest.rejects`).
+    pub load_id: i64,
 }

@@ -36,6 +36,7 @@ fn ingest_jsonl(
         name!(lines_skipped, i64),
         name!(bytes, i64),
         name!(seconds, f64),
+        name!(load_id, i64),
     ),
 > {
     let opts = LoadOptions {
@@ -58,6 +59,7 @@ fn ingest_jsonl(
         r.lines_skipped,
         r.bytes,
         r.seconds,
+        r.load_id,
     ))
 }
 

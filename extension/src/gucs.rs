@@ -2,13 +2,31 @@
 
 use std::ffi::CStr;
 
-use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 
 static MAX_LINE_BYTES: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024 * 1024);
 static CHUNK_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4 * 1024 * 1024);
 static MAX_THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
 static REJECT_LINE_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4096);
 static MAX_BATCH_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(16);
+static PROGRESS_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(1000);
+static PROGRESS_NOTICES: GucSetting<ProgressNotices> = GucSetting::<ProgressNotices>::new(ProgressNotices::Milestones);
+
+/// Which progress NOTICEs a load sends its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PostgresGucEnum)]
+pub enum ProgressNotices {
+    /// None.
+    #[name = c"off"]
+    Off,
+    /// At most one per 10% of the file, and at most one per interval: a handful on a long
+    /// load, none on a short one. Readable in psql.
+    #[name = c"milestones"]
+    Milestones,
+    /// One per interval and a last one at the end, each with the exact numbers in DETAIL:
+    /// for programs that draw progress (the pg-ingest client).
+    #[name = c"interval"]
+    Interval,
+}
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -61,6 +79,24 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"pg_ingest.progress_interval",
+        c"How often a running load may send a progress NOTICE.",
+        c"ingest.progress is updated continuously; this paces the NOTICEs.",
+        &PROGRESS_INTERVAL,
+        10,
+        3_600_000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_enum_guc(
+        c"pg_ingest.progress_notices",
+        c"Progress NOTICEs during a load: off, milestones (each 10%, paced) or interval (every interval).",
+        c"",
+        &PROGRESS_NOTICES,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     mark_prefix_reserved(c"pg_ingest");
 }
 
@@ -97,4 +133,12 @@ pub fn reject_line_bytes() -> usize {
 
 pub fn max_batch_workers() -> usize {
     MAX_BATCH_WORKERS.get() as usize
+}
+
+pub fn progress_interval() -> std::time::Duration {
+    std::time::Duration::from_millis(PROGRESS_INTERVAL.get() as u64)
+}
+
+pub fn progress_notices() -> ProgressNotices {
+    PROGRESS_NOTICES.get()
 }

@@ -7,11 +7,17 @@ mod error;
 mod gucs;
 mod ingest;
 mod ledger;
+mod schema;
 
 ::pgrx::pg_module_magic!(name, version);
 
 pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 pgrx::extension_sql_file!("../sql/ledger.sql", name = "ledger", requires = ["bootstrap"]);
+pgrx::extension_sql_file!(
+    "../sql/progress.sql",
+    name = "progress",
+    requires = ["bootstrap", schema::ingest::progress_file]
+);
 
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {

@@ -131,6 +131,7 @@ pub fn loaded_from_row(r: &postgres::Row) -> LoadSummary {
         lines_skipped: r.get("lines_skipped"),
         bytes: r.get("bytes"),
         seconds: r.get("seconds"),
+        load_id: r.get("load_id"),
     }
 }
 

@@ -20,6 +20,7 @@ use pg_ingest_core::encode::EncodedChunk;
 use pg_ingest_core::error::RowError;
 use pg_ingest_core::pipeline::{Next, Pipeline};
 
+use super::progress::Progress;
 use crate::error::IngestError;
 
 const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
@@ -130,6 +131,8 @@ pub struct Feed {
     pub current_row: Option<usize>,
     /// The feed raised the current error itself, already naming file and line.
     pub raised_own: bool,
+    /// What other sessions and the caller are told.
+    pub progress: Progress,
 }
 
 thread_local! {
@@ -153,7 +156,7 @@ impl Drop for ActiveFeed {
 }
 
 impl Feed {
-    pub fn new(file: String, pipeline: Pipeline, io: Vec<ColumnIo>) -> Self {
+    pub fn new(file: String, pipeline: Pipeline, io: Vec<ColumnIo>, progress: Progress) -> Self {
         let (econtext, scratch) = unsafe {
             (
                 pg_sys::CreateStandaloneExprContext(),
@@ -192,6 +195,7 @@ impl Feed {
             current_hole: None,
             current_row: None,
             raised_own: false,
+            progress,
         }
     }
 
@@ -224,14 +228,18 @@ impl Feed {
     /// The next chunk from the parse threads, counted; `None` at the end. Waiting checks for
     /// interrupts; a read failure (I/O, a line over the limit) is raised.
     pub fn next_chunk(&mut self) -> Option<EncodedChunk> {
+        let progress = &mut self.progress;
         match self.pipeline.next(Duration::from_millis(50), &mut || {
             pgrx::check_for_interrupts!();
+            progress.tick();
         }) {
             Next::Chunk(chunk) => {
                 self.lines += chunk.lines;
                 self.blank_lines += chunk.blank_lines;
                 self.input_bytes += chunk.input_bytes;
                 self.end_offset = Some(chunk.offset + chunk.input_bytes);
+                self.progress.bytes_done = chunk.offset + chunk.input_bytes;
+                self.progress.lines = self.lines;
                 Some(chunk)
             }
             Next::Failed(e) => self.raise(&e),
@@ -358,6 +366,7 @@ impl Feed {
             }
         }
         self.rows_sent += chunk.rows;
+        self.progress.rows = self.rows_sent;
         self.pending_error = chunk.errors.first().cloned();
         if chunk.holes.is_empty() {
             std::mem::swap(&mut self.out, &mut chunk.bytes);
@@ -417,6 +426,7 @@ impl Feed {
 
     /// COPY asks for between `min` and `max` bytes.
     fn read(&mut self, outbuf: *mut u8, min: usize, max: usize) -> usize {
+        self.progress.tick();
         let mut copied = 0;
         while copied < max {
             let ready: &[u8] = match &self.borrowed {

@@ -5,6 +5,7 @@
 
 pub mod copy;
 pub mod feed;
+pub mod progress;
 pub mod skip;
 pub mod target;
 
@@ -209,6 +210,7 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions) -> LoadS
             lines_skipped: 0,
             bytes: 0,
             seconds: started.elapsed().as_secs_f64(),
+            load_id,
         };
         ledger::finish_load(load_id, &result, None);
         target.close();
@@ -241,7 +243,8 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions) -> LoadS
     });
 
     // The feed owns the threads: if an ERROR unwinds from here, dropping it stops and joins them.
-    let mut feed = Box::new(Feed::new(path.to_owned(), pipeline, ios));
+    let progress = progress::Progress::start(load_id, path, size, start_offset);
+    let mut feed = Box::new(Feed::new(path.to_owned(), pipeline, ios, progress));
     let mut rejects = skip::Rejects::new(load_id, path, max_errors, open_file(path));
     let rows = if skip {
         skip::load_skipping(&target, &mut feed, &mut rejects, raw_limit)
@@ -251,6 +254,9 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions) -> LoadS
     };
     feed.stop();
     rejects.flush();
+    feed.progress.rows = rows;
+    feed.progress.rejected = rejects.count;
+    feed.progress.finish();
 
     let result = LoadSummary {
         file: path.to_owned(),
@@ -263,6 +269,7 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions) -> LoadS
         lines_skipped: (feed.lines - rows - rejects.count) as i64,
         bytes: feed.bytes_read() as i64,
         seconds: started.elapsed().as_secs_f64(),
+        load_id,
     };
     let head = size.min(HEAD_BYTES);
     let reopened = open_file(path);

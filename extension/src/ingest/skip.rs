@@ -163,12 +163,16 @@ pub fn load_skipping(target: &Target, feed: &mut Feed, rejects: &mut Rejects, ra
         match result {
             Ok(n) => {
                 inserted += n;
+                feed.progress.rows = inserted;
+                feed.progress.rejected = rejects.count;
                 batch = (batch * 2).min(MAX_CHUNKS_PER_ATTEMPT);
             }
             Err(_) => {
                 batch = 1;
                 for chunk in &chunks {
                     inserted += isolate(target, feed, chunk, rejects, raw_limit, memory);
+                    feed.progress.rows = inserted;
+                    feed.progress.rejected = rejects.count;
                 }
             }
         }
