@@ -1,6 +1,7 @@
 //! Connection settings the way libpq users expect them: a DSN (URL or key=value) from `--dsn`
 //! or `DATABASE_URL`, with whatever it leaves out taken from PGHOST, PGPORT, PGUSER,
-//! PGDATABASE, PGPASSWORD, PGAPPNAME and PGCONNECT_TIMEOUT, then libpq's own defaults.
+//! PGDATABASE, PGPASSWORD, PGAPPNAME, PGCONNECT_TIMEOUT and the PGSSL* variables, then the
+//! password file, then libpq's own defaults. TLS is in [`crate::tls`].
 
 use std::env;
 use std::path::Path;
@@ -9,13 +10,31 @@ use std::time::Duration;
 
 use anyhow::Context;
 use postgres::config::Host;
-use postgres::{Client, Config, NoTls};
+use postgres::error::DbError;
+use postgres::{Client, Config};
+use postgres_openssl::MakeTlsConnector;
+
+use crate::pgpass;
+use crate::tls::TlsOptions;
 
 /// Resolved connection settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
     config: Config,
+    tls: TlsOptions,
 }
+
+/// Bad connection settings: a usage error (exit code 2), not a failure to connect.
+#[derive(Debug)]
+pub struct InvalidSettings(pub String);
+
+impl std::fmt::Display for InvalidSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidSettings {}
 
 /// Debian's libpq looks for the server's socket here when no host is given.
 const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
@@ -28,10 +47,16 @@ impl Settings {
 
     /// As [`Settings::resolve`], with the environment given as a lookup (for tests).
     pub fn resolve_with(dsn: Option<&str>, var: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
-        let mut config = match dsn {
-            Some(dsn) => Config::from_str(dsn).map_err(|e| anyhow::anyhow!("invalid connection string: {e}"))?,
-            None => Config::new(),
+        let invalid = |e: String| anyhow::Error::new(InvalidSettings(format!("invalid connection string: {e}")));
+        let (mut config, tls_keys) = match dsn {
+            Some(dsn) => {
+                let (rest, keys) = crate::tls::take_keys(dsn).map_err(|e| invalid(e.to_string()))?;
+                (Config::from_str(&rest).map_err(|e| invalid(e.to_string()))?, keys)
+            }
+            None => (Config::new(), Vec::new()),
         };
+        let tls = TlsOptions::resolve(&tls_keys, &var).map_err(|e| invalid(e.to_string()))?;
+        config.ssl_mode(tls.mode.wire());
         if config.get_hosts().is_empty() {
             match var("PGHOST") {
                 Some(hosts) => {
@@ -49,7 +74,10 @@ impl Settings {
         }
         if config.get_ports().is_empty() {
             if let Some(port) = var("PGPORT") {
-                let port: u16 = port.trim().parse().with_context(|| format!("invalid PGPORT {port:?}"))?;
+                let port: u16 = port
+                    .trim()
+                    .parse()
+                    .map_err(|_| anyhow::Error::new(InvalidSettings(format!("invalid PGPORT {port:?}"))))?;
                 config.port(port);
             }
         }
@@ -64,6 +92,16 @@ impl Settings {
         if config.get_password().is_none() {
             if let Some(pw) = var("PGPASSWORD") {
                 config.password(pw);
+            } else if let Some(file) = pgpass::default_path(&var) {
+                let host = match config.get_hosts().first() {
+                    Some(Host::Tcp(h)) => h.clone(),
+                    _ => "localhost".to_owned(),
+                };
+                let port = config.get_ports().first().copied().unwrap_or(5432);
+                let (db, user) = (config.get_dbname().unwrap_or(""), config.get_user().unwrap_or(""));
+                if let Some(pw) = pgpass::lookup(&file, &host, port, db, user) {
+                    config.password(pw);
+                }
             }
         }
         if config.get_application_name().is_none() {
@@ -76,7 +114,7 @@ impl Settings {
                 }
             }
         }
-        Ok(Self { config })
+        Ok(Self { config, tls })
     }
 
     /// `host:port/database` (or the socket directory), for messages.
@@ -92,7 +130,19 @@ impl Settings {
     }
 
     pub fn connect(&self) -> anyhow::Result<Client> {
-        self.config.connect(NoTls).with_context(|| format!("cannot connect to {}", self.describe()))
+        self.connect_with_notices(|_| {})
+    }
+
+    /// Connects; the server's NOTICEs and WARNINGs go to `on_notice` as they arrive.
+    pub fn connect_with_notices(&self, on_notice: impl Fn(DbError) + Send + Sync + 'static) -> anyhow::Result<Client> {
+        let mut config = self.config.clone();
+        config.notice_callback(on_notice);
+        config.connect(self.tls_connector()?).with_context(|| format!("cannot connect to {}", self.describe()))
+    }
+
+    /// The TLS connector (also what a cancel request goes through).
+    pub fn tls_connector(&self) -> anyhow::Result<MakeTlsConnector> {
+        self.tls.connector()
     }
 
     #[cfg(test)]
@@ -120,6 +170,22 @@ pub fn describe_error(e: &anyhow::Error) -> String {
     let mut line = parts.join(": ");
     line = line.replace('\n', " ");
     line
+}
+
+/// An error as JSON, for `--json`: the server's fields when it is the server's.
+pub fn error_json(e: &anyhow::Error) -> serde_json::Value {
+    for cause in e.chain() {
+        if let Some(db) = cause.downcast_ref::<postgres::Error>().and_then(|pe| pe.as_db_error()) {
+            return serde_json::json!({
+                "message": db.message(),
+                "sqlstate": db.code().code(),
+                "severity": db.severity(),
+                "detail": db.detail(),
+                "hint": db.hint(),
+            });
+        }
+    }
+    serde_json::json!({ "message": describe_error(e), "sqlstate": null })
 }
 
 #[cfg(test)]

@@ -1,2 +1,5 @@
+pub mod batch;
+pub mod history;
+pub mod load;
 pub mod ping;
 pub mod sample;

@@ -11,6 +11,8 @@ struct PingReport {
     server_version: String,
     database: String,
     user: String,
+    /// Whether the connection is encrypted (TLS).
+    ssl: bool,
     /// The version of pg_ingest created in this database, if it is.
     pg_ingest_installed: Option<String>,
     /// The default version the server could create, if its files are installed.
@@ -23,7 +25,8 @@ pub fn run(args: &ConnectionArgs, json: bool) -> anyhow::Result<u8> {
     let row = client.query_one(
         "SELECT current_setting('server_version'), current_database()::text, current_user::text, \
                 (SELECT extversion FROM pg_extension WHERE extname = 'pg_ingest'), \
-                (SELECT default_version FROM pg_available_extensions WHERE name = 'pg_ingest')",
+                (SELECT default_version FROM pg_available_extensions WHERE name = 'pg_ingest'), \
+                coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)",
         &[],
     )?;
     let report = PingReport {
@@ -33,12 +36,18 @@ pub fn run(args: &ConnectionArgs, json: bool) -> anyhow::Result<u8> {
         user: row.get(2),
         pg_ingest_installed: row.get(3),
         pg_ingest_available: row.get(4),
+        ssl: row.get(5),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("connected to {} (PostgreSQL {})", report.server, report.server_version);
-        println!("database {} as {}", report.database, report.user);
+        println!(
+            "database {} as {}, {}",
+            report.database,
+            report.user,
+            if report.ssl { "TLS encrypted" } else { "not encrypted" }
+        );
         match (&report.pg_ingest_installed, &report.pg_ingest_available) {
             (Some(v), _) => println!("pg_ingest {v} installed"),
             (None, Some(v)) => println!(

@@ -16,6 +16,8 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::pg_sys::{self, Oid};
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
+use pg_ingest_core::report::ProgressReport;
+
 use crate::gucs::{self, ProgressNotices};
 
 /// Marks a COPY progress slot as a pg_ingest load ("pgingest").
@@ -201,11 +203,17 @@ impl Progress {
         );
         let mut report = ErrorReport::new(PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION, message, "ingest_jsonl");
         if self.mode == ProgressNotices::Interval {
-            report = report.set_detail(format!(
-                "pg_ingest progress: load_id={} bytes_done={} bytes_total={} start_offset={} lines={} rows={} \
-                 rejected={} seconds={elapsed:.3}",
-                self.load_id, self.bytes_done, self.total, self.start_offset, self.lines, self.rows, self.rejected
-            ));
+            let numbers = ProgressReport {
+                load_id: self.load_id,
+                bytes_done: self.bytes_done,
+                bytes_total: self.total,
+                start_offset: self.start_offset,
+                lines: self.lines,
+                rows: self.rows,
+                rejected: self.rejected,
+                seconds: elapsed,
+            };
+            report = report.set_detail(numbers.to_detail());
         }
         report.report(PgLogLevel::NOTICE);
     }
