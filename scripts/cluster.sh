@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The private cluster: data in .pg/ of the repo, owned by the postgres OS user, on
-# 127.0.0.1:$PGPORT (54329), trust auth, pg_cron preloaded.
+# 127.0.0.1:$PGPORT (54329), trust auth (but for two test roles), TLS on, pg_cron preloaded.
 #   cluster.sh start | stop | status | log
 source "$(dirname "$0")/common.sh"
 
@@ -17,7 +17,29 @@ make_reachable() {
     done
 }
 
+# A self-signed certificate for TLS (CN localhost, also valid for 127.0.0.1), made once.
+make_certificate() {
+    local dir=$PG_DIR/tls
+    [ -f "$dir/server.crt" ] && [ -f "$dir/server.key" ] && return
+    mkdir -p "$dir"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=localhost \
+        -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$dir/server.key" -out "$dir/server.crt" 2>/dev/null
+    chown -R "$PG_OS_USER" "$dir"
+    chmod 600 "$dir/server.key"
+    chmod 644 "$dir/server.crt"
+}
+
 write_config() {
+    make_certificate
+    cat > "$PG_DATA/pg_hba.conf" <<HBA
+# Written by scripts/cluster.sh at every start: edit there, not here.
+# The end-to-end tests check the client's TLS and password handling with two roles:
+hostnossl all pgi_tls_only 127.0.0.1/32 reject
+host      all pgi_password 127.0.0.1/32 scram-sha-256
+host      all all          127.0.0.1/32 trust
+HBA
+    chown "$PG_OS_USER" "$PG_DATA/pg_hba.conf"
     cat > "$PG_DATA/pg_ingest_cluster.conf" <<CONF
 # Written by scripts/cluster.sh at every start: edit there, not here.
 listen_addresses = '127.0.0.1'
@@ -36,6 +58,9 @@ log_line_prefix = '%m [%p] %q%u@%d '
 log_min_messages = warning
 lc_messages = 'C'
 timezone = 'UTC'
+ssl = on
+ssl_cert_file = '$PG_DIR/tls/server.crt'
+ssl_key_file = '$PG_DIR/tls/server.key'
 CONF
     grep -q "^include 'pg_ingest_cluster.conf'" "$PG_DATA/postgresql.conf" \
         || echo "include 'pg_ingest_cluster.conf'" >> "$PG_DATA/postgresql.conf"

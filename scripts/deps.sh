@@ -3,7 +3,7 @@
 source "$(dirname "$0")/common.sh"
 
 packages=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-cron
-          libclang-dev clang pkg-config libssl-dev sudo)
+          libclang-dev clang pkg-config libssl-dev openssl sudo)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -166,7 +166,13 @@ pub fn describe_error(e: &anyhow::Error) -> String {
             return line;
         }
     }
-    let parts: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    // Causes often repeat the text of the one they come from: keep each text once.
+    let mut parts: Vec<String> = Vec::new();
+    for text in e.chain().map(|c| c.to_string()) {
+        if !parts.iter().any(|p| p.contains(text.trim())) {
+            parts.push(text);
+        }
+    }
     let mut line = parts.join(": ");
     line = line.replace('\n', " ");
     line

@@ -64,6 +64,10 @@ impl TestDb {
         let (host, port, user) = server();
         let mut cmd = assert_cmd::Command::new(pg_ingest_bin());
         cmd.env_remove("DATABASE_URL")
+            .env_remove("PGSSLMODE")
+            .env_remove("PGSSLROOTCERT")
+            .env_remove("PGPASSWORD")
+            .env_remove("PGPASSFILE")
             .env("PGHOST", host)
             .env("PGPORT", port.to_string())
             .env("PGUSER", user)

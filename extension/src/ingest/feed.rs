@@ -238,8 +238,9 @@ impl Feed {
                 self.blank_lines += chunk.blank_lines;
                 self.input_bytes += chunk.input_bytes;
                 self.end_offset = Some(chunk.offset + chunk.input_bytes);
-                self.progress.bytes_done = chunk.offset + chunk.input_bytes;
-                self.progress.lines = self.lines;
+                self.progress.parsed_end = chunk.offset + chunk.input_bytes;
+                self.progress.parsed_lines = self.lines;
+                self.progress.parsed_rows += chunk.rows;
                 Some(chunk)
             }
             Next::Failed(e) => self.raise(&e),
@@ -366,7 +367,6 @@ impl Feed {
             }
         }
         self.rows_sent += chunk.rows;
-        self.progress.rows = self.rows_sent;
         self.pending_error = chunk.errors.first().cloned();
         if chunk.holes.is_empty() {
             std::mem::swap(&mut self.out, &mut chunk.bytes);

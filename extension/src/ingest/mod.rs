@@ -167,6 +167,8 @@ fn resume_point(file: &File, size: u64, path: &str, target: &Target, force: bool
 pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions) -> LoadSummary {
     let started = Instant::now();
     target::check_file_permission();
+    // The file first: a load of a file that is not there fails on that, whatever the table.
+    let mut file = open_file(path);
     let oid = target::resolve(target, path);
     let epoch_unit = EpochUnit::parse(&opts.epoch_unit).unwrap_or_else(|| {
         invalid(format!("invalid epoch_unit \"{}\"", opts.epoch_unit)).hint("Use 's', 'ms' or 'us'.").raise()
@@ -187,7 +189,6 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions) -> LoadS
         Some(n) => Some(n as u64),
         None => None,
     };
-    let mut file = open_file(path);
     let meta =
         file.metadata().unwrap_or_else(|e| IngestError::new(PgSqlErrorCode::ERRCODE_IO_ERROR, e.to_string()).raise());
     let size = meta.len();
@@ -254,9 +255,7 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions) -> LoadS
     };
     feed.stop();
     rejects.flush();
-    feed.progress.rows = rows;
-    feed.progress.rejected = rejects.count;
-    feed.progress.finish();
+    feed.progress.finish(rows, rejects.count);
 
     let result = LoadSummary {
         file: path.to_owned(),

@@ -63,11 +63,21 @@ pub struct Progress {
     last_notice: Instant,
     notices: u32,
     last_step: u64,
-    /// File offset reached (from the start of the file).
-    pub bytes_done: u64,
-    pub lines: u64,
-    pub rows: u64,
+    /// What the parse threads have handed over: the file offset after it, its lines, and
+    /// its rows (all bound for COPY).
+    pub parsed_end: u64,
+    pub parsed_lines: u64,
+    pub parsed_rows: u64,
+    /// Rows written by COPYs that have finished (skip mode writes in several).
+    pub written_before: u64,
     pub rejected: u64,
+    /// Everything has been written: the parsed numbers are the final ones.
+    done: bool,
+    // What is reported: rows COPY has written, and the share of the parsed input they stand
+    // for (rows are spread evenly enough over a few megabytes of input).
+    bytes_done: u64,
+    lines: u64,
+    rows: u64,
 }
 
 impl Progress {
@@ -103,15 +113,43 @@ impl Progress {
             last_notice: now,
             notices: 0,
             last_step: 0,
+            parsed_end: start_offset,
+            parsed_lines: 0,
+            parsed_rows: 0,
+            written_before: 0,
+            rejected: 0,
+            done: false,
             bytes_done: start_offset,
             lines: 0,
             rows: 0,
-            rejected: 0,
         }
+    }
+
+    /// Rows the running COPY has written so far, from its own progress counter.
+    fn copy_rows() -> u64 {
+        unsafe {
+            let entry = pg_sys::MyBEEntry;
+            if entry.is_null() || (*entry).st_progress_command != pg_sys::ProgressCommandType::PROGRESS_COMMAND_COPY {
+                return 0;
+            }
+            (*entry).st_progress_param[pg_sys::PROGRESS_COPY_TUPLES_PROCESSED as usize].max(0) as u64
+        }
+    }
+
+    fn measure(&mut self) {
+        if self.done {
+            (self.bytes_done, self.lines, self.rows) = (self.parsed_end, self.parsed_lines, self.written_before);
+            return;
+        }
+        self.rows = (self.written_before + Self::copy_rows()).min(self.parsed_rows);
+        let share = if self.parsed_rows == 0 { 0.0 } else { self.rows as f64 / self.parsed_rows as f64 };
+        self.bytes_done = self.start_offset + ((self.parsed_end - self.start_offset) as f64 * share) as u64;
+        self.lines = (self.parsed_lines as f64 * share) as u64;
     }
 
     /// Publishes the numbers (cheap: call it often) and sends a NOTICE when one is due.
     pub fn tick(&mut self) {
+        self.measure();
         self.publish();
         let now = Instant::now();
         if self.mode == ProgressNotices::Off || now.duration_since(self.last_notice) < self.interval {
@@ -128,8 +166,11 @@ impl Progress {
         self.notice();
     }
 
-    /// The load has read everything: a last NOTICE when they go out every interval.
-    pub fn finish(&mut self) {
+    /// The load has written `rows` rows of everything parsed: a last NOTICE when they go out
+    /// every interval.
+    pub fn finish(&mut self, rows: u64, rejected: u64) {
+        (self.written_before, self.rejected, self.done) = (rows, rejected, true);
+        self.measure();
         self.publish();
         if self.mode == ProgressNotices::Interval {
             self.notice();

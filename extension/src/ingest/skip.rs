@@ -163,7 +163,7 @@ pub fn load_skipping(target: &Target, feed: &mut Feed, rejects: &mut Rejects, ra
         match result {
             Ok(n) => {
                 inserted += n;
-                feed.progress.rows = inserted;
+                feed.progress.written_before = inserted;
                 feed.progress.rejected = rejects.count;
                 batch = (batch * 2).min(MAX_CHUNKS_PER_ATTEMPT);
             }
@@ -171,7 +171,7 @@ pub fn load_skipping(target: &Target, feed: &mut Feed, rejects: &mut Rejects, ra
                 batch = 1;
                 for chunk in &chunks {
                     inserted += isolate(target, feed, chunk, rejects, raw_limit, memory);
-                    feed.progress.rows = inserted;
+                    feed.progress.written_before = inserted;
                     feed.progress.rejected = rejects.count;
                 }
             }
