@@ -12,7 +12,8 @@ fn pg_ingest_version() -> &'static str {
 }
 
 /// Loads a JSON-lines file on the server into a table through COPY FROM, parsing it on
-/// several threads. One result row per file.
+/// several threads. `path` may be a glob (`/data/in/*.jsonl`): each matching file is loaded,
+/// in name order, in this transaction. One result row per file.
 #[pg_extern(volatile, parallel_unsafe)]
 fn ingest_jsonl(
     path: &str,
@@ -48,19 +49,29 @@ fn ingest_jsonl(
         max_errors,
         force,
     };
-    let r = ingest::ingest_file(path, target.map(|t| t.oid()), &opts);
-    TableIterator::once((
-        r.file,
-        r.target,
-        r.status,
-        r.lines,
-        r.rows_inserted,
-        r.rows_rejected,
-        r.lines_skipped,
-        r.bytes,
-        r.seconds,
-        r.load_id,
-    ))
+    // Listing a server directory is reading it: the same permission as reading its files.
+    ingest::target::check_file_permission();
+    opts.check();
+    let target = target.map(|t| t.oid());
+    let results: Vec<_> = ingest::paths::expand(path)
+        .iter()
+        .map(|file| {
+            let r = ingest::ingest_file(file, target, &opts);
+            (
+                r.file,
+                r.target,
+                r.status,
+                r.lines,
+                r.rows_inserted,
+                r.rows_rejected,
+                r.lines_skipped,
+                r.bytes,
+                r.seconds,
+                r.load_id,
+            )
+        })
+        .collect();
+    TableIterator::new(results)
 }
 
 /// Runs each query in its own transaction in up to `workers` background workers, as the
@@ -114,4 +125,70 @@ fn chunk_ranges(
     chunks: i32,
 ) -> TableIterator<'static, (name!(chunk, i32), name!(lo, i64), name!(hi, i64))> {
     TableIterator::new(crate::batch::chunk_ranges(target.oid(), column, chunks))
+}
+
+/// Starts `ingest_jsonl` with these arguments in a background worker, as the calling role,
+/// once this transaction commits; returns the job id at once. `ingest.jobs` follows it.
+#[pg_extern(volatile, parallel_unsafe)]
+#[allow(clippy::too_many_arguments)]
+fn ingest_jsonl_async(
+    path: &str,
+    target: default!(Option<PgRelation>, "NULL"),
+    columns: default!(Option<JsonB>, "NULL"),
+    threads: default!(Option<i32>, "NULL"),
+    rest: default!(Option<&str>, "NULL"),
+    epoch_unit: default!(&str, "'s'"),
+    on_error: default!(&str, "'stop'"),
+    max_errors: default!(Option<i64>, "NULL"),
+    force: default!(bool, false),
+) -> i64 {
+    let opts = LoadOptions {
+        columns: columns.map(|j| j.0),
+        rest: rest.map(str::to_owned),
+        threads,
+        epoch_unit: epoch_unit.to_owned(),
+        on_error: on_error.to_owned(),
+        max_errors,
+        force,
+    };
+    opts.check();
+    let target = target.map(|t| {
+        Spi::get_one_with_args::<String>("SELECT $1::regclass::text", &[t.oid().into()])
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    });
+    crate::jobs::submit(path, target, &opts)
+}
+
+/// Stops a background load: a queued job never starts, a running one is cancelled and its
+/// rows roll back. False if the job had already ended.
+#[pg_extern(volatile, parallel_unsafe)]
+fn cancel_job(job_id: i64) -> bool {
+    crate::jobs::cancel(job_id)
+}
+
+/// Waits until a background load ends (at most `timeout`), and returns its result rows, as
+/// `ingest_jsonl` would have; a failed or cancelled job raises its error.
+#[pg_extern(volatile, parallel_unsafe)]
+fn wait_job(
+    job_id: i64,
+    timeout: default!(Option<pgrx::datum::Interval>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(file, String),
+        name!(target, String),
+        name!(status, String),
+        name!(lines, i64),
+        name!(rows_inserted, i64),
+        name!(rows_rejected, i64),
+        name!(lines_skipped, i64),
+        name!(bytes, i64),
+        name!(seconds, f64),
+        name!(load_id, i64),
+    ),
+> {
+    let timeout = timeout.map(|t| std::time::Duration::from_micros(t.as_micros().max(0) as u64));
+    TableIterator::new(crate::jobs::wait(job_id, timeout))
 }

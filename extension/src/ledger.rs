@@ -21,7 +21,7 @@ pub struct FileEntry {
 }
 
 /// Runs `f` as the extension's owner, then switches back (an ERROR switches back by itself).
-fn as_owner<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn as_owner<R>(f: impl FnOnce() -> R) -> R {
     let owner = Spi::get_one::<Oid>("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_ingest'")
         .ok()
         .flatten()
@@ -36,7 +36,7 @@ fn as_owner<R>(f: impl FnOnce() -> R) -> R {
     r
 }
 
-fn spi_error(e: pgrx::spi::Error) -> ! {
+pub(crate) fn spi_error(e: pgrx::spi::Error) -> ! {
     crate::error::IngestError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("pg_ingest ledger: {e}")).raise()
 }
 

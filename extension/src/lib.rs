@@ -6,6 +6,7 @@ mod batch;
 mod error;
 mod gucs;
 mod ingest;
+mod jobs;
 mod ledger;
 mod schema;
 
@@ -18,6 +19,7 @@ pgrx::extension_sql_file!(
     name = "progress",
     requires = ["bootstrap", schema::ingest::progress_file]
 );
+pgrx::extension_sql_file!("../sql/jobs.sql", name = "jobs", requires = ["progress", "ledger"]);
 
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {

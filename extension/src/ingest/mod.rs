@@ -5,6 +5,7 @@
 
 pub mod copy;
 pub mod feed;
+pub mod paths;
 pub mod progress;
 pub mod skip;
 pub mod target;
@@ -46,6 +47,40 @@ pub struct LoadOptions {
 }
 
 pub use pg_ingest_core::report::LoadSummary;
+
+/// The options, checked.
+pub struct Checked {
+    pub epoch_unit: EpochUnit,
+    pub threads: usize,
+    pub skip: bool,
+    pub max_errors: Option<u64>,
+}
+
+impl LoadOptions {
+    /// Checks the options (an ERROR names the bad one).
+    pub fn check(&self) -> Checked {
+        let epoch_unit = EpochUnit::parse(&self.epoch_unit).unwrap_or_else(|| {
+            invalid(format!("invalid epoch_unit \"{}\"", self.epoch_unit)).hint("Use 's', 'ms' or 'us'.").raise()
+        });
+        let threads = match self.threads {
+            None => gucs::max_threads(),
+            Some(n) if n >= 1 => (n as usize).min(gucs::max_threads().max(1)),
+            Some(n) => invalid(format!("threads must be at least 1, not {n}")).raise(),
+        };
+        let skip = match self.on_error.as_str() {
+            "stop" => false,
+            "skip" => true,
+            other => invalid(format!("invalid on_error \"{other}\"")).hint("Use 'stop' or 'skip'.").raise(),
+        };
+        let max_errors = match self.max_errors {
+            Some(n) if n < 0 => invalid(format!("max_errors must be at least 0, not {n}")).raise(),
+            Some(_) if !skip => invalid("max_errors needs on_error => 'skip'").raise(),
+            Some(n) => Some(n as u64),
+            None => None,
+        };
+        Checked { epoch_unit, threads, skip, max_errors }
+    }
+}
 
 /// The head of a file the ledger fingerprints to tell a grown file from a replaced one.
 const HEAD_BYTES: u64 = 4096;
@@ -167,28 +202,10 @@ fn resume_point(file: &File, size: u64, path: &str, target: &Target, force: bool
 pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions) -> LoadSummary {
     let started = Instant::now();
     target::check_file_permission();
-    // The file first: a load of a file that is not there fails on that, whatever the table.
+    let Checked { epoch_unit, threads, skip, max_errors } = opts.check();
+    // The file before the table: a load of a file that is not there fails on that.
     let mut file = open_file(path);
     let oid = target::resolve(target, path);
-    let epoch_unit = EpochUnit::parse(&opts.epoch_unit).unwrap_or_else(|| {
-        invalid(format!("invalid epoch_unit \"{}\"", opts.epoch_unit)).hint("Use 's', 'ms' or 'us'.").raise()
-    });
-    let threads = match opts.threads {
-        None => gucs::max_threads(),
-        Some(n) if n >= 1 => (n as usize).min(gucs::max_threads().max(1)),
-        Some(n) => invalid(format!("threads must be at least 1, not {n}")).raise(),
-    };
-    let skip = match opts.on_error.as_str() {
-        "stop" => false,
-        "skip" => true,
-        other => invalid(format!("invalid on_error \"{other}\"")).hint("Use 'stop' or 'skip'.").raise(),
-    };
-    let max_errors = match opts.max_errors {
-        Some(n) if n < 0 => invalid(format!("max_errors must be at least 0, not {n}")).raise(),
-        Some(_) if !skip => invalid("max_errors needs on_error => 'skip'").raise(),
-        Some(n) => Some(n as u64),
-        None => None,
-    };
     let meta =
         file.metadata().unwrap_or_else(|e| IngestError::new(PgSqlErrorCode::ERRCODE_IO_ERROR, e.to_string()).raise());
     let size = meta.len();

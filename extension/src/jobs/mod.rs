@@ -1,0 +1,249 @@
+//! Background loads: `ingest_jsonl_async` records a job and starts a dynamic background worker
+//! that runs the load as the caller; `cancel_job` stops one; `wait_job` waits for one.
+//!
+//! The job row is written in the caller's transaction, and the worker first waits for that
+//! transaction to end: a job starts when its submission commits, and a rolled-back submission
+//! never runs. The worker records the outcome in the same transaction as the load (done), or
+//! right after its rollback (failed, cancelled). `ingest.jobs` turns jobs a restart or a killed
+//! worker ended into `failed`.
+
+pub mod worker;
+
+use std::time::{Duration, Instant};
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::batch::shared::{kill, SIGINT};
+use crate::error::{sqlstate, IngestError};
+use crate::ingest::LoadOptions;
+use crate::ledger::{as_owner, spi_error};
+
+/// The worker's `bgw_type`, as `pg_stat_activity.backend_type` shows it.
+pub const BACKEND_TYPE: &str = "pg_ingest job";
+
+/// What the worker needs before it can read the job row: in `bgw_extra`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct JobStart {
+    pub job_id: i64,
+    pub submitter_xid: pg_sys::TransactionId,
+    pub database: pg_sys::Oid,
+    pub session_user: pg_sys::Oid,
+}
+
+fn current_setting(name: &std::ffi::CStr) -> String {
+    unsafe {
+        std::ffi::CStr::from_ptr(pg_sys::GetConfigOptionByName(name.as_ptr(), std::ptr::null_mut(), false))
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+/// The name of the current role.
+pub fn current_role() -> String {
+    unsafe {
+        std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false)).to_string_lossy().into_owned()
+    }
+}
+
+/// Records a job for `path` and starts its worker; the job id.
+pub fn submit(path: &str, target: Option<String>, opts: &LoadOptions) -> i64 {
+    crate::ingest::target::check_file_permission();
+    let search_path = current_setting(c"search_path");
+    let job_id = as_owner(|| {
+        Spi::get_one_with_args::<i64>(
+            "INSERT INTO ingest.job_records (submitted_by, search_path, path, target, columns, threads, rest, \
+                                             epoch_unit, on_error, max_errors, force) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING job_id",
+            &[
+                current_role().as_str().into(),
+                search_path.as_str().into(),
+                path.into(),
+                target.into(),
+                opts.columns.clone().map(pgrx::JsonB).into(),
+                opts.threads.into(),
+                opts.rest.clone().into(),
+                opts.epoch_unit.as_str().into(),
+                opts.on_error.as_str().into(),
+                opts.max_errors.into(),
+                opts.force.into(),
+            ],
+        )
+    })
+    .unwrap_or_else(|e| spi_error(e))
+    .expect("INSERT … RETURNING returns a row");
+    let start = JobStart {
+        job_id,
+        submitter_xid: unsafe { pg_sys::GetTopTransactionId() },
+        database: unsafe { pg_sys::MyDatabaseId },
+        session_user: unsafe { pg_sys::GetSessionUserId() },
+    };
+    worker::launch(&start);
+    job_id
+}
+
+/// Stops a job: a queued one is marked cancelled, a running one's load is cancelled (its rows
+/// roll back). False when the job had ended already.
+pub fn cancel(job_id: i64) -> bool {
+    let row = as_owner(|| {
+        Spi::connect_mut(|c| {
+            let rows = c.update(
+                "SELECT state, pid, submitted_by::text FROM ingest.job_records WHERE job_id = $1 FOR UPDATE",
+                None,
+                &[job_id.into()],
+            )?;
+            let mut found = None;
+            for r in rows {
+                found = Some((r.get::<String>(1)?.unwrap_or_default(), r.get::<i32>(2)?, r.get::<String>(3)?));
+            }
+            Ok::<_, pgrx::spi::Error>(found)
+        })
+    })
+    .unwrap_or_else(|e| spi_error(e));
+    let Some((state, pid, owner)) = row else {
+        IngestError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("job {job_id} does not exist")).raise()
+    };
+    let allowed = Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.pg_has_role(current_user, $1, 'USAGE') OR \
+                (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)",
+        &[owner.as_deref().unwrap_or("").into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false);
+    if !allowed {
+        IngestError::new(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied to cancel job {job_id}"),
+        )
+        .detail(format!("Only roles with the privileges of {} may cancel it.", owner.unwrap_or_default()))
+        .raise()
+    }
+    match state.as_str() {
+        "queued" => {
+            as_owner(|| {
+                Spi::run_with_args(
+                    "UPDATE ingest.job_records SET state = 'cancelled', finished_at = clock_timestamp(), \
+                            error = 'cancelled before it started', sqlstate = '57014' WHERE job_id = $1",
+                    &[job_id.into()],
+                )
+            })
+            .unwrap_or_else(|e| spi_error(e));
+            true
+        }
+        "running" => {
+            let pid = pid.unwrap_or(0);
+            let is_worker = Spi::get_one_with_args::<bool>(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity WHERE pid = $1 AND backend_type = $2)",
+                &[pid.into(), BACKEND_TYPE.into()],
+            )
+            .ok()
+            .flatten()
+            .unwrap_or(false);
+            is_worker && unsafe { kill(pid, SIGINT) } == 0
+        }
+        _ => false,
+    }
+}
+
+/// Sleeps on the latch, waking for interrupts.
+pub fn nap(d: Duration) {
+    unsafe {
+        pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            d.as_millis() as std::ffi::c_long,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+    }
+    pgrx::check_for_interrupts!();
+}
+
+/// One result row of a job (the columns of `ingest_jsonl`).
+pub type ResultRow = (String, String, String, i64, i64, i64, i64, i64, f64, i64);
+
+/// Waits for a job to end; its result rows. A failed or cancelled job raises its error.
+pub fn wait(job_id: i64, timeout: Option<Duration>) -> Vec<ResultRow> {
+    // IsolationUsesXactSnapshot(), a macro in C
+    if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
+        IngestError::new(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "wait_job needs READ COMMITTED: a REPEATABLE READ or SERIALIZABLE transaction never sees the job end",
+        )
+        .raise()
+    }
+    let started = Instant::now();
+    loop {
+        // each query in a volatile function under READ COMMITTED takes a new snapshot
+        let row = Spi::connect_mut(|c| {
+            let rows = c.update(
+                "SELECT state, error, sqlstate, results::text FROM ingest.jobs WHERE job_id = $1",
+                None,
+                &[job_id.into()],
+            )?;
+            let mut found = None;
+            for r in rows {
+                found = Some((
+                    r.get::<String>(1)?.unwrap_or_default(),
+                    r.get::<String>(2)?,
+                    r.get::<String>(3)?,
+                    r.get::<String>(4)?,
+                ));
+            }
+            Ok::<_, pgrx::spi::Error>(found)
+        })
+        .unwrap_or_else(|e| spi_error(e));
+        let Some((state, error, code, results)) = row else {
+            IngestError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("job {job_id} does not exist"))
+                .hint("A job submitted in a transaction that has not committed is not visible to others.")
+                .raise()
+        };
+        match state.as_str() {
+            "done" => return parse_results(results.as_deref().unwrap_or("[]")),
+            "failed" | "cancelled" => {
+                let code = match (state.as_str(), code.as_deref()) {
+                    ("cancelled", _) => PgSqlErrorCode::ERRCODE_QUERY_CANCELED,
+                    (_, Some(c)) => sqlstate(c),
+                    _ => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                };
+                IngestError::new(code, format!("job {job_id} {state}: {}", error.unwrap_or_default())).raise()
+            }
+            _ => {}
+        }
+        if let Some(t) = timeout {
+            if started.elapsed() >= t {
+                IngestError::new(
+                    PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    format!("job {job_id} is still {state} after {:.1} s", t.as_secs_f64()),
+                )
+                .hint("ingest.jobs shows its progress; wait_job again, or cancel_job.")
+                .raise()
+            }
+        }
+        nap(Duration::from_millis(100));
+    }
+}
+
+fn parse_results(json: &str) -> Vec<ResultRow> {
+    let rows: Vec<serde_json::Value> = serde_json::from_str(json).unwrap_or_default();
+    rows.iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+            let n = |k: &str| r[k].as_i64().unwrap_or(0);
+            (
+                s("file"),
+                s("target"),
+                s("status"),
+                n("lines"),
+                n("rows_inserted"),
+                n("rows_rejected"),
+                n("lines_skipped"),
+                n("bytes"),
+                r["seconds"].as_f64().unwrap_or(0.0),
+                n("load_id"),
+            )
+        })
+        .collect()
+}

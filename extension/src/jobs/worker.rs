@@ -1,0 +1,223 @@
+//! A job's worker: waits for the submission to commit, marks the job running, runs
+//! `ingest_jsonl` with the job's arguments as the submitting role, and records the outcome.
+
+use pgrx::pg_sys::panic::CaughtError;
+use pgrx::pg_sys::{self, PgTryBuilder};
+use pgrx::prelude::*;
+
+use super::{JobStart, BACKEND_TYPE};
+use crate::batch::shared::{SIGINT, SIGTERM};
+use crate::error::{sqlstate_text, IngestError};
+use crate::ledger::as_owner;
+
+fn copy_name(dst: &mut [std::ffi::c_char], s: &str) {
+    for (d, b) in dst.iter_mut().zip(s.bytes().chain(std::iter::once(0))) {
+        *d = b as std::ffi::c_char;
+    }
+}
+
+/// Registers the job's worker. It belongs to no session: it outlives the submitting one.
+pub fn launch(start: &JobStart) {
+    unsafe {
+        let mut w: pg_sys::BackgroundWorker = std::mem::zeroed();
+        copy_name(&mut w.bgw_name, &format!("pg_ingest job {}", start.job_id));
+        copy_name(&mut w.bgw_type, BACKEND_TYPE);
+        copy_name(&mut w.bgw_library_name, "pg_ingest");
+        copy_name(&mut w.bgw_function_name, "pg_ingest_job_worker");
+        w.bgw_flags = (pg_sys::BGWORKER_SHMEM_ACCESS | pg_sys::BGWORKER_BACKEND_DATABASE_CONNECTION) as i32;
+        w.bgw_start_time = pg_sys::BgWorkerStartTime::BgWorkerStart_RecoveryFinished;
+        w.bgw_restart_time = pg_sys::BGW_NEVER_RESTART;
+        std::ptr::copy_nonoverlapping(
+            (start as *const JobStart).cast::<u8>(),
+            w.bgw_extra.as_mut_ptr().cast::<u8>(),
+            std::mem::size_of::<JobStart>(),
+        );
+        let mut handle: *mut pg_sys::BackgroundWorkerHandle = std::ptr::null_mut();
+        if !pg_sys::RegisterDynamicBackgroundWorker(&mut w, &mut handle) {
+            IngestError::new(
+                PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+                "no background worker slot is free for the job",
+            )
+            .detail(format!("max_worker_processes is {} and every slot is taken.", { pg_sys::max_worker_processes }))
+            .hint("Raise max_worker_processes (needs a restart), or run fewer jobs or batches at once.")
+            .raise();
+        }
+    }
+}
+
+fn in_transaction<R>(f: impl FnOnce() -> R) -> R {
+    unsafe {
+        pg_sys::SetCurrentStatementStartTimestamp();
+        pg_sys::StartTransactionCommand();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+    }
+    let r = f();
+    unsafe {
+        pg_sys::PopActiveSnapshot();
+        pg_sys::CommitTransactionCommand();
+    }
+    r
+}
+
+/// The job's arguments, once it is taken (state queued → running).
+struct Job {
+    search_path: String,
+    role: String,
+    path: String,
+    target: Option<String>,
+    columns: Option<pgrx::JsonB>,
+    threads: Option<i32>,
+    rest: Option<String>,
+    epoch_unit: String,
+    on_error: String,
+    max_errors: Option<i64>,
+    force: bool,
+}
+
+fn take(job_id: i64) -> Option<Job> {
+    as_owner(|| {
+        Spi::connect_mut(|c| {
+            let rows = c.update(
+                "UPDATE ingest.job_records SET state = 'running', started_at = clock_timestamp(), \
+                        pid = pg_backend_pid(), server_started = pg_postmaster_start_time() \
+                  WHERE job_id = $1 AND state = 'queued' \
+                 RETURNING search_path, submitted_by::text, path, target, columns, threads, rest, epoch_unit, \
+                           on_error, max_errors, force",
+                None,
+                &[job_id.into()],
+            )?;
+            let mut job = None;
+            for r in rows {
+                job = Some(Job {
+                    search_path: r.get(1)?.unwrap_or_default(),
+                    role: r.get(2)?.unwrap_or_default(),
+                    path: r.get(3)?.unwrap_or_default(),
+                    target: r.get(4)?,
+                    columns: r.get(5)?,
+                    threads: r.get(6)?,
+                    rest: r.get(7)?,
+                    epoch_unit: r.get(8)?.unwrap_or_default(),
+                    on_error: r.get(9)?.unwrap_or_default(),
+                    max_errors: r.get(10)?,
+                    force: r.get(11)?.unwrap_or(false),
+                });
+            }
+            Ok::<_, pgrx::spi::Error>(job)
+        })
+    })
+    .unwrap_or_else(|e| crate::ledger::spi_error(e))
+}
+
+/// Runs the load as the job's role, and records it done in the same transaction.
+fn run(job_id: i64, job: &Job) {
+    Spi::run_with_args(
+        "SELECT pg_catalog.set_config('role', $1, true), pg_catalog.set_config('search_path', $2, true)",
+        &[job.role.as_str().into(), job.search_path.as_str().into()],
+    )
+    .unwrap_or_else(|e| crate::ledger::spi_error(e));
+    let schema = Spi::get_one::<String>(
+        "SELECT quote_ident(n.nspname) FROM pg_catalog.pg_extension e \
+           JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_ingest'",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| "public".to_owned());
+    let results = Spi::get_one_with_args::<String>(
+        &format!(
+            "SELECT coalesce(jsonb_agg(to_jsonb(r)), '[]')::text FROM {schema}.ingest_jsonl($1, \
+               target => $2::regclass, columns => $3, threads => $4, rest => $5, epoch_unit => $6, \
+               on_error => $7, max_errors => $8, force => $9) r"
+        ),
+        &[
+            job.path.as_str().into(),
+            job.target.clone().into(),
+            job.columns.as_ref().map(|j| pgrx::JsonB(j.0.clone())).into(),
+            job.threads.into(),
+            job.rest.clone().into(),
+            job.epoch_unit.as_str().into(),
+            job.on_error.as_str().into(),
+            job.max_errors.into(),
+            job.force.into(),
+        ],
+    )
+    .unwrap_or_else(|e| crate::ledger::spi_error(e))
+    .unwrap_or_else(|| "[]".to_owned());
+    as_owner(|| {
+        Spi::run_with_args(
+            "UPDATE ingest.job_records SET state = 'done', finished_at = clock_timestamp(), results = $2::jsonb \
+              WHERE job_id = $1",
+            &[job_id.into(), results.as_str().into()],
+        )
+    })
+    .unwrap_or_else(|e| crate::ledger::spi_error(e));
+}
+
+fn record_failure(job_id: i64, code: &str, message: &str) {
+    let state = if code == "57014" { "cancelled" } else { "failed" };
+    in_transaction(|| {
+        as_owner(|| {
+            Spi::run_with_args(
+                "UPDATE ingest.job_records SET state = $2, finished_at = clock_timestamp(), error = $3, sqlstate = $4 \
+                  WHERE job_id = $1",
+                &[job_id.into(), state.into(), message.into(), code.into()],
+            )
+        })
+        .unwrap_or_else(|e| crate::ledger::spi_error(e));
+    });
+}
+
+// PostgreSQL's own signal handlers, as C functions (pgrx's bindings wrap them in Rust).
+unsafe extern "C-unwind" {
+    #[link_name = "die"]
+    fn pg_die(sig: std::ffi::c_int);
+    #[link_name = "StatementCancelHandler"]
+    fn pg_statement_cancel_handler(sig: std::ffi::c_int);
+}
+
+/// The job worker's entry point (bgw_function_name); its JobStart is in bgw_extra.
+#[pgrx::pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pg_ingest_job_worker(_arg: pg_sys::Datum) {
+    let start = unsafe {
+        pg_sys::pqsignal(SIGTERM, Some(pg_die));
+        pg_sys::pqsignal(SIGINT, Some(pg_statement_cancel_handler));
+        pg_sys::BackgroundWorkerUnblockSignals();
+        ((*pg_sys::MyBgworkerEntry).bgw_extra.as_ptr() as *const JobStart).read_unaligned()
+    };
+    unsafe { pg_sys::BackgroundWorkerInitializeConnectionByOid(start.database, start.session_user, 0) };
+    let job_id = start.job_id;
+    let outcome = PgTryBuilder::new(|| {
+        // the submission's transaction must end first: then the job row is there (commit) or
+        // not (rollback)
+        in_transaction(|| unsafe {
+            pg_sys::XactLockTableWait(
+                start.submitter_xid,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                pg_sys::XLTW_Oper::XLTW_None,
+            )
+        });
+        let Some(job) = in_transaction(|| take(job_id)) else { return Ok(()) };
+        in_transaction(|| run(job_id, &job));
+        Ok(())
+    })
+    .catch_others(|e| {
+        let (code, message) = match &e {
+            CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => {
+                (sqlstate_text(r.sql_error_code()), r.message().to_owned())
+            }
+            CaughtError::RustPanic { ereport, .. } => ("XX000".to_owned(), ereport.message().to_owned()),
+        };
+        unsafe {
+            pg_sys::AbortCurrentTransaction();
+            pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
+            // a cancel that arrived while aborting must not cancel the bookkeeping too
+            pg_sys::QueryCancelPending = 0;
+        }
+        Err((code, message))
+    })
+    .execute();
+    if let Err((code, message)) = outcome {
+        record_failure(job_id, &code, &message);
+    }
+}
