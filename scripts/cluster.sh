@@ -47,6 +47,7 @@ port = $PGPORT
 unix_socket_directories = ''
 shared_preload_libraries = 'pg_cron'
 cron.database_name = 'postgres'
+cron.host = '$PGHOST'
 max_worker_processes = 64
 max_parallel_workers = 8
 max_connections = 200

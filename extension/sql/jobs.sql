@@ -45,11 +45,11 @@ SELECT j.job_id,
        p.bytes_total,
        p.rows AS rows_so_far,
        (SELECT count(*) FROM jsonb_array_elements(j.results)) AS files,
-       (SELECT sum((r->>'lines')::bigint) FROM jsonb_array_elements(j.results) r) AS lines,
-       (SELECT sum((r->>'rows_inserted')::bigint) FROM jsonb_array_elements(j.results) r) AS rows_inserted,
-       (SELECT sum((r->>'rows_rejected')::bigint) FROM jsonb_array_elements(j.results) r) AS rows_rejected,
+       (SELECT sum((r->>'lines')::bigint)::bigint FROM jsonb_array_elements(j.results) r) AS lines,
+       (SELECT sum((r->>'rows_inserted')::bigint)::bigint FROM jsonb_array_elements(j.results) r) AS rows_inserted,
+       (SELECT sum((r->>'rows_rejected')::bigint)::bigint FROM jsonb_array_elements(j.results) r) AS rows_rejected,
        s.error,
-       j.sqlstate,
+       s.sqlstate,
        j.results
   FROM ingest.job_records j
  CROSS JOIN LATERAL (
@@ -74,7 +74,16 @@ SELECT j.job_id,
                   THEN 'the job''s worker (PID ' || j.pid || ') ended without finishing (terminated?); '
                        || 'run it again: the ledger loads only what is not loaded yet'
                 ELSE j.error
-              END AS error) s
+              END AS error,
+              CASE
+                WHEN j.state IN ('queued', 'running')
+                     AND (j.server_started IS DISTINCT FROM pg_catalog.pg_postmaster_start_time()
+                          OR (j.state = 'running' AND NOT EXISTS (
+                                SELECT 1 FROM pg_catalog.pg_stat_activity a
+                                 WHERE a.pid = j.pid AND a.backend_type = 'pg_ingest job')))
+                  THEN '57P01'  -- admin_shutdown: what ended it
+                ELSE j.sqlstate
+              END AS sqlstate) s
   LEFT JOIN ingest.progress p ON p.pid = j.pid AND j.state = 'running';
 COMMENT ON VIEW ingest.jobs IS 'pg_ingest: background loads, their state, progress and results';
 

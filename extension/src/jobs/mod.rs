@@ -51,13 +51,14 @@ pub fn current_role() -> String {
 pub fn submit(path: &str, target: Option<String>, opts: &LoadOptions) -> i64 {
     crate::ingest::target::check_file_permission();
     let search_path = current_setting(c"search_path");
+    let role = current_role();
     let job_id = as_owner(|| {
         Spi::get_one_with_args::<i64>(
             "INSERT INTO ingest.job_records (submitted_by, search_path, path, target, columns, threads, rest, \
                                              epoch_unit, on_error, max_errors, force) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING job_id",
             &[
-                current_role().as_str().into(),
+                role.as_str().into(),
                 search_path.as_str().into(),
                 path.into(),
                 target.into(),
@@ -176,7 +177,9 @@ pub fn wait(job_id: i64, timeout: Option<Duration>) -> Vec<ResultRow> {
     }
     let started = Instant::now();
     loop {
-        // each query in a volatile function under READ COMMITTED takes a new snapshot
+        // each query in a volatile function under READ COMMITTED takes a new snapshot; the
+        // activity of other backends (is the worker alive?) is cached until cleared
+        unsafe { pg_sys::pgstat_clear_snapshot() };
         let row = Spi::connect_mut(|c| {
             let rows = c.update(
                 "SELECT state, error, sqlstate, results::text FROM ingest.jobs WHERE job_id = $1",
