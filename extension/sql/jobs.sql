@@ -16,6 +16,7 @@ CREATE TABLE ingest.job_records (
     on_error       text NOT NULL,
     max_errors     bigint,
     force          boolean NOT NULL,
+    writers        integer NOT NULL DEFAULT 1,
     submitted_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
     started_at     timestamptz,
     finished_at    timestamptz,

@@ -11,7 +11,8 @@ CREATE TABLE ingest.loads (
     loaded_by     name NOT NULL DEFAULT current_user,
     started_at    timestamptz NOT NULL,
     finished_at   timestamptz,
-    status        text NOT NULL CHECK (status IN ('running', 'loaded', 'appended', 'unchanged')),
+    -- 'range': one writer's part of a multi-writer load (see parent_load_id)
+    status        text NOT NULL CHECK (status IN ('running', 'loaded', 'appended', 'resumed', 'unchanged', 'range')),
     on_error      text NOT NULL,
     start_offset  bigint NOT NULL DEFAULT 0,
     lines         bigint,
@@ -20,8 +21,11 @@ CREATE TABLE ingest.loads (
     lines_skipped bigint,
     bytes         bigint,
     seconds       double precision,
-    first_error   text
+    first_error   text,
+    -- for a 'range' load: the multi-writer load it is part of (which may not have committed)
+    parent_load_id bigint
 );
+CREATE INDEX ON ingest.loads (parent_load_id) WHERE parent_load_id IS NOT NULL;
 COMMENT ON TABLE ingest.loads IS 'pg_ingest: every committed load';
 
 CREATE TABLE ingest.rejects (
@@ -54,4 +58,23 @@ CREATE TABLE ingest.files (
 );
 COMMENT ON TABLE ingest.files IS 'pg_ingest: how far each file has been loaded into each table';
 
-GRANT SELECT ON ingest.loads, ingest.rejects, ingest.files TO PUBLIC;
+-- Ranges of a file committed by the writers of a multi-writer load (writers => N), beyond
+-- what ingest.files records. A load that completes folds them into ingest.files; a failed one
+-- leaves them, and the next call loads only the gaps between them.
+CREATE TABLE ingest.file_ranges (
+    target_oid       oid NOT NULL,
+    path             text NOT NULL,
+    range_start      bigint NOT NULL,
+    range_end        bigint NOT NULL,
+    first_line       bigint NOT NULL,
+    lines            bigint NOT NULL,
+    head_bytes       integer NOT NULL,
+    head_fingerprint text NOT NULL,
+    load_id          bigint NOT NULL,
+    parent_load_id   bigint NOT NULL,
+    loaded_at        timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (target_oid, path, range_start)
+);
+COMMENT ON TABLE ingest.file_ranges IS 'pg_ingest: ranges of files committed by multi-writer loads';
+
+GRANT SELECT ON ingest.loads, ingest.rejects, ingest.files, ingest.file_ranges TO PUBLIC;

@@ -25,6 +25,7 @@ fn ingest_jsonl(
     on_error: default!(&str, "'stop'"),
     max_errors: default!(Option<i64>, "NULL"),
     force: default!(bool, false),
+    writers: default!(i32, 1),
 ) -> TableIterator<
     'static,
     (
@@ -52,11 +53,15 @@ fn ingest_jsonl(
     // Listing a server directory is reading it: the same permission as reading its files.
     ingest::target::check_file_permission();
     opts.check();
+    let writers = check_writers(writers);
     let target = target.map(|t| t.oid());
     let results: Vec<_> = ingest::paths::expand(path)
         .iter()
         .map(|file| {
-            let r = ingest::ingest_file(file, target, &opts);
+            let r = match writers {
+                1 => ingest::ingest_file(file, target, &opts),
+                n => ingest::writers::ingest_file_writers(file, target, &opts, n),
+            };
             (
                 r.file,
                 r.target,
@@ -141,6 +146,7 @@ fn ingest_jsonl_async(
     on_error: default!(&str, "'stop'"),
     max_errors: default!(Option<i64>, "NULL"),
     force: default!(bool, false),
+    writers: default!(i32, 1),
 ) -> i64 {
     let opts = LoadOptions {
         columns: columns.map(|j| j.0),
@@ -152,13 +158,14 @@ fn ingest_jsonl_async(
         force,
     };
     opts.check();
+    let writers = check_writers(writers);
     let target = target.map(|t| {
         Spi::get_one_with_args::<String>("SELECT $1::regclass::text", &[t.oid().into()])
             .ok()
             .flatten()
             .unwrap_or_default()
     });
-    crate::jobs::submit(path, target, &opts)
+    crate::jobs::submit(path, target, &opts, writers)
 }
 
 /// Stops a background load: a queued job never starts, a running one is cancelled and its
@@ -191,4 +198,17 @@ fn wait_job(
 > {
     let timeout = timeout.map(|t| std::time::Duration::from_micros(t.as_micros().max(0) as u64));
     TableIterator::new(crate::jobs::wait(job_id, timeout))
+}
+
+/// `writers` within 1 and pg_ingest.max_batch_workers.
+fn check_writers(writers: i32) -> usize {
+    let max = crate::gucs::max_batch_workers();
+    if writers < 1 || writers as usize > max {
+        crate::error::IngestError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("writers must be between 1 and {max} (pg_ingest.max_batch_workers), not {writers}"),
+        )
+        .raise();
+    }
+    writers as usize
 }

@@ -82,12 +82,20 @@ pub fn file_entry(target: Oid, path: &str) -> Option<FileEntry> {
 }
 
 /// Opens a load record (status `running`); returns its id.
-pub fn start_load(file: &str, target: &str, target_oid: Oid, on_error: &str, start_offset: i64) -> i64 {
+pub fn start_load(
+    file: &str,
+    target: &str,
+    target_oid: Oid,
+    on_error: &str,
+    start_offset: i64,
+    parent_load_id: Option<i64>,
+) -> i64 {
     as_owner(|| {
         Spi::get_one_with_args::<i64>(
-            "INSERT INTO ingest.loads (file, target, target_oid, loaded_by, started_at, status, on_error, start_offset) \
-             VALUES ($1, $2, $3, session_user, clock_timestamp(), 'running', $4, $5) RETURNING load_id",
-            &[file.into(), target.into(), target_oid.into(), on_error.into(), start_offset.into()],
+            "INSERT INTO ingest.loads (file, target, target_oid, loaded_by, started_at, status, on_error, start_offset, \
+                                       parent_load_id) \
+             VALUES ($1, $2, $3, session_user, clock_timestamp(), 'running', $4, $5, $6) RETURNING load_id",
+            &[file.into(), target.into(), target_oid.into(), on_error.into(), start_offset.into(), parent_load_id.into()],
         )
     })
     .unwrap_or_else(|e| spi_error(e))
@@ -177,4 +185,97 @@ pub fn save_file(s: &FileState) {
                 s.load_id.into(),
             ],
     );
+}
+
+/// A range committed by one writer of a multi-writer load.
+#[derive(Debug, Clone)]
+pub struct FileRange {
+    pub start: i64,
+    pub end: i64,
+    pub first_line: i64,
+    pub lines: i64,
+    pub head_bytes: i32,
+    pub head_fingerprint: String,
+    pub load_id: i64,
+}
+
+/// The committed ranges of a file in a table, in file order.
+pub fn file_ranges(target: Oid, path: &str) -> Vec<FileRange> {
+    as_owner(|| {
+        Spi::connect_mut(|c| {
+            let rows = c.update(
+                "SELECT range_start, range_end, first_line, lines, head_bytes, head_fingerprint, load_id \
+                   FROM ingest.file_ranges WHERE target_oid = $1 AND path = $2 ORDER BY range_start",
+                None,
+                &[target.into(), path.into()],
+            )?;
+            let mut ranges = Vec::new();
+            for r in rows {
+                ranges.push(FileRange {
+                    start: r.get(1)?.unwrap_or(0),
+                    end: r.get(2)?.unwrap_or(0),
+                    first_line: r.get(3)?.unwrap_or(1),
+                    lines: r.get(4)?.unwrap_or(0),
+                    head_bytes: r.get(5)?.unwrap_or(0),
+                    head_fingerprint: r.get(6)?.unwrap_or_default(),
+                    load_id: r.get(7)?.unwrap_or(0),
+                });
+            }
+            Ok::<_, pgrx::spi::Error>(ranges)
+        })
+    })
+    .unwrap_or_else(|e| spi_error(e))
+}
+
+pub fn save_range(target: Oid, path: &str, r: &FileRange, parent_load_id: i64) {
+    run_as_owner(
+        "INSERT INTO ingest.file_ranges (target_oid, path, range_start, range_end, first_line, lines, head_bytes, \
+                                         head_fingerprint, load_id, parent_load_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        &[
+            target.into(),
+            path.into(),
+            r.start.into(),
+            r.end.into(),
+            r.first_line.into(),
+            r.lines.into(),
+            r.head_bytes.into(),
+            r.head_fingerprint.as_str().into(),
+            r.load_id.into(),
+            parent_load_id.into(),
+        ],
+    );
+}
+
+pub fn delete_ranges(target: Oid, path: &str) {
+    run_as_owner("DELETE FROM ingest.file_ranges WHERE target_oid = $1 AND path = $2", &[target.into(), path.into()]);
+}
+
+/// What the range loads of a multi-writer load did: (lines, inserted, rejected, skipped,
+/// bytes, first error), summed.
+pub fn range_totals(parent_load_id: i64) -> (i64, i64, i64, i64, i64, Option<String>) {
+    as_owner(|| {
+        Spi::connect_mut(|c| {
+            let r = c
+                .update(
+                    "SELECT coalesce(sum(lines), 0)::bigint, coalesce(sum(rows_inserted), 0)::bigint, \
+                            coalesce(sum(rows_rejected), 0)::bigint, coalesce(sum(lines_skipped), 0)::bigint, \
+                            coalesce(sum(bytes), 0)::bigint, \
+                            (array_agg(first_error ORDER BY start_offset) FILTER (WHERE first_error IS NOT NULL))[1] \
+                       FROM ingest.loads WHERE parent_load_id = $1",
+                    None,
+                    &[parent_load_id.into()],
+                )?
+                .first();
+            Ok::<_, pgrx::spi::Error>((
+                r.get(1)?.unwrap_or(0),
+                r.get(2)?.unwrap_or(0),
+                r.get(3)?.unwrap_or(0),
+                r.get(4)?.unwrap_or(0),
+                r.get(5)?.unwrap_or(0),
+                r.get(6)?,
+            ))
+        })
+    })
+    .unwrap_or_else(|e| spi_error(e))
 }

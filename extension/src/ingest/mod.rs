@@ -9,6 +9,7 @@ pub mod paths;
 pub mod progress;
 pub mod skip;
 pub mod target;
+pub mod writers;
 
 use std::fs::File;
 use std::io::{ErrorKind, Seek, SeekFrom};
@@ -49,6 +50,7 @@ pub struct LoadOptions {
 pub use pg_ingest_core::report::LoadSummary;
 
 /// The options, checked.
+#[derive(Debug, Clone, Copy)]
 pub struct Checked {
     pub epoch_unit: EpochUnit,
     pub threads: usize,
@@ -202,9 +204,9 @@ fn resume_point(file: &File, size: u64, path: &str, target: &Target, force: bool
 pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions) -> LoadSummary {
     let started = Instant::now();
     target::check_file_permission();
-    let Checked { epoch_unit, threads, skip, max_errors } = opts.check();
+    let checked = opts.check();
     // The file before the table: a load of a file that is not there fails on that.
-    let mut file = open_file(path);
+    let file = open_file(path);
     let oid = target::resolve(target, path);
     let meta =
         file.metadata().unwrap_or_else(|e| IngestError::new(PgSqlErrorCode::ERRCODE_IO_ERROR, e.to_string()).raise());
@@ -216,8 +218,13 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions) -> LoadS
 
     // One load of a file into a table at a time; the second waits, then sees the first's work.
     ledger::lock_file(oid, path);
+    if !ledger::file_ranges(oid, path).is_empty() {
+        // a multi-writer load left committed ranges: load only around them
+        target.close();
+        return writers::ingest_file_writers(path, Some(oid), opts, 1);
+    }
     let Some((start_offset, start_line, status)) = resume_point(&file, size, path, &target, opts.force) else {
-        let load_id = ledger::start_load(path, &target.name, oid, &opts.on_error, size as i64);
+        let load_id = ledger::start_load(path, &target.name, oid, &opts.on_error, size as i64, None);
         let result = LoadSummary {
             file: path.to_owned(),
             target: target.name.clone(),
@@ -234,11 +241,70 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions) -> LoadS
         target.close();
         return result;
     };
+    let load_id = ledger::start_load(path, &target.name, oid, &opts.on_error, start_offset as i64, None);
+    let span = Span { start_offset, start_line, end_offset: None };
+    let done = load_span(path, file, size, &target, sources, &checked, &span, load_id, status, started);
+    let (result, feed_end, feed_lines) = (done.summary, done.end_offset, done.lines);
+    let head = size.min(HEAD_BYTES);
+    let reopened = open_file(path);
+    ledger::save_file(&ledger::FileState {
+        target_oid: oid,
+        path,
+        target: &target.name,
+        byte_offset: feed_end as i64,
+        lines: (start_line - 1 + feed_lines) as i64,
+        size: size as i64,
+        mtime,
+        head_bytes: head as i32,
+        head_fingerprint: &fingerprint(&reopened, head),
+        load_id,
+    });
+    ledger::finish_load(load_id, &result, done.first_error);
+    target.close();
+    result
+}
+
+/// Where a load starts in the file, and where it stops (`None`: at the end).
+#[derive(Debug, Clone, Copy)]
+pub struct Span {
+    pub start_offset: u64,
+    pub start_line: u64,
+    pub end_offset: Option<u64>,
+}
+
+/// What loading a span did.
+pub struct SpanResult {
+    pub summary: LoadSummary,
+    /// File offset just past the last line taken.
+    pub end_offset: u64,
+    pub lines: u64,
+    pub first_error: Option<String>,
+}
+
+/// Loads one span of the file through COPY in the current transaction, recording rejects
+/// under `load_id`; the ledger is the caller's.
+#[allow(clippy::too_many_arguments)]
+pub fn load_span(
+    path: &str,
+    mut file: File,
+    size: u64,
+    target: &Target,
+    sources: Vec<Source>,
+    checked: &Checked,
+    span: &Span,
+    load_id: i64,
+    status: &str,
+    started: Instant,
+) -> SpanResult {
+    let Checked { epoch_unit, threads, skip, max_errors } = *checked;
+    let Span { start_offset, start_line, end_offset } = *span;
     file.seek(SeekFrom::Start(start_offset)).unwrap_or_else(|e| {
         IngestError::new(PgSqlErrorCode::ERRCODE_IO_ERROR, format!("could not seek in \"{path}\": {e}")).raise()
     });
-    let load_id = ledger::start_load(path, &target.name, oid, &opts.on_error, start_offset as i64);
-
+    let input: Box<dyn std::io::Read + Send> = match end_offset {
+        Some(end) => Box::new(std::io::Read::take(file, end.saturating_sub(start_offset))),
+        None => Box::new(file),
+    };
     let mut ios = Vec::with_capacity(target.columns.len());
     let mut specs = Vec::with_capacity(target.columns.len());
     for (col, source) in target.columns.iter().zip(sources) {
@@ -256,25 +322,25 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions) -> LoadS
     let mut pipeline_opts = PipelineOptions::new(threads, gucs::chunk_bytes(), max_line_bytes);
     pipeline_opts.start_offset = start_offset;
     pipeline_opts.start_line = start_line;
-    let pipeline = Pipeline::start(file, Arc::new(encoder), &pipeline_opts).unwrap_or_else(|e| {
+    let pipeline = Pipeline::start(input, Arc::new(encoder), &pipeline_opts).unwrap_or_else(|e| {
         IngestError::new(PgSqlErrorCode::ERRCODE_SYSTEM_ERROR, format!("could not start parse threads: {e}")).raise()
     });
 
     // The feed owns the threads: if an ERROR unwinds from here, dropping it stops and joins them.
-    let progress = progress::Progress::start(load_id, path, size, start_offset);
+    let progress = progress::Progress::start(load_id, path, end_offset.unwrap_or(size), start_offset);
     let mut feed = Box::new(Feed::new(path.to_owned(), pipeline, ios, progress));
     let mut rejects = skip::Rejects::new(load_id, path, max_errors, open_file(path));
     let rows = if skip {
-        skip::load_skipping(&target, &mut feed, &mut rejects, raw_limit)
+        skip::load_skipping(target, &mut feed, &mut rejects, raw_limit)
     } else {
         feed.stream_all();
-        copy::copy_from(&target, &mut *feed as *mut Feed)
+        copy::copy_from(target, &mut *feed as *mut Feed)
     };
     feed.stop();
     rejects.flush();
     feed.progress.finish(rows, rejects.count);
 
-    let result = LoadSummary {
+    let summary = LoadSummary {
         file: path.to_owned(),
         target: target.name.clone(),
         status: status.into(),
@@ -287,21 +353,10 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions) -> LoadS
         seconds: started.elapsed().as_secs_f64(),
         load_id,
     };
-    let head = size.min(HEAD_BYTES);
-    let reopened = open_file(path);
-    ledger::save_file(&ledger::FileState {
-        target_oid: oid,
-        path,
-        target: &target.name,
-        byte_offset: feed.end_offset.unwrap_or(start_offset) as i64,
-        lines: (start_line - 1 + feed.lines) as i64,
-        size: size as i64,
-        mtime,
-        head_bytes: head as i32,
-        head_fingerprint: &fingerprint(&reopened, head),
-        load_id,
-    });
-    ledger::finish_load(load_id, &result, rejects.first_error());
-    target.close();
-    result
+    SpanResult {
+        summary,
+        end_offset: feed.end_offset.unwrap_or(start_offset),
+        lines: feed.lines,
+        first_error: rejects.first_error(),
+    }
 }

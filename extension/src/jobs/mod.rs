@@ -48,15 +48,15 @@ pub fn current_role() -> String {
 }
 
 /// Records a job for `path` and starts its worker; the job id.
-pub fn submit(path: &str, target: Option<String>, opts: &LoadOptions) -> i64 {
+pub fn submit(path: &str, target: Option<String>, opts: &LoadOptions, writers: usize) -> i64 {
     crate::ingest::target::check_file_permission();
     let search_path = current_setting(c"search_path");
     let role = current_role();
     let job_id = as_owner(|| {
         Spi::get_one_with_args::<i64>(
             "INSERT INTO ingest.job_records (submitted_by, search_path, path, target, columns, threads, rest, \
-                                             epoch_unit, on_error, max_errors, force) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING job_id",
+                                             epoch_unit, on_error, max_errors, force, writers) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING job_id",
             &[
                 role.as_str().into(),
                 search_path.as_str().into(),
@@ -69,6 +69,7 @@ pub fn submit(path: &str, target: Option<String>, opts: &LoadOptions) -> i64 {
                 opts.on_error.as_str().into(),
                 opts.max_errors.into(),
                 opts.force.into(),
+                (writers as i32).into(),
             ],
         )
     })

@@ -72,6 +72,7 @@ struct Job {
     on_error: String,
     max_errors: Option<i64>,
     force: bool,
+    writers: i32,
 }
 
 fn take(job_id: i64) -> Option<Job> {
@@ -82,7 +83,7 @@ fn take(job_id: i64) -> Option<Job> {
                         pid = pg_backend_pid(), server_started = pg_postmaster_start_time() \
                   WHERE job_id = $1 AND state = 'queued' \
                  RETURNING search_path, submitted_by::text, path, target, columns, threads, rest, epoch_unit, \
-                           on_error, max_errors, force",
+                           on_error, max_errors, force, writers",
                 None,
                 &[job_id.into()],
             )?;
@@ -100,6 +101,7 @@ fn take(job_id: i64) -> Option<Job> {
                     on_error: r.get(9)?.unwrap_or_default(),
                     max_errors: r.get(10)?,
                     force: r.get(11)?.unwrap_or(false),
+                    writers: r.get(12)?.unwrap_or(1),
                 });
             }
             Ok::<_, pgrx::spi::Error>(job)
@@ -126,7 +128,7 @@ fn run(job_id: i64, job: &Job) {
         &format!(
             "SELECT coalesce(jsonb_agg(to_jsonb(r)), '[]')::text FROM {schema}.ingest_jsonl($1, \
                target => $2::regclass, columns => $3, threads => $4, rest => $5, epoch_unit => $6, \
-               on_error => $7, max_errors => $8, force => $9) r"
+               on_error => $7, max_errors => $8, force => $9, writers => $10) r"
         ),
         &[
             job.path.as_str().into(),
@@ -138,6 +140,7 @@ fn run(job_id: i64, job: &Job) {
             job.on_error.as_str().into(),
             job.max_errors.into(),
             job.force.into(),
+            job.writers.into(),
         ],
     )
     .unwrap_or_else(|e| crate::ledger::spi_error(e))
