@@ -173,6 +173,11 @@ pub fn ingest_file_writers(path: &str, target: Option<Oid>, opts: &LoadOptions, 
     if size > pos {
         gaps.push((pos, None, line));
     }
+    if gaps.is_empty() && !resumed {
+        // nothing new: the single-writer load says so (unchanged)
+        target.close();
+        return super::ingest_file(path, Some(oid), opts);
+    }
     let status = if resumed {
         "resumed"
     } else if prefix > 0 {
