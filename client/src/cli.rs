@@ -70,7 +70,7 @@ pub enum OnError {
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// JSON-lines files: paths on the database server, read by the server
+    /// JSON-lines files: paths on the database server, read by the server; globs (quoted) too
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<String>,
     /// Target table (default: the file's name without extension)
@@ -88,9 +88,12 @@ pub struct LoadArgs {
     /// Load the whole file even if the ledger says it is loaded already
     #[arg(long)]
     pub force: bool,
-    /// Parse threads on the server
+    /// Parse threads on the server (per writer)
     #[arg(long, value_name = "N")]
     pub threads: Option<i32>,
+    /// Background workers writing ranges of each file at once (each range commits on its own)
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub writers: i32,
     /// No progress, no notices: only the summary (or errors)
     #[arg(long, short)]
     pub quiet: bool,

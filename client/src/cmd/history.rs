@@ -13,7 +13,7 @@ pub fn loads(connection: &ConnectionArgs, args: &LoadsArgs, json: bool) -> anyho
                 coalesce(lines, 0), coalesce(rows_inserted, 0), coalesce(rows_rejected, 0), \
                 coalesce(lines_skipped, 0), coalesce(bytes, 0), coalesce(seconds, 0) \
            FROM ingest.loads \
-          WHERE $1::text IS NULL OR strpos(file, $1) > 0 \
+          WHERE ($1::text IS NULL OR strpos(file, $1) > 0) AND status <> 'range' \
           ORDER BY load_id DESC LIMIT $2",
         &[&args.file, &args.limit],
     )?;

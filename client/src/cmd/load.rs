@@ -13,7 +13,7 @@ use crate::progress::{ProgressView, Style};
 use crate::{conn, exit, interrupt};
 
 const LOAD_SQL: &str = "SELECT * FROM ingest_jsonl($1, target => $2::text::regclass, columns => $3::text::jsonb, \
-                        threads => $4, on_error => $5, max_errors => $6, force => $7)";
+                        threads => $4, on_error => $5, max_errors => $6, force => $7, writers => $8)";
 
 /// A rejected line, as shown after a load and by `pg-ingest rejects`.
 pub struct Reject {
@@ -36,7 +36,9 @@ impl Reject {
 
 pub fn first_rejects(client: &mut Client, load_id: i64, limit: i64) -> anyhow::Result<Vec<Reject>> {
     let rows = client.query(
-        "SELECT line, column_name, sqlstate, message FROM ingest.rejects WHERE load_id = $1 ORDER BY line LIMIT $2",
+        "SELECT line, column_name, sqlstate, message FROM ingest.rejects \
+          WHERE load_id IN (SELECT load_id FROM ingest.loads WHERE load_id = $1 OR parent_load_id = $1) \
+          ORDER BY line LIMIT $2",
         &[&load_id, &limit],
     )?;
     Ok(rows
@@ -132,14 +134,14 @@ pub fn run(connection: &ConnectionArgs, args: &LoadArgs, json: bool) -> anyhow::
         let columns = args.columns.as_ref().map(|c| c.to_string());
         let result = {
             let _cancellable = interrupt::Cancellable::new(&client, settings.tls_connector()?);
-            client.query_one(
+            client.query(
                 LOAD_SQL,
-                &[&file, &args.into, &columns, &args.threads, &on_error, &args.max_errors, &args.force],
+                &[&file, &args.into, &columns, &args.threads, &on_error, &args.max_errors, &args.force, &args.writers],
             )
         };
         view.finish();
-        let row = match result {
-            Ok(row) => row,
+        let rows = match result {
+            Ok(rows) => rows,
             Err(e) => {
                 let cancelled = interrupt::was_cancelled(&e);
                 let e = anyhow::Error::new(e);
@@ -159,19 +161,24 @@ pub fn run(connection: &ConnectionArgs, args: &LoadArgs, json: bool) -> anyhow::
                 return Ok(code);
             }
         };
-        let summary = summary_from_row(&row);
-        let rejects = if summary.rows_rejected > 0 {
-            first_rejects(&mut client, summary.load_id, args.show_rejects)?
-        } else {
-            vec![]
-        };
-        if summary.rows_rejected > 0 {
-            code = exit::REJECTS;
+        if rows.is_empty() && !json {
+            println!("{file}: no file matches; nothing loaded");
         }
-        if json {
-            results.push(summary_json(&summary, &rejects));
-        } else {
-            print_summary(&summary, &rejects);
+        for row in &rows {
+            let summary = summary_from_row(row);
+            let rejects = if summary.rows_rejected > 0 {
+                first_rejects(&mut client, summary.load_id, args.show_rejects)?
+            } else {
+                vec![]
+            };
+            if summary.rows_rejected > 0 {
+                code = exit::REJECTS;
+            }
+            if json {
+                results.push(summary_json(&summary, &rejects));
+            } else {
+                print_summary(&summary, &rejects);
+            }
         }
     }
     if json {

@@ -84,6 +84,18 @@ struct Method {
     sql: Vec<String>,
     /// Rows the load must leave in the table.
     rows: u64,
+    /// Run the statements side by side, each on a connection of its own.
+    parallel: bool,
+}
+
+/// Busy and total CPU time of the machine so far (jiffies, from /proc/stat).
+fn cpu_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> =
+        stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
 }
 
 /// The sample file with one line in a hundred made bad, four kinds in turn: broken JSON and
@@ -118,15 +130,25 @@ fn spoil(src: &str, dst: &str) -> u64 {
     bad
 }
 
-fn methods(jsonl: &str, bad_jsonl: &str, csv: &str, bin: &str, lines: u64, bad: u64) -> Vec<Method> {
+fn methods(jsonl: &str, bad_jsonl: &str, csv: &str, bin: &str, halves: [&str; 2], lines: u64, bad: u64) -> Vec<Method> {
     let staging_insert = "INSERT INTO bench_chat SELECT doc->>'id', doc->>'from', doc->>'type', doc->>'site_id', \
         coalesce(doc->>'data', ''), to_timestamp((doc->>'timestamp')::bigint), doc->'meta' FROM bench_staging";
     let ingest =
         |file: &str, extra: &str| format!("SELECT * FROM ingest_jsonl('{file}', 'bench_chat', force => true{extra})");
     vec![
-        Method { name: "COPY csv", sql: vec![format!("COPY bench_chat FROM '{csv}' (FORMAT csv)")], rows: lines },
-        Method { name: "COPY binary", sql: vec![format!("COPY bench_chat FROM '{bin}' (FORMAT binary)")], rows: lines },
-        Method { name: "ingest_jsonl", sql: vec![ingest(jsonl, "")], rows: lines },
+        Method {
+            name: "COPY csv",
+            sql: vec![format!("COPY bench_chat FROM '{csv}' (FORMAT csv)")],
+            rows: lines,
+            parallel: false,
+        },
+        Method {
+            name: "COPY binary",
+            sql: vec![format!("COPY bench_chat FROM '{bin}' (FORMAT binary)")],
+            rows: lines,
+            parallel: false,
+        },
+        Method { name: "ingest_jsonl", sql: vec![ingest(jsonl, "")], rows: lines, parallel: false },
         Method {
             name: "staging jsonb + INSERT SELECT",
             sql: vec![
@@ -134,12 +156,31 @@ fn methods(jsonl: &str, bad_jsonl: &str, csv: &str, bin: &str, lines: u64, bad: 
                 staging_insert.to_owned(),
             ],
             rows: lines,
+            parallel: false,
         },
-        Method { name: "ingest_jsonl on_error=>skip", sql: vec![ingest(jsonl, ", on_error => 'skip'")], rows: lines },
+        Method {
+            name: "ingest_jsonl on_error=>skip",
+            sql: vec![ingest(jsonl, ", on_error => 'skip'")],
+            rows: lines,
+            parallel: false,
+        },
         Method {
             name: "ingest_jsonl skip, 1% bad lines",
             sql: vec![ingest(bad_jsonl, ", on_error => 'skip'")],
             rows: lines - bad,
+            parallel: false,
+        },
+        Method {
+            name: "ingest_jsonl writers => 2",
+            sql: vec![ingest(jsonl, ", writers => 2")],
+            rows: lines,
+            parallel: false,
+        },
+        Method {
+            name: "COPY csv, 2 sessions side by side",
+            sql: halves.iter().map(|h| format!("COPY bench_chat FROM '{h}' (FORMAT csv)")).collect(),
+            rows: lines,
+            parallel: true,
         },
     ]
 }
@@ -149,17 +190,33 @@ fn reset(admin: &mut Client) {
     admin.batch_execute("CHECKPOINT").unwrap();
 }
 
-/// One timed load on a fresh connection: (seconds, peak private memory in MB).
-fn run_once(db: &str, m: &Method) -> (f64, f64) {
+/// One timed load on a fresh connection: (seconds, peak private memory in MB, share of the
+/// machine's CPU time busy meanwhile).
+fn run_once(db: &str, m: &Method) -> (f64, f64, f64) {
     let mut c = connect(db);
     let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
     let sampler = MemSampler::start(pid);
+    let (busy0, total0) = cpu_jiffies();
     let start = Instant::now();
-    for sql in &m.sql {
-        c.batch_execute(sql).unwrap_or_else(|e| panic!("{}: {e}", m.name));
+    if m.parallel {
+        let threads: Vec<_> = m
+            .sql
+            .iter()
+            .map(|sql| {
+                let (db, sql) = (db.to_owned(), sql.clone());
+                std::thread::spawn(move || connect(&db).batch_execute(&sql).unwrap())
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+    } else {
+        for sql in &m.sql {
+            c.batch_execute(sql).unwrap_or_else(|e| panic!("{}: {e}", m.name));
+        }
     }
     let secs = start.elapsed().as_secs_f64();
-    (secs, sampler.finish() as f64 / 1024.0)
+    let (busy1, total1) = cpu_jiffies();
+    let busy = (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64;
+    (secs, sampler.finish() as f64 / 1024.0, busy)
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -200,7 +257,17 @@ fn main() {
 
     let bad_jsonl = dir.join("chat_bad.jsonl").to_str().unwrap().to_owned();
     let bad = spoil(&jsonl, &bad_jsonl);
-    let methods = methods(&jsonl, &bad_jsonl, &csv, &bin, args.lines, bad);
+    // the csv in two halves, for two COPY sessions side by side
+    let halves = [dir.join("chat_1.csv"), dir.join("chat_2.csv")].map(|p| p.to_str().unwrap().to_owned());
+    {
+        let text = std::fs::read_to_string(&csv).unwrap();
+        let mid = text[..text.len() / 2].rfind('\n').map_or(0, |i| i + 1);
+        for (half, part) in halves.iter().zip([&text[..mid], &text[mid..]]) {
+            std::fs::write(half, part).unwrap();
+            std::fs::set_permissions(half, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    let methods = methods(&jsonl, &bad_jsonl, &csv, &bin, [&halves[0], &halves[1]], args.lines, bad);
     let mut report = String::new();
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     writeln!(
@@ -218,10 +285,12 @@ fn main() {
         }
         let mut times = vec![Vec::new(); methods.len()];
         let mut mem = vec![0f64; methods.len()];
+        let mut busy = vec![Vec::new(); methods.len()];
         for run in 0..args.runs {
             for (i, m) in methods.iter().enumerate() {
                 reset(&mut admin);
-                let (secs, mb) = run_once(db, m);
+                let (secs, mb, cpu) = run_once(db, m);
+                busy[i].push(cpu);
                 let n: i64 = admin.query_one("SELECT count(*) FROM bench_chat", &[]).unwrap().get(0);
                 assert_eq!(n as u64, m.rows, "{} loaded {n} rows", m.name);
                 eprintln!("[{variant}] run {} {:<30} {secs:7.2} s  peak {mb:6.1} MB", run + 1, m.name);
@@ -232,14 +301,17 @@ fn main() {
         let med: Vec<f64> = times.iter().map(|t| median(t)).collect();
         let (csv_t, ingest_t) = (med[0], med[2]);
         writeln!(report, "### {variant}\n").unwrap();
-        writeln!(report, "| method | median s | min s | max s | MB/s | rows/s | × COPY csv time | backend peak MB |")
-            .unwrap();
-        writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|").unwrap();
+        writeln!(
+            report,
+            "| method | median s | min s | max s | MB/s | rows/s | × COPY csv time | backend peak MB | CPU busy % |"
+        )
+        .unwrap();
+        writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|---:|").unwrap();
         for (i, m) in methods.iter().enumerate() {
             let (lo, hi) = times[i].iter().fold((f64::MAX, 0f64), |(lo, hi), &t| (lo.min(t), hi.max(t)));
             writeln!(
                 report,
-                "| {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.2} | {:.0} |",
+                "| {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} |",
                 m.name,
                 med[i],
                 lo,
@@ -247,7 +319,8 @@ fn main() {
                 bytes as f64 / 1e6 / med[i],
                 args.lines as f64 / med[i],
                 med[i] / csv_t,
-                mem[i]
+                mem[i],
+                median(&busy[i]) * 100.0
             )
             .unwrap();
         }
@@ -262,6 +335,15 @@ fn main() {
             report,
             "- skip with 1% bad lines ({bad} bad: half refused by the parser, half by PostgreSQL) / clean stop: {:.2}\n",
             med[5] / ingest_t
+        )
+        .unwrap();
+        writeln!(
+            report,
+            "- writers => 2 / one writer, throughput: **{:.2}×** (target ≥ 1.3); two COPY csv sessions / one: {:.2}×; \
+             CPU busy with one writer: {:.0}% of {threads} CPUs\n",
+            ingest_t / med[6],
+            csv_t / med[7],
+            median(&busy[2]) * 100.0
         )
         .unwrap();
     }
