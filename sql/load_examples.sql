@@ -36,3 +36,19 @@ SELECT * FROM ingest_jsonl('/data/events.jsonl', 'events', on_error => 'skip');
 SELECT load_id, file, target, status, lines, rows_inserted, rows_rejected, seconds, first_error
 FROM ingest.loads ORDER BY load_id DESC LIMIT 20;
 SELECT target, path, byte_offset, lines, loaded_at FROM ingest.files;
+
+-- Every file matching a glob, in name order, each through the ledger (one row per file):
+SELECT * FROM ingest_jsonl('/data/in/*.jsonl', 'events');
+
+-- In the background: returns a job id at once; the job starts when this transaction commits.
+SELECT ingest_jsonl_async('/data/big.jsonl', 'events', on_error => 'skip') AS job_id;
+SELECT job_id, state, percent, rows_so_far, eta, error FROM ingest.jobs ORDER BY job_id DESC;
+SELECT * FROM wait_job(42, timeout => interval '10 minutes');   -- the result rows, or the job's error
+SELECT cancel_job(42);                                           -- its rows roll back
+
+-- Several writers (each range commits on its own; call again to resume a failed load):
+SELECT * FROM ingest_jsonl('/data/big.jsonl', 'events', writers => 4);
+
+-- Watch loads from another session:
+SELECT pid, file, percent, rows, rejected, pg_size_pretty(bytes_per_second) || '/s' AS rate, eta
+  FROM ingest.progress;
