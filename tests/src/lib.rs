@@ -150,3 +150,17 @@ pub fn db_error(e: &postgres::Error) -> (String, String, Option<String>) {
     let db = e.as_db_error().unwrap_or_else(|| panic!("not a server error: {e}"));
     (db.code().code().to_owned(), db.message().to_owned(), db.detail().map(str::to_owned))
 }
+
+/// Makes every row inserted into `table` take `seconds` (a BEFORE INSERT trigger sleeps), or
+/// only rows for which `when` (an expression on NEW) holds: a load that lasts long enough to
+/// watch, cancel or kill.
+pub fn slow_inserts(client: &mut Client, table: &str, seconds: f64, when: Option<&str>) {
+    let when = when.unwrap_or("true");
+    client
+        .batch_execute(&format!(
+            "CREATE FUNCTION {table}_slow() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF {when} THEN PERFORM pg_sleep({seconds}); END IF; RETURN NEW; END $$; \
+             CREATE TRIGGER slow BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {table}_slow();"
+        ))
+        .unwrap();
+}

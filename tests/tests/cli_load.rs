@@ -28,13 +28,7 @@ fn load_prints_progress_lines_then_a_summary() {
     let mut db = TestDb::new("cli_load_progress");
     db.client.batch_execute(CHAT_TABLE_DDL).unwrap();
     // a trigger that takes a little time per row makes the load last about a second
-    db.client
-        .batch_execute(
-            "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ \
-             BEGIN PERFORM pg_sleep(0.0002); RETURN NEW; END $$; \
-             CREATE TRIGGER slow BEFORE INSERT ON chat_messages FOR EACH ROW EXECUTE FUNCTION slow();",
-        )
-        .unwrap();
+    pg_ingest_tests::slow_inserts(&mut db.client, "chat_messages", 0.0002, None);
     let dir = DataDir::new();
     let path = chat_file(&dir, 4000);
     let size = std::fs::metadata(&path).unwrap().len();
@@ -194,13 +188,7 @@ fn server_errors_are_one_clear_line() {
 fn ctrl_c_cancels_the_load_on_the_server() {
     let mut db = TestDb::new("cli_load_sigint");
     db.client.batch_execute(CHAT_TABLE_DDL).unwrap();
-    db.client
-        .batch_execute(
-            "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ \
-             BEGIN PERFORM pg_sleep(0.001); RETURN NEW; END $$; \
-             CREATE TRIGGER slow BEFORE INSERT ON chat_messages FOR EACH ROW EXECUTE FUNCTION slow();",
-        )
-        .unwrap();
+    pg_ingest_tests::slow_inserts(&mut db.client, "chat_messages", 0.001, None);
     let dir = DataDir::new();
     let path = chat_file(&dir, 100_000); // ~100 s at 1 ms a row: it will not finish by itself
     let (host, port, user) = server();

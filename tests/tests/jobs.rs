@@ -14,13 +14,7 @@ fn chat_file(dir: &DataDir, name: &str, lines: u64) -> String {
 
 /// Rows take about 1 ms each (a trigger sleeps).
 fn slow_down(client: &mut Client) {
-    client
-        .batch_execute(
-            "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ \
-             BEGIN PERFORM pg_sleep(0.001); RETURN NEW; END $$; \
-             CREATE TRIGGER slow BEFORE INSERT ON chat_messages FOR EACH ROW EXECUTE FUNCTION slow();",
-        )
-        .unwrap();
+    pg_ingest_tests::slow_inserts(client, "chat_messages", 0.001, None);
 }
 
 fn submit(client: &mut Client, path: &str, extra: &str) -> i64 {

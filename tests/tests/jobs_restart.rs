@@ -28,13 +28,7 @@ fn restart_cluster() {
 fn a_restart_fails_the_job_and_a_rerun_loads_everything_once() {
     let mut db = TestDb::new("jobs_restart");
     db.client.batch_execute(CHAT_TABLE_DDL).unwrap();
-    db.client
-        .batch_execute(
-            "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ \
-             BEGIN PERFORM pg_sleep(0.001); RETURN NEW; END $$; \
-             CREATE TRIGGER slow BEFORE INSERT ON chat_messages FOR EACH ROW EXECUTE FUNCTION slow();",
-        )
-        .unwrap();
+    pg_ingest_tests::slow_inserts(&mut db.client, "chat_messages", 0.001, None);
     let dir = DataDir::new();
     let mut content = Vec::new();
     write_chat_lines(&mut content, 50_000, 4).unwrap();

@@ -15,14 +15,7 @@ use postgres::{Client, Config, NoTls};
 /// `lines` lines for it: a load that lasts about lines × ms.
 fn slow_table(db: &mut TestDb, dir: &DataDir, lines: u64, ms: f64) -> String {
     db.client.batch_execute(CHAT_TABLE_DDL).unwrap();
-    db.client
-        .batch_execute(&format!(
-            "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ \
-             BEGIN PERFORM pg_sleep({}); RETURN NEW; END $$; \
-             CREATE TRIGGER slow BEFORE INSERT ON chat_messages FOR EACH ROW EXECUTE FUNCTION slow();",
-            ms / 1000.0
-        ))
-        .unwrap();
+    pg_ingest_tests::slow_inserts(&mut db.client, "chat_messages", ms / 1000.0, None);
     let mut content = Vec::new();
     write_chat_lines(&mut content, lines, 9).unwrap();
     dir.write("chat_messages.jsonl", content)

@@ -112,13 +112,7 @@ fn a_killed_writer_then_a_rerun_gives_exactly_the_full_data() {
     let mut db = TestDb::new("writers_resume");
     db.client.batch_execute(&format!("CREATE TABLE chat {TABLE}")).unwrap();
     // the second half of the file is slow to write
-    db.client
-        .batch_execute(
-            "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ \
-             BEGIN IF NEW.id > 'msg-000010000' THEN PERFORM pg_sleep(0.001); END IF; RETURN NEW; END $$; \
-             CREATE TRIGGER slow BEFORE INSERT ON chat FOR EACH ROW EXECUTE FUNCTION slow();",
-        )
-        .unwrap();
+    pg_ingest_tests::slow_inserts(&mut db.client, "chat", 0.001, Some("NEW.id > 'msg-000010000'"));
     let dir = DataDir::new();
     let mut content = Vec::new();
     write_chat_lines(&mut content, 20_000, 6).unwrap();

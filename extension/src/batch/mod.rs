@@ -20,7 +20,8 @@ use pgrx::PgSqlErrorCode;
 
 use crate::error::IngestError;
 use shared::{
-    kill, process_exists, Segment, Status, DONE, INTERRUPT_CANCEL, INTERRUPT_TIMEOUT, PENDING, RUNNING, SIGINT,
+    copy_name, kill, process_exists, Segment, Status, DONE, INTERRUPT_CANCEL, INTERRUPT_TIMEOUT, PENDING, RUNNING,
+    SIGINT,
 };
 
 /// Worker handles, in the transaction's memory, for the end-of-transaction callback.
@@ -53,12 +54,6 @@ pub struct Batch {
 
 /// One result row: query number (from 1), status, rows, seconds, error, sqlstate.
 pub type BatchRow = (i32, String, i64, f64, Option<String>, Option<String>);
-
-fn copy_name(dst: &mut [std::ffi::c_char], s: &str) {
-    for (d, b) in dst.iter_mut().zip(s.bytes().chain(std::iter::once(0))) {
-        *d = b as std::ffi::c_char;
-    }
-}
 
 impl Batch {
     pub fn start(queries: Vec<String>, workers: usize, stop_on_error: bool, timeout: Option<Duration>) -> Self {

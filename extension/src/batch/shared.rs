@@ -12,6 +12,32 @@ unsafe extern "C" {
 pub const SIGINT: i32 = 2;
 pub const SIGTERM: i32 = 15;
 
+// PostgreSQL's own signal handlers, as C functions (pgrx's bindings wrap them in Rust, and
+// wrapped functions cannot be signal handlers).
+unsafe extern "C-unwind" {
+    #[link_name = "die"]
+    fn pg_die(sig: std::ffi::c_int);
+    #[link_name = "StatementCancelHandler"]
+    fn pg_statement_cancel_handler(sig: std::ffi::c_int);
+}
+
+/// Makes a background worker behave like a backend: SIGTERM ends it even inside a query,
+/// SIGINT cancels the running query.
+pub fn backend_signals() {
+    unsafe {
+        pgrx::pg_sys::pqsignal(SIGTERM, Some(pg_die));
+        pgrx::pg_sys::pqsignal(SIGINT, Some(pg_statement_cancel_handler));
+        pgrx::pg_sys::BackgroundWorkerUnblockSignals();
+    }
+}
+
+/// Copies a name into a fixed-size `BackgroundWorker` field, NUL-terminated.
+pub fn copy_name(dst: &mut [std::ffi::c_char], s: &str) {
+    for (d, b) in dst.iter_mut().zip(s.bytes().chain(std::iter::once(0))) {
+        *d = b as std::ffi::c_char;
+    }
+}
+
 /// Whether process `pid` still exists.
 pub fn process_exists(pid: i32) -> bool {
     unsafe { kill(pid, 0) == 0 }

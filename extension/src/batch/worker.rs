@@ -9,7 +9,7 @@ use pgrx::pg_sys::panic::CaughtError;
 use pgrx::pg_sys::{self, PgTryBuilder};
 
 use super::shared::{
-    process_exists, Segment, Status, DONE, INTERRUPT_CANCEL, INTERRUPT_TIMEOUT, MAGIC, RUNNING, SIGINT, SIGTERM,
+    backend_signals, process_exists, Segment, Status, DONE, INTERRUPT_CANCEL, INTERRUPT_TIMEOUT, MAGIC, RUNNING,
 };
 use crate::error::sqlstate_text;
 
@@ -56,24 +56,12 @@ fn run_query(seg: Segment, i: usize) -> u64 {
     }
 }
 
-// PostgreSQL's own signal handlers, as C functions (pgrx's bindings wrap them in Rust).
-unsafe extern "C-unwind" {
-    #[link_name = "die"]
-    fn pg_die(sig: std::ffi::c_int);
-    #[link_name = "StatementCancelHandler"]
-    fn pg_statement_cancel_handler(sig: std::ffi::c_int);
-}
-
 /// The worker's entry point (bgw_function_name); its argument is the segment's handle.
 #[pgrx::pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn pg_ingest_batch_worker(arg: pg_sys::Datum) {
     unsafe {
-        // Behave like a backend: SIGTERM ends the worker even inside a query, SIGINT cancels
-        // the running query.
-        pg_sys::pqsignal(SIGTERM, Some(pg_die));
-        pg_sys::pqsignal(SIGINT, Some(pg_statement_cancel_handler));
-        pg_sys::BackgroundWorkerUnblockSignals();
+        backend_signals();
         let handle = arg.value() as pg_sys::dsm_handle;
         let dsm = pg_sys::dsm_attach(handle);
         if dsm.is_null() {

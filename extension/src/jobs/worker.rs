@@ -6,15 +6,9 @@ use pgrx::pg_sys::{self, PgTryBuilder};
 use pgrx::prelude::*;
 
 use super::{JobStart, BACKEND_TYPE};
-use crate::batch::shared::{SIGINT, SIGTERM};
+use crate::batch::shared::{backend_signals, copy_name};
 use crate::error::{sqlstate_text, IngestError};
 use crate::ledger::as_owner;
-
-fn copy_name(dst: &mut [std::ffi::c_char], s: &str) {
-    for (d, b) in dst.iter_mut().zip(s.bytes().chain(std::iter::once(0))) {
-        *d = b as std::ffi::c_char;
-    }
-}
 
 /// Registers the job's worker. It belongs to no session: it outlives the submitting one.
 pub fn launch(start: &JobStart) {
@@ -169,24 +163,12 @@ fn record_failure(job_id: i64, code: &str, message: &str) {
     });
 }
 
-// PostgreSQL's own signal handlers, as C functions (pgrx's bindings wrap them in Rust).
-unsafe extern "C-unwind" {
-    #[link_name = "die"]
-    fn pg_die(sig: std::ffi::c_int);
-    #[link_name = "StatementCancelHandler"]
-    fn pg_statement_cancel_handler(sig: std::ffi::c_int);
-}
-
 /// The job worker's entry point (bgw_function_name); its JobStart is in bgw_extra.
 #[pgrx::pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn pg_ingest_job_worker(_arg: pg_sys::Datum) {
-    let start = unsafe {
-        pg_sys::pqsignal(SIGTERM, Some(pg_die));
-        pg_sys::pqsignal(SIGINT, Some(pg_statement_cancel_handler));
-        pg_sys::BackgroundWorkerUnblockSignals();
-        ((*pg_sys::MyBgworkerEntry).bgw_extra.as_ptr() as *const JobStart).read_unaligned()
-    };
+    backend_signals();
+    let start = unsafe { ((*pg_sys::MyBgworkerEntry).bgw_extra.as_ptr() as *const JobStart).read_unaligned() };
     unsafe { pg_sys::BackgroundWorkerInitializeConnectionByOid(start.database, start.session_user, 0) };
     let job_id = start.job_id;
     let outcome = PgTryBuilder::new(|| {
