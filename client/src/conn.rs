@@ -151,19 +151,24 @@ impl Settings {
     }
 }
 
+/// A server message with its DETAIL and HINT, on one line.
+pub fn db_line(db: &DbError) -> String {
+    let mut line = db.message().to_owned();
+    if let Some(detail) = db.detail() {
+        line.push_str(&format!(" DETAIL: {detail}"));
+    }
+    if let Some(hint) = db.hint() {
+        line.push_str(&format!(" HINT: {hint}"));
+    }
+    line
+}
+
 /// One clear line for an error: the server's message with its SQLSTATE, DETAIL and HINT when
 /// the server sent them, else the chain of causes.
 pub fn describe_error(e: &anyhow::Error) -> String {
     for cause in e.chain() {
         if let Some(db) = cause.downcast_ref::<postgres::Error>().and_then(|pe| pe.as_db_error()) {
-            let mut line = format!("{} ({}): {}", db.severity(), db.code().code(), db.message());
-            if let Some(detail) = db.detail() {
-                line.push_str(&format!(" DETAIL: {detail}"));
-            }
-            if let Some(hint) = db.hint() {
-                line.push_str(&format!(" HINT: {hint}"));
-            }
-            return line;
+            return format!("{} ({}): {}", db.severity(), db.code().code(), db_line(db));
         }
     }
     // Causes often repeat the text of the one they come from: keep each text once.

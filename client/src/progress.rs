@@ -83,13 +83,7 @@ impl ProgressView {
             }
             (Some(_), None) => eprintln!("progress: {}", n.message()),
             (None, bar) => {
-                let mut line = format!("{}: {}", n.severity(), n.message());
-                if let Some(detail) = n.detail() {
-                    line.push_str(&format!(" DETAIL: {detail}"));
-                }
-                if let Some(hint) = n.hint() {
-                    line.push_str(&format!(" HINT: {hint}"));
-                }
+                let line = format!("{}: {}", n.severity(), crate::conn::db_line(&n));
                 match bar {
                     Some(bar) => bar.suspend(|| eprintln!("{line}")),
                     None => eprintln!("{line}"),

@@ -61,8 +61,13 @@ impl TestDb {
 
     /// The `pg-ingest` binary, with the libpq environment pointing at this database.
     pub fn cli(&self) -> assert_cmd::Command {
+        assert_cmd::Command::from_std(self.cli_process())
+    }
+
+    /// The same, as a process to spawn and talk to while it runs.
+    pub fn cli_process(&self) -> std::process::Command {
         let (host, port, user) = server();
-        let mut cmd = assert_cmd::Command::new(pg_ingest_bin());
+        let mut cmd = std::process::Command::new(pg_ingest_bin());
         cmd.env_remove("DATABASE_URL")
             .env_remove("PGSSLMODE")
             .env_remove("PGSSLROOTCERT")

@@ -2,9 +2,9 @@
 //! printed as it completes.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use pg_ingest_tests::{pg_ingest_bin, server, DataDir, TestDb};
+use pg_ingest_tests::{DataDir, TestDb};
 use predicates::prelude::*;
 
 const TRICKY: &str = r#"
@@ -59,13 +59,9 @@ fn batch_splits_tricky_statements_and_reports_each() {
 #[test]
 fn batch_prints_results_as_they_complete() {
     let db = TestDb::new("cli_batch_live");
-    let (host, port, user) = server();
-    let mut child = Command::new(pg_ingest_bin())
+    let mut child = db
+        .cli_process()
         .args(["batch", "-", "--workers", "2"])
-        .env("PGHOST", host)
-        .env("PGPORT", port.to_string())
-        .env("PGUSER", user)
-        .env("PGDATABASE", &db.name)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pg_ingest_core::sample::{write_chat_lines, CHAT_TABLE_DDL};
-use pg_ingest_tests::{pg_ingest_bin, server, DataDir, TestDb};
+use pg_ingest_tests::{DataDir, TestDb};
 use predicates::prelude::*;
 
 fn chat_file(dir: &DataDir, lines: u64) -> String {
@@ -191,13 +191,9 @@ fn ctrl_c_cancels_the_load_on_the_server() {
     pg_ingest_tests::slow_inserts(&mut db.client, "chat_messages", 0.001, None);
     let dir = DataDir::new();
     let path = chat_file(&dir, 100_000); // ~100 s at 1 ms a row: it will not finish by itself
-    let (host, port, user) = server();
-    let mut child = Command::new(pg_ingest_bin())
+    let mut child = db
+        .cli_process()
         .args(["load", &path, "--progress-interval", "0.1"])
-        .env("PGHOST", host)
-        .env("PGPORT", port.to_string())
-        .env("PGUSER", user)
-        .env("PGDATABASE", &db.name)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -58,7 +58,7 @@ pub fn run(connection: &ConnectionArgs, args: &BatchArgs, json: bool) -> anyhow:
         return Ok(exit::USAGE);
     }
     let settings = conn::Settings::resolve(connection.dsn.as_deref())?;
-    let mut client = settings.connect_with_notices(|n| eprintln!("{}: {}", n.severity(), n.message()))?;
+    let mut client = settings.connect_with_notices(|n| eprintln!("{}: {}", n.severity(), conn::db_line(&n)))?;
     let started = Instant::now();
     let mut outcomes = Vec::new();
     let tls = settings.tls_connector()?;

@@ -58,20 +58,7 @@ pub type BatchRow = (i32, String, i64, f64, Option<String>, Option<String>);
 impl Batch {
     pub fn start(queries: Vec<String>, workers: usize, stop_on_error: bool, timeout: Option<Duration>) -> Self {
         let n = queries.len();
-        let search_path = unsafe {
-            std::ffi::CStr::from_ptr(pg_sys::GetConfigOptionByName(
-                c"search_path".as_ptr(),
-                std::ptr::null_mut(),
-                false,
-            ))
-            .to_string_lossy()
-            .into_owned()
-        };
-        let role = unsafe {
-            std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false))
-                .to_string_lossy()
-                .into_owned()
-        };
+        let (search_path, role) = (shared::caller_search_path(), shared::caller_role());
         unsafe {
             let size = Segment::size(&search_path, &role, &queries);
             let dsm = pg_sys::dsm_create(size, 0);

@@ -31,6 +31,39 @@ pub fn backend_signals() {
     }
 }
 
+/// The current role's name: who a worker acts as.
+pub fn caller_role() -> String {
+    unsafe {
+        std::ffi::CStr::from_ptr(pgrx::pg_sys::GetUserNameFromId(pgrx::pg_sys::GetUserId(), false))
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+/// The current `search_path`, for a worker to take.
+pub fn caller_search_path() -> String {
+    unsafe {
+        std::ffi::CStr::from_ptr(pgrx::pg_sys::GetConfigOptionByName(
+            c"search_path".as_ptr(),
+            std::ptr::null_mut(),
+            false,
+        ))
+        .to_string_lossy()
+        .into_owned()
+    }
+}
+
+/// A SQL string literal, as PostgreSQL's quote_literal() makes it (E'' when there are
+/// backslashes, so it reads the same whatever standard_conforming_strings says).
+pub fn quote_literal(s: &str) -> String {
+    let body = s.replace('\'', "''");
+    if s.contains('\\') {
+        format!("E'{}'", body.replace('\\', "\\\\"))
+    } else {
+        format!("'{body}'")
+    }
+}
+
 /// Copies a name into a fixed-size `BackgroundWorker` field, NUL-terminated.
 pub fn copy_name(dst: &mut [std::ffi::c_char], s: &str) {
     for (d, b) in dst.iter_mut().zip(s.bytes().chain(std::iter::once(0))) {

@@ -9,13 +9,10 @@ use pgrx::pg_sys::panic::CaughtError;
 use pgrx::pg_sys::{self, PgTryBuilder};
 
 use super::shared::{
-    backend_signals, process_exists, Segment, Status, DONE, INTERRUPT_CANCEL, INTERRUPT_TIMEOUT, MAGIC, RUNNING,
+    backend_signals, process_exists, quote_literal, Segment, Status, DONE, INTERRUPT_CANCEL, INTERRUPT_TIMEOUT, MAGIC,
+    RUNNING,
 };
 use crate::error::sqlstate_text;
-
-fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
 
 fn run_sql(sql: &str) -> u64 {
     let c =

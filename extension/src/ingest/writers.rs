@@ -19,6 +19,7 @@ use pgrx::prelude::*;
 
 use super::target::{self, Target};
 use super::{fingerprint, load_span, open_file, sources, Checked, LoadOptions, LoadSummary, Span, HEAD_BYTES};
+use crate::batch::shared::quote_literal;
 use crate::error::{sqlstate, IngestError};
 use crate::ledger::{self, FileRange};
 
@@ -104,13 +105,6 @@ fn cut(file: &mut File, path: &str, gaps: &[(u64, Option<u64>, u64)], size: u64,
         }
     }
     pieces
-}
-
-fn quote_literal(s: &str) -> String {
-    Spi::get_one_with_args::<String>("SELECT pg_catalog.quote_literal($1)", &[s.into()])
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| "NULL".to_owned())
 }
 
 /// Loads `path` with `writers` workers; the same summary as a single-writer load.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::batch::shared::{kill, SIGINT};
+use crate::batch::shared::{caller_role, caller_search_path, kill, SIGINT};
 use crate::error::{sqlstate, IngestError};
 use crate::ingest::LoadOptions;
 use crate::ledger::{as_owner, spi_error};
@@ -32,26 +32,10 @@ pub struct JobStart {
     pub session_user: pg_sys::Oid,
 }
 
-fn current_setting(name: &std::ffi::CStr) -> String {
-    unsafe {
-        std::ffi::CStr::from_ptr(pg_sys::GetConfigOptionByName(name.as_ptr(), std::ptr::null_mut(), false))
-            .to_string_lossy()
-            .into_owned()
-    }
-}
-
-/// The name of the current role.
-pub fn current_role() -> String {
-    unsafe {
-        std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false)).to_string_lossy().into_owned()
-    }
-}
-
 /// Records a job for `path` and starts its worker; the job id.
 pub fn submit(path: &str, target: Option<String>, opts: &LoadOptions, writers: usize) -> i64 {
     crate::ingest::target::check_file_permission();
-    let search_path = current_setting(c"search_path");
-    let role = current_role();
+    let (search_path, role) = (caller_search_path(), caller_role());
     let job_id = as_owner(|| {
         Spi::get_one_with_args::<i64>(
             "INSERT INTO ingest.job_records (submitted_by, search_path, path, target, columns, threads, rest, \
