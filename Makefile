@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 SCRIPTS := $(CURDIR)/scripts
 
-.PHONY: deps install start stop status log demo test bench fmt clean help
+.PHONY: deps install start stop status log demo check test bench fmt clean help
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -28,6 +28,9 @@ log: ## the private cluster's server log
 
 demo: install start ## generate a sample chat log and load it
 	@$(SCRIPTS)/demo.sh
+
+check: deps ## rustfmt and clippy, warnings as errors (CI runs it before the tests)
+	@$(SCRIPTS)/check.sh
 
 test: deps ## every test suite (unit, #[pg_test], end-to-end); prints the server log on failure
 	@$(SCRIPTS)/test.sh

@@ -243,7 +243,8 @@ impl RowEncoder {
                     // a line still being written: it waits for the next load
                     out.held_back = true;
                     out.lines -= 1;
-                    out.input_bytes -= line.text.len() as u64;
+                    // all of the line's bytes, a `\r` it ends in included (`text` has it cut)
+                    out.input_bytes = line.offset - chunk.offset;
                 }
                 Err(e) => {
                     let mut e = e.at(line.no, line.offset);

@@ -304,6 +304,14 @@ fn an_unfinished_last_line_waits() {
     let ch = encode(cols(), "{\"id\":\"1\"}\n{\"id\":\"2", EncodeOptions::default());
     assert!(ch.held_back && ch.errors.is_empty());
     assert_eq!((ch.rows, ch.lines, ch.input_bytes), (1, 1, 11));
+    // the held-back line's every byte stays out, a `\r` it ends in included: the next load
+    // starts exactly at the line's first byte
+    for unfinished in ["{\"id\":\"2", "{\"id\":\"2\r", "{\"id\":\r", "\r{\r"] {
+        let text = format!("{{\"id\":\"1\"}}\r\n{unfinished}");
+        let ch = encode(cols(), &text, EncodeOptions::default());
+        assert!(ch.held_back, "{unfinished:?}");
+        assert_eq!((ch.rows, ch.lines, ch.input_bytes), (1, 1, 12), "{unfinished:?}");
+    }
     // a finished last line without a newline is loaded
     let ch = encode(cols(), "{\"id\":\"1\"}\n{\"id\":\"2\"}", EncodeOptions::default());
     assert!(!ch.held_back);

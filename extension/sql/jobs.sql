@@ -54,36 +54,29 @@ SELECT j.job_id,
        j.results
   FROM ingest.job_records j
  CROSS JOIN LATERAL (
-       SELECT CASE
-                WHEN j.state IN ('queued', 'running')
-                     AND j.server_started IS DISTINCT FROM pg_catalog.pg_postmaster_start_time()
-                  THEN 'failed'
-                WHEN j.state = 'running' AND NOT EXISTS (
-                       SELECT 1 FROM pg_catalog.pg_stat_activity a
-                        WHERE a.pid = j.pid AND a.backend_type = 'pg_ingest job')
-                  THEN 'failed'
-                ELSE j.state
-              END AS state,
+       SELECT j.state IN ('queued', 'running')
+                AND j.server_started IS DISTINCT FROM pg_catalog.pg_postmaster_start_time() AS restarted,
+              -- the worker is started (and its pid recorded) when the job is submitted: a queued
+              -- or running job whose worker is gone will never finish
+              j.state IN ('queued', 'running') AND NOT EXISTS (
+                SELECT 1 FROM pg_catalog.pg_stat_activity a
+                 WHERE a.pid = j.pid AND a.backend_type = 'pg_ingest job') AS orphaned) o
+ CROSS JOIN LATERAL (
+       SELECT CASE WHEN o.restarted OR o.orphaned THEN 'failed' ELSE j.state END AS state,
               CASE
-                WHEN j.state IN ('queued', 'running')
-                     AND j.server_started IS DISTINCT FROM pg_catalog.pg_postmaster_start_time()
+                WHEN o.restarted
                   THEN 'the server restarted while the job was ' || j.state
                        || '; run it again: the ledger loads only what is not loaded yet'
-                WHEN j.state = 'running' AND NOT EXISTS (
-                       SELECT 1 FROM pg_catalog.pg_stat_activity a
-                        WHERE a.pid = j.pid AND a.backend_type = 'pg_ingest job')
+                WHEN o.orphaned AND j.state = 'queued'
+                  THEN 'the job''s worker (PID ' || coalesce(j.pid::text, '?') || ') ended before the job started '
+                       || '(terminated?); run it again'
+                WHEN o.orphaned
                   THEN 'the job''s worker (PID ' || j.pid || ') ended without finishing (terminated?); '
                        || 'run it again: the ledger loads only what is not loaded yet'
                 ELSE j.error
               END AS error,
-              CASE
-                WHEN j.state IN ('queued', 'running')
-                     AND (j.server_started IS DISTINCT FROM pg_catalog.pg_postmaster_start_time()
-                          OR (j.state = 'running' AND NOT EXISTS (
-                                SELECT 1 FROM pg_catalog.pg_stat_activity a
-                                 WHERE a.pid = j.pid AND a.backend_type = 'pg_ingest job')))
-                  THEN '57P01'  -- admin_shutdown: what ended it
-                ELSE j.sqlstate
+              CASE WHEN o.restarted OR o.orphaned THEN '57P01'  -- admin_shutdown: what ended it
+                   ELSE j.sqlstate
               END AS sqlstate) s
   LEFT JOIN ingest.progress p ON p.pid = j.pid AND j.state = 'running';
 COMMENT ON VIEW ingest.jobs IS 'pg_ingest: background loads, their state, progress and results';

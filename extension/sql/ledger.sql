@@ -42,6 +42,8 @@ CREATE TABLE ingest.rejects (
 );
 COMMENT ON TABLE ingest.rejects IS 'pg_ingest: lines left out by on_error => skip, with why';
 
+-- path is the resolved path of the file (symbolic links, "." and ".." and repeated slashes
+-- resolved), so that one file has one entry whatever the spelling used to load it.
 CREATE TABLE ingest.files (
     target_oid       oid NOT NULL,
     path             text NOT NULL,
@@ -50,8 +52,15 @@ CREATE TABLE ingest.files (
     lines            bigint NOT NULL,
     size             bigint NOT NULL,
     mtime            timestamptz,
+    -- what the OS says the file is: another device or inode is another file
+    device           bigint,
+    inode            bigint,
+    -- the first bytes of the file, and the bytes just before byte_offset: a file rewritten in
+    -- place, or replaced by one with the same start, is not taken for an appended one
     head_bytes       integer NOT NULL,
     head_fingerprint text NOT NULL,
+    tail_bytes       integer NOT NULL DEFAULT 0,
+    tail_fingerprint text NOT NULL DEFAULT '',
     load_id          bigint NOT NULL,
     loaded_at        timestamptz NOT NULL,
     PRIMARY KEY (target_oid, path)
@@ -68,12 +77,16 @@ CREATE TABLE ingest.file_ranges (
     range_end        bigint NOT NULL,
     first_line       bigint NOT NULL,
     lines            bigint NOT NULL,
+    device           bigint NOT NULL,
+    inode            bigint NOT NULL,
     head_bytes       integer NOT NULL,
     head_fingerprint text NOT NULL,
     load_id          bigint NOT NULL,
     parent_load_id   bigint NOT NULL,
     loaded_at        timestamptz NOT NULL DEFAULT clock_timestamp(),
-    PRIMARY KEY (target_oid, path, range_start)
+    -- keyed by the load too: a leader that forgets earlier ranges (force, a replaced file) in
+    -- its open transaction never makes its own writers wait on those rows
+    PRIMARY KEY (target_oid, path, parent_load_id, range_start)
 );
 COMMENT ON TABLE ingest.file_ranges IS 'pg_ingest: ranges of files committed by multi-writer loads';
 

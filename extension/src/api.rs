@@ -58,10 +58,7 @@ fn ingest_jsonl(
     let results: Vec<_> = ingest::paths::expand(path)
         .iter()
         .map(|file| {
-            let r = match writers {
-                1 => ingest::ingest_file(file, target, &opts),
-                n => ingest::writers::ingest_file_writers(file, target, &opts, n),
-            };
+            let r = ingest::ingest_file(file, target, &opts, writers);
             (
                 r.file,
                 r.target,

@@ -2,11 +2,12 @@
 //! caller's transaction (so they commit or roll back with the rows), as the extension's owner
 //! (loaders need no privileges on them; everyone may read them).
 
-use pgrx::pg_sys::{self, Oid};
+use pgrx::pg_sys::Oid;
 use pgrx::prelude::*;
 
 use pg_ingest_core::error::RowError;
 
+use crate::identity::{run_as_owner, with_safe_search_path};
 use crate::ingest::LoadSummary;
 
 /// What the ledger knows of one file in one table.
@@ -14,26 +15,20 @@ use crate::ingest::LoadSummary;
 pub struct FileEntry {
     pub byte_offset: i64,
     pub lines: i64,
-    pub head_bytes: i32,
-    pub head_fingerprint: String,
+    pub device: Option<i64>,
+    pub inode: Option<i64>,
+    pub head: Fingerprint,
+    /// The bytes just before `byte_offset`.
+    pub tail: Fingerprint,
     pub load_id: i64,
     pub loaded_at: String,
 }
 
-/// Runs `f` as the extension's owner, then switches back (an ERROR switches back by itself).
-pub(crate) fn as_owner<R>(f: impl FnOnce() -> R) -> R {
-    let owner = Spi::get_one::<Oid>("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_ingest'")
-        .ok()
-        .flatten()
-        .unwrap_or(pg_sys::BOOTSTRAP_SUPERUSERID.into());
-    let (mut saved_user, mut saved_context) = (Oid::INVALID, 0);
-    unsafe {
-        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
-        pg_sys::SetUserIdAndSecContext(owner, saved_context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
-    }
-    let r = f();
-    unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_context) };
-    r
+/// A fingerprint of `bytes` bytes of a file (at its start, or just before an offset).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub bytes: i32,
+    pub hash: String,
 }
 
 pub(crate) fn spi_error(e: pgrx::spi::Error) -> ! {
@@ -41,25 +36,28 @@ pub(crate) fn spi_error(e: pgrx::spi::Error) -> ! {
 }
 
 /// Runs a ledger write as the extension's owner.
-fn run_as_owner(sql: &str, args: &[pgrx::datum::DatumWithOid]) {
-    as_owner(|| Spi::run_with_args(sql, args)).unwrap_or_else(|e| spi_error(e));
+fn write(sql: &str, args: &[pgrx::datum::DatumWithOid]) {
+    run_as_owner(|| Spi::run_with_args(sql, args)).unwrap_or_else(|e| spi_error(e));
 }
 
-/// Serializes loads of the same file into the same table until the end of the transaction:
-/// a second load waits for the first, then sees what it did.
+/// Serializes loads of the same file (its resolved path) into the same table until the end
+/// of the transaction: a second load waits for the first, then sees what it did.
 pub fn lock_file(target: Oid, path: &str) {
-    Spi::run_with_args(
-        "SELECT pg_catalog.pg_advisory_xact_lock($1::oid::int4, pg_catalog.hashtext($2))",
-        &[target.into(), path.into()],
-    )
+    with_safe_search_path(|| {
+        Spi::run_with_args(
+            "SELECT pg_catalog.pg_advisory_xact_lock($1::pg_catalog.oid::pg_catalog.int4, pg_catalog.hashtext($2))",
+            &[target.into(), path.into()],
+        )
+    })
     .unwrap_or_else(|e| spi_error(e));
 }
 
 pub fn file_entry(target: Oid, path: &str) -> Option<FileEntry> {
-    as_owner(|| {
+    run_as_owner(|| {
         Spi::connect_mut(|c| {
             let rows = c.update(
-                "SELECT byte_offset, lines, head_bytes, head_fingerprint, load_id, loaded_at::text \
+                "SELECT byte_offset, lines, device, inode, head_bytes, head_fingerprint, tail_bytes, tail_fingerprint, \
+                        load_id, loaded_at::text \
                  FROM ingest.files WHERE target_oid = $1 AND path = $2",
                 None,
                 &[target.into(), path.into()],
@@ -69,10 +67,12 @@ pub fn file_entry(target: Oid, path: &str) -> Option<FileEntry> {
                 entry = Some(FileEntry {
                     byte_offset: row.get(1)?.unwrap_or(0),
                     lines: row.get(2)?.unwrap_or(0),
-                    head_bytes: row.get(3)?.unwrap_or(0),
-                    head_fingerprint: row.get(4)?.unwrap_or_default(),
-                    load_id: row.get(5)?.unwrap_or(0),
-                    loaded_at: row.get(6)?.unwrap_or_default(),
+                    device: row.get(3)?,
+                    inode: row.get(4)?,
+                    head: Fingerprint { bytes: row.get(5)?.unwrap_or(0), hash: row.get(6)?.unwrap_or_default() },
+                    tail: Fingerprint { bytes: row.get(7)?.unwrap_or(0), hash: row.get(8)?.unwrap_or_default() },
+                    load_id: row.get(9)?.unwrap_or(0),
+                    loaded_at: row.get(10)?.unwrap_or_default(),
                 });
             }
             Ok::<_, pgrx::spi::Error>(entry)
@@ -90,7 +90,7 @@ pub fn start_load(
     start_offset: i64,
     parent_load_id: Option<i64>,
 ) -> i64 {
-    as_owner(|| {
+    run_as_owner(|| {
         Spi::get_one_with_args::<i64>(
             "INSERT INTO ingest.loads (file, target, target_oid, loaded_by, started_at, status, on_error, start_offset, \
                                        parent_load_id) \
@@ -104,7 +104,7 @@ pub fn start_load(
 
 /// Closes a load record with its result and the first rejected line, if any.
 pub fn finish_load(load_id: i64, c: &LoadSummary, first_error: Option<String>) {
-    run_as_owner(
+    write(
         "UPDATE ingest.loads SET finished_at = clock_timestamp(), status = $2, lines = $3, rows_inserted = $4, \
              rows_rejected = $5, lines_skipped = $6, bytes = $7, seconds = $8, first_error = $9 WHERE load_id = $1",
         &[
@@ -133,7 +133,7 @@ pub fn record_rejects(load_id: i64, file: &str, rejects: &[RowError]) {
     let messages: Vec<String> = rejects.iter().map(|r| r.message.clone()).collect();
     let details: Vec<Option<String>> = rejects.iter().map(|r| r.detail.clone()).collect();
     let raws: Vec<Option<String>> = rejects.iter().map(|r| r.raw.clone()).collect();
-    run_as_owner(
+    write(
             "INSERT INTO ingest.rejects (load_id, file, line, byte_offset, column_name, sqlstate, message, detail, raw_line) \
              SELECT $1, $2, * FROM unnest($3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])",
             &[
@@ -150,40 +150,56 @@ pub fn record_rejects(load_id: i64, file: &str, rejects: &[RowError]) {
     );
 }
 
+/// What the OS says of an open file.
+#[derive(Debug, Clone, Copy)]
+pub struct FileFacts {
+    pub device: u64,
+    pub inode: u64,
+    pub size: u64,
+    /// Unix epoch seconds.
+    pub mtime: Option<f64>,
+}
+
+/// How far a file is loaded, to be recorded in `ingest.files`.
 pub struct FileState<'a> {
     pub target_oid: Oid,
+    /// The resolved path: the ledger's key.
     pub path: &'a str,
     pub target: &'a str,
     pub byte_offset: i64,
     pub lines: i64,
-    pub size: i64,
-    /// Unix epoch seconds.
-    pub mtime: Option<f64>,
-    pub head_bytes: i32,
-    pub head_fingerprint: &'a str,
+    pub facts: FileFacts,
+    pub head: &'a Fingerprint,
+    pub tail: &'a Fingerprint,
     pub load_id: i64,
 }
 
 pub fn save_file(s: &FileState) {
-    run_as_owner(
-            "INSERT INTO ingest.files (target_oid, path, target, byte_offset, lines, size, mtime, head_bytes, \
-                                       head_fingerprint, load_id, loaded_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), $8, $9, $10, clock_timestamp()) \
-             ON CONFLICT (target_oid, path) DO UPDATE SET target = EXCLUDED.target, byte_offset = EXCLUDED.byte_offset, \
-               lines = EXCLUDED.lines, size = EXCLUDED.size, mtime = EXCLUDED.mtime, head_bytes = EXCLUDED.head_bytes, \
-               head_fingerprint = EXCLUDED.head_fingerprint, load_id = EXCLUDED.load_id, loaded_at = EXCLUDED.loaded_at",
-            &[
-                s.target_oid.into(),
-                s.path.into(),
-                s.target.into(),
-                s.byte_offset.into(),
-                s.lines.into(),
-                s.size.into(),
-                s.mtime.into(),
-                s.head_bytes.into(),
-                s.head_fingerprint.into(),
-                s.load_id.into(),
-            ],
+    write(
+        "INSERT INTO ingest.files (target_oid, path, target, byte_offset, lines, size, mtime, device, inode, \
+                                   head_bytes, head_fingerprint, tail_bytes, tail_fingerprint, load_id, loaded_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), $8, $9, $10, $11, $12, $13, $14, clock_timestamp()) \
+         ON CONFLICT (target_oid, path) DO UPDATE SET target = EXCLUDED.target, byte_offset = EXCLUDED.byte_offset, \
+           lines = EXCLUDED.lines, size = EXCLUDED.size, mtime = EXCLUDED.mtime, device = EXCLUDED.device, \
+           inode = EXCLUDED.inode, head_bytes = EXCLUDED.head_bytes, head_fingerprint = EXCLUDED.head_fingerprint, \
+           tail_bytes = EXCLUDED.tail_bytes, tail_fingerprint = EXCLUDED.tail_fingerprint, \
+           load_id = EXCLUDED.load_id, loaded_at = EXCLUDED.loaded_at",
+        &[
+            s.target_oid.into(),
+            s.path.into(),
+            s.target.into(),
+            s.byte_offset.into(),
+            s.lines.into(),
+            (s.facts.size as i64).into(),
+            s.facts.mtime.into(),
+            (s.facts.device as i64).into(),
+            (s.facts.inode as i64).into(),
+            s.head.bytes.into(),
+            s.head.hash.as_str().into(),
+            s.tail.bytes.into(),
+            s.tail.hash.as_str().into(),
+            s.load_id.into(),
+        ],
     );
 }
 
@@ -194,17 +210,18 @@ pub struct FileRange {
     pub end: i64,
     pub first_line: i64,
     pub lines: i64,
-    pub head_bytes: i32,
-    pub head_fingerprint: String,
+    pub device: i64,
+    pub inode: i64,
+    pub head: Fingerprint,
     pub load_id: i64,
 }
 
 /// The committed ranges of a file in a table, in file order.
 pub fn file_ranges(target: Oid, path: &str) -> Vec<FileRange> {
-    as_owner(|| {
+    run_as_owner(|| {
         Spi::connect_mut(|c| {
             let rows = c.update(
-                "SELECT range_start, range_end, first_line, lines, head_bytes, head_fingerprint, load_id \
+                "SELECT range_start, range_end, first_line, lines, device, inode, head_bytes, head_fingerprint, load_id \
                    FROM ingest.file_ranges WHERE target_oid = $1 AND path = $2 ORDER BY range_start",
                 None,
                 &[target.into(), path.into()],
@@ -216,9 +233,10 @@ pub fn file_ranges(target: Oid, path: &str) -> Vec<FileRange> {
                     end: r.get(2)?.unwrap_or(0),
                     first_line: r.get(3)?.unwrap_or(1),
                     lines: r.get(4)?.unwrap_or(0),
-                    head_bytes: r.get(5)?.unwrap_or(0),
-                    head_fingerprint: r.get(6)?.unwrap_or_default(),
-                    load_id: r.get(7)?.unwrap_or(0),
+                    device: r.get(5)?.unwrap_or(-1),
+                    inode: r.get(6)?.unwrap_or(-1),
+                    head: Fingerprint { bytes: r.get(7)?.unwrap_or(0), hash: r.get(8)?.unwrap_or_default() },
+                    load_id: r.get(9)?.unwrap_or(0),
                 });
             }
             Ok::<_, pgrx::spi::Error>(ranges)
@@ -228,10 +246,10 @@ pub fn file_ranges(target: Oid, path: &str) -> Vec<FileRange> {
 }
 
 pub fn save_range(target: Oid, path: &str, r: &FileRange, parent_load_id: i64) {
-    run_as_owner(
-        "INSERT INTO ingest.file_ranges (target_oid, path, range_start, range_end, first_line, lines, head_bytes, \
-                                         head_fingerprint, load_id, parent_load_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    write(
+        "INSERT INTO ingest.file_ranges (target_oid, path, range_start, range_end, first_line, lines, device, inode, \
+                                         head_bytes, head_fingerprint, load_id, parent_load_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         &[
             target.into(),
             path.into(),
@@ -239,22 +257,29 @@ pub fn save_range(target: Oid, path: &str, r: &FileRange, parent_load_id: i64) {
             r.end.into(),
             r.first_line.into(),
             r.lines.into(),
-            r.head_bytes.into(),
-            r.head_fingerprint.as_str().into(),
+            r.device.into(),
+            r.inode.into(),
+            r.head.bytes.into(),
+            r.head.hash.as_str().into(),
             r.load_id.into(),
             parent_load_id.into(),
         ],
     );
 }
 
-pub fn delete_ranges(target: Oid, path: &str) {
-    run_as_owner("DELETE FROM ingest.file_ranges WHERE target_oid = $1 AND path = $2", &[target.into(), path.into()]);
+/// Forgets the committed ranges of a file in a table: every one, or those of one load.
+pub fn delete_ranges(target: Oid, path: &str, parent_load_id: Option<i64>) {
+    write(
+        "DELETE FROM ingest.file_ranges WHERE target_oid = $1 AND path = $2 \
+            AND ($3::bigint IS NULL OR parent_load_id = $3)",
+        &[target.into(), path.into(), parent_load_id.into()],
+    );
 }
 
 /// What the range loads of a multi-writer load did: (lines, inserted, rejected, skipped,
 /// bytes, first error), summed.
 pub fn range_totals(parent_load_id: i64) -> (i64, i64, i64, i64, i64, Option<String>) {
-    as_owner(|| {
+    run_as_owner(|| {
         Spi::connect_mut(|c| {
             let r = c
                 .update(

@@ -5,6 +5,7 @@ mod api;
 mod batch;
 mod error;
 mod gucs;
+mod identity;
 mod ingest;
 mod jobs;
 mod ledger;

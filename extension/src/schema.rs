@@ -13,32 +13,20 @@ pub mod ingest {
     }
 
     /// One writer's part of `ingest_jsonl(..., writers => N)`: bytes `range_start` up to
-    /// `range_end` (NULL: the end) of the file, whose first line is `first_line`, loaded and
-    /// recorded in `ingest.file_ranges` in the current transaction. Called by the writers; the
-    /// same permission checks as `ingest_jsonl`.
-    #[allow(clippy::too_many_arguments)]
+    /// `range_end` of the file, whose first line is `first_line`, loaded and recorded in
+    /// `ingest.file_ranges` in the current transaction. `options` carry the load's options and
+    /// what the file must still be (device, inode, size, first bytes). Called by the writers;
+    /// the same permission checks as `ingest_jsonl`.
     #[pg_extern(volatile, parallel_unsafe)]
     pub fn load_range(
         path: &str,
         target: pgrx::pg_sys::Oid,
         range_start: i64,
-        range_end: Option<i64>,
+        range_end: i64,
         first_line: i64,
         options: pgrx::JsonB,
         parent_load_id: i64,
-        head_bytes: i32,
-        head_fingerprint: &str,
     ) {
-        crate::ingest::writers::load_range(
-            path,
-            target,
-            range_start,
-            range_end,
-            first_line,
-            options.0,
-            parent_load_id,
-            head_bytes,
-            head_fingerprint,
-        )
+        crate::ingest::writers::load_range(path, target, range_start, range_end, first_line, options.0, parent_load_id)
     }
 }

@@ -14,7 +14,8 @@ struct Scheduled {
 
 impl Drop for Scheduled {
     fn drop(&mut self) {
-        let _ = self.admin.execute("SELECT cron.unschedule($1)", &[&self.job]);
+        // `$1::bigint`: unschedule(name) exists too, and an unknown parameter is ambiguous
+        let _ = self.admin.execute("SELECT cron.unschedule($1::bigint)", &[&self.job]);
     }
 }
 
@@ -49,6 +50,9 @@ fn a_pg_cron_schedule_loads_new_lines_each_minute() {
     let dir = DataDir::new();
     let path = dir.write("events.jsonl", "{\"id\":1,\"v\":\"a\"}\n{\"id\":2,\"v\":\"b\"}\n{\"id\":3,\"v\":\"c\"}\n");
     let mut admin = connect("postgres");
+    // a job of that name left by an earlier run that was killed: scheduling by name would
+    // take it over, runs and all
+    admin.batch_execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = 'pgi_e2e_cron'").unwrap();
     let command = format!("SELECT * FROM ingest_jsonl('{path}', 'events')");
     let job: i64 = admin
         .query_one("SELECT cron.schedule_in_database('pgi_e2e_cron', '* * * * *', $1, $2)", &[&command, &db.name])

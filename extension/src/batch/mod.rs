@@ -19,8 +19,9 @@ use pgrx::pg_sys;
 use pgrx::PgSqlErrorCode;
 
 use crate::error::IngestError;
+use crate::identity::Caller;
 use shared::{
-    copy_name, kill, process_exists, Segment, Status, DONE, INTERRUPT_CANCEL, INTERRUPT_TIMEOUT, PENDING, RUNNING,
+    copy_name, kill, process_exists, Segment, Status, DONE, INTERRUPT_CANCEL, INTERRUPT_DEADLOCK, INTERRUPT_TIMEOUT, PENDING, RUNNING,
     SIGINT,
 };
 
@@ -38,6 +39,26 @@ unsafe extern "C-unwind" fn terminate_workers(arg: *mut std::ffi::c_void) {
     }
 }
 
+/// A worker blocked by the caller's own transaction waits forever (the caller waits for it,
+/// and PostgreSQL's deadlock detector does not see that wait): queries that have run this long
+/// are checked this often, and such a query is cancelled with 40P01.
+const LOCK_CHECK_AFTER: Duration = Duration::from_millis(500);
+const LOCK_CHECK_EVERY: Duration = Duration::from_millis(500);
+
+/// Whether backend `pid` waits for a lock this backend holds.
+fn blocked_by_me(pid: i32) -> bool {
+    use pgrx::prelude::*;
+    crate::identity::with_safe_search_path(|| {
+        Spi::get_one_with_args::<bool>(
+            "SELECT pg_catalog.pg_backend_pid() OPERATOR(pg_catalog.=) ANY (pg_catalog.pg_blocking_pids($1))",
+            &[pid.into()],
+        )
+    })
+    .ok()
+    .flatten()
+    .unwrap_or(false)
+}
+
 /// The most workers one batch may start.
 pub const MAX_WORKERS: usize = 64;
 
@@ -50,6 +71,7 @@ pub struct Batch {
     timeout: Option<Duration>,
     stop_on_error: bool,
     left: usize,
+    last_lock_check: Instant,
 }
 
 /// One result row: query number (from 1), status, rows, seconds, error, sqlstate.
@@ -58,23 +80,14 @@ pub type BatchRow = (i32, String, i64, f64, Option<String>, Option<String>);
 impl Batch {
     pub fn start(queries: Vec<String>, workers: usize, stop_on_error: bool, timeout: Option<Duration>) -> Self {
         let n = queries.len();
-        let (search_path, role) = (shared::caller_search_path(), shared::caller_role());
+        let search_path = crate::identity::current_search_path();
         unsafe {
-            let size = Segment::size(&search_path, &role, &queries);
+            let size = Segment::size(&search_path, &queries);
             let dsm = pg_sys::dsm_create(size, 0);
             let seg = Segment { base: pg_sys::dsm_segment_address(dsm) as *mut u8 };
             std::ptr::write_bytes(seg.base, 0, size);
             let latch = std::ptr::addr_of_mut!((*pg_sys::MyProc).procLatch) as usize;
-            seg.init(
-                pg_sys::MyDatabaseId,
-                pg_sys::GetSessionUserId(),
-                pg_sys::MyProcPid,
-                latch,
-                stop_on_error,
-                &search_path,
-                &role,
-                &queries,
-            );
+            seg.init(Caller::current(), pg_sys::MyProcPid, latch, stop_on_error, &search_path, &queries);
 
             // handles live in the transaction's memory; its end terminates the workers
             let old = pg_sys::MemoryContextSwitchTo(pg_sys::CurTransactionContext);
@@ -125,6 +138,7 @@ impl Batch {
                 timeout,
                 stop_on_error,
                 left: n,
+                last_lock_check: Instant::now(),
             }
         }
     }
@@ -182,6 +196,10 @@ impl Iterator for Batch {
                 return None;
             }
             let n = self.reported.len();
+            let check_locks = self.last_lock_check.elapsed() >= LOCK_CHECK_EVERY;
+            if check_locks {
+                self.last_lock_check = Instant::now();
+            }
             for i in 0..n {
                 if self.reported[i] {
                     continue;
@@ -197,11 +215,17 @@ impl Iterator for Batch {
                     }
                     RUNNING => {
                         let since = *self.running_since[i].get_or_insert_with(Instant::now);
-                        if self.timeout.is_some_and(|t| since.elapsed() > t)
-                            && slot.interrupt.load(Ordering::Acquire) == 0
-                        {
-                            slot.interrupt.store(INTERRUPT_TIMEOUT, Ordering::Release);
-                            unsafe { kill(slot.pid.load(Ordering::Acquire), SIGINT) };
+                        let pid = slot.pid.load(Ordering::Acquire);
+                        let why = if self.timeout.is_some_and(|t| since.elapsed() > t) {
+                            INTERRUPT_TIMEOUT
+                        } else if check_locks && since.elapsed() > LOCK_CHECK_AFTER && blocked_by_me(pid) {
+                            INTERRUPT_DEADLOCK
+                        } else {
+                            0
+                        };
+                        if why != 0 && slot.interrupt.load(Ordering::Acquire) == 0 {
+                            slot.interrupt.store(why, Ordering::Release);
+                            unsafe { kill(pid, SIGINT) };
                         }
                     }
                     _ => {}
@@ -256,10 +280,38 @@ impl Iterator for Batch {
 }
 
 impl Drop for Batch {
+    /// Ends the workers and waits until they are gone, on every exit path (an ERROR or a
+    /// cancel unwinding included): a worker must not commit after the caller's transaction,
+    /// and the locks it holds, are gone.
     fn drop(&mut self) {
         unsafe {
             terminate_workers(self.handles as *mut std::ffi::c_void);
+            wait_for_workers_gone(&*self.handles);
             pg_sys::dsm_detach(self.dsm);
+        }
+    }
+}
+
+/// Waits until every worker has exited. Interrupts are not processed here (this runs while an
+/// ERROR unwinds): a terminated worker exits at its next interrupt check, which PostgreSQL's
+/// own `die` handler makes prompt even inside a query.
+fn wait_for_workers_gone(h: &Handles) {
+    for &handle in &h.handles[..h.n] {
+        loop {
+            let mut pid = 0;
+            let status = unsafe { pg_sys::GetBackgroundWorkerPid(handle, &mut pid) };
+            if matches!(status, pg_sys::BgwHandleStatus::BGWH_STOPPED | pg_sys::BgwHandleStatus::BGWH_POSTMASTER_DIED) {
+                break;
+            }
+            unsafe {
+                pg_sys::WaitLatch(
+                    pg_sys::MyLatch,
+                    (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+                    10,
+                    pg_sys::PG_WAIT_EXTENSION,
+                );
+                pg_sys::ResetLatch(pg_sys::MyLatch);
+            }
         }
     }
 }

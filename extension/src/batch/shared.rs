@@ -1,9 +1,10 @@
 //! What a batch's leader and its workers share: one dynamic shared memory segment holding a
-//! header, one result slot per query, then the texts (search_path, role, queries).
+//! header (with who the workers become), one result slot per query, then the texts
+//! (search_path, queries).
 
 use std::sync::atomic::{AtomicI32, AtomicU32};
 
-use pgrx::pg_sys::Oid;
+use crate::identity::Caller;
 
 unsafe extern "C" {
     /// libc's kill(2): signals a worker, or (signal 0) asks whether a process exists.
@@ -28,28 +29,6 @@ pub fn backend_signals() {
         pgrx::pg_sys::pqsignal(SIGTERM, Some(pg_die));
         pgrx::pg_sys::pqsignal(SIGINT, Some(pg_statement_cancel_handler));
         pgrx::pg_sys::BackgroundWorkerUnblockSignals();
-    }
-}
-
-/// The current role's name: who a worker acts as.
-pub fn caller_role() -> String {
-    unsafe {
-        std::ffi::CStr::from_ptr(pgrx::pg_sys::GetUserNameFromId(pgrx::pg_sys::GetUserId(), false))
-            .to_string_lossy()
-            .into_owned()
-    }
-}
-
-/// The current `search_path`, for a worker to take.
-pub fn caller_search_path() -> String {
-    unsafe {
-        std::ffi::CStr::from_ptr(pgrx::pg_sys::GetConfigOptionByName(
-            c"search_path".as_ptr(),
-            std::ptr::null_mut(),
-            false,
-        ))
-        .to_string_lossy()
-        .into_owned()
     }
 }
 
@@ -87,6 +66,8 @@ pub const DONE: u32 = 2;
 /// Why the leader interrupted a running query (set before it sends SIGINT).
 pub const INTERRUPT_TIMEOUT: u32 = 1;
 pub const INTERRUPT_CANCEL: u32 = 2;
+/// The query waits for a lock the leader's transaction holds: it would wait forever.
+pub const INTERRUPT_DEADLOCK: u32 = 3;
 
 /// Result statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,14 +109,13 @@ pub struct Header {
     pub stop: AtomicU32,
     /// Set: a worker whose query fails sets `stop` at once (the leader also cancels what runs).
     pub stop_on_error: u32,
-    pub database: Oid,
-    pub user: Oid,
+    /// Who the workers become.
+    pub caller: Caller,
     pub leader_pid: i32,
     /// The leader's latch (in the PGPROC array: the same address in every backend).
     pub leader_latch: usize,
     /// (offset, length) of the texts, from the start of the segment.
     pub search_path: (u32, u32),
-    pub role: (u32, u32),
     pub queries_at: u32,
     pub slots_at: u32,
 }
@@ -161,8 +141,8 @@ pub struct Segment {
 
 impl Segment {
     /// Bytes needed for these texts.
-    pub fn size(search_path: &str, role: &str, queries: &[String]) -> usize {
-        let texts: usize = search_path.len() + role.len() + queries.iter().map(|q| q.len()).sum::<usize>();
+    pub fn size(search_path: &str, queries: &[String]) -> usize {
+        let texts: usize = search_path.len() + queries.iter().map(|q| q.len()).sum::<usize>();
         std::mem::size_of::<Header>() + 8 * queries.len() + std::mem::size_of::<Slot>() * queries.len() + texts + 64
     }
 
@@ -187,10 +167,6 @@ impl Segment {
         self.text(self.header().search_path)
     }
 
-    pub fn role(&self) -> &str {
-        self.text(self.header().role)
-    }
-
     pub fn query(&self, i: usize) -> &str {
         let entry = self.header().queries_at as usize + 8 * i;
         let (at, len) = unsafe { *(self.base.add(entry) as *const (u32, u32)) };
@@ -200,13 +176,11 @@ impl Segment {
     /// Lays out a zeroed segment: header, query table, slots, texts.
     pub fn init(
         &self,
-        database: Oid,
-        user: Oid,
+        caller: Caller,
         leader_pid: i32,
         leader_latch: usize,
         stop_on_error: bool,
         search_path: &str,
-        role: &str,
         queries: &[String],
     ) {
         let n = queries.len();
@@ -220,18 +194,15 @@ impl Segment {
             r
         };
         let sp = put(search_path);
-        let ro = put(role);
         let texts: Vec<(u32, u32)> = queries.iter().map(|q| put(q)).collect();
         let h = self.header_mut();
         h.magic = MAGIC;
         h.n_queries = n as u32;
-        h.database = database;
-        h.user = user;
+        h.caller = caller;
         h.leader_pid = leader_pid;
         h.leader_latch = leader_latch;
         h.stop_on_error = stop_on_error as u32;
         h.search_path = sp;
-        h.role = ro;
         h.queries_at = queries_at as u32;
         h.slots_at = slots_at as u32;
         for (i, t) in texts.into_iter().enumerate() {

@@ -1,6 +1,6 @@
 //! A batch worker: a dynamic background worker that takes queries from its batch one by one,
-//! runs each in its own transaction as the caller's role with the caller's search_path, and
-//! writes the result to the query's slot.
+//! runs each in its own transaction as the caller (see [`crate::identity::Caller`]) with the
+//! caller's search_path, and writes the result to the query's slot.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -9,10 +9,11 @@ use pgrx::pg_sys::panic::CaughtError;
 use pgrx::pg_sys::{self, PgTryBuilder};
 
 use super::shared::{
-    backend_signals, process_exists, quote_literal, Segment, Status, DONE, INTERRUPT_CANCEL, INTERRUPT_TIMEOUT, MAGIC,
+    backend_signals, process_exists, Segment, Status, DONE, INTERRUPT_CANCEL, INTERRUPT_DEADLOCK, INTERRUPT_TIMEOUT, MAGIC,
     RUNNING,
 };
 use crate::error::sqlstate_text;
+use crate::identity::set_guc_local;
 
 fn run_sql(sql: &str) -> u64 {
     let c =
@@ -33,12 +34,9 @@ fn run_query(seg: Segment, i: usize) -> u64 {
         pg_sys::StartTransactionCommand();
         pg_sys::SPI_connect();
         pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-        // the caller's role and search_path, for this query's transaction
-        run_sql(&format!(
-            "SELECT pg_catalog.set_config('role', {}, true), pg_catalog.set_config('search_path', {}, true)",
-            quote_literal(seg.role()),
-            quote_literal(seg.search_path())
-        ));
+        // the caller's search_path, for this query's transaction (the identity is the
+        // worker's since it started)
+        set_guc_local("search_path", seg.search_path());
         let query = seg.query(i);
         pgrx::pg_sys::pgstat_report_activity(
             pg_sys::BackendState::STATE_RUNNING,
@@ -68,8 +66,7 @@ pub extern "C-unwind" fn pg_ingest_batch_worker(arg: pg_sys::Datum) {
         if seg.header().magic != MAGIC {
             return;
         }
-        let (database, session_user) = (seg.header().database, seg.header().user);
-        pg_sys::BackgroundWorkerInitializeConnectionByOid(database, session_user, 0);
+        seg.header().caller.become_in_worker();
         let latch = seg.header().leader_latch as *mut pg_sys::Latch;
         let n = seg.header().n_queries as usize;
         loop {
@@ -115,8 +112,16 @@ pub extern "C-unwind" fn pg_ingest_batch_worker(arg: pg_sys::Datum) {
                             Status::Cancelled,
                             "canceling statement: an earlier query failed (stop_on_error)".to_owned(),
                         ),
+                        ("57014", INTERRUPT_DEADLOCK) => (
+                            Status::Error,
+                            "deadlock detected: the query waited for a lock held by the transaction that called \
+                             run_batch, which waits for the query"
+                                .to_owned(),
+                        ),
                         _ => (Status::Error, message),
                     };
+                    let deadlock = code == "57014" && slot.interrupt.load(Ordering::Acquire) == INTERRUPT_DEADLOCK;
+                    let code = if deadlock { "40P01".to_owned() } else { code };
                     slot.status = status as u32;
                     slot.set_error(&code, &message);
                     // stop here and now: waiting for the leader to notice would let this

@@ -22,6 +22,7 @@ unsafe extern "C" {
     // src/ingest/copy_state.c
     fn pg_ingest_copy_cur_lineno(cstate: CopyFromState) -> u64;
     fn pg_ingest_copy_cur_attname(cstate: CopyFromState) -> *const std::ffi::c_char;
+    fn pg_ingest_copy_recv_unconverted(cstate: CopyFromState);
 }
 
 /// An ERROR raised inside COPY, and where.
@@ -87,6 +88,10 @@ pub fn run_copy(target: &Target, feed: *mut Feed) -> Result<u64, CopyFailure> {
             attnames,
             options,
         );
+        // the stream is in the database's encoding: COPY must not convert it from the client's
+        if super::encoding::client_differs() {
+            pg_ingest_copy_recv_unconverted(cstate);
+        }
         // raw addresses: the closures must be unwind-safe
         let (feed_addr, cstate_addr) = (feed as usize, cstate as usize);
         let result = PgTryBuilder::new(|| Ok(pg_sys::CopyFrom(cstate_addr as CopyFromState)))

@@ -54,8 +54,10 @@ impl ColumnIo {
         }
     }
 
-    /// A value's binary form, through the type's send function.
+    /// A value's binary form, through the type's send function (in the database's encoding,
+    /// as COPY will read it).
     pub fn send(&mut self, datum: pg_sys::Datum) -> Vec<u8> {
+        let _unconverted = super::encoding::Unconverted::enter();
         unsafe {
             let bytes = pg_sys::SendFunctionCall(self.send.as_mut(), datum);
             let len = pgrx::varlena::varsize_any_exhdr(bytes as *const pg_sys::varlena);

@@ -4,22 +4,23 @@
 //! [`ledger`](crate::ledger) makes each line land once.
 
 pub mod copy;
+pub mod encoding;
 pub mod feed;
 pub mod paths;
+pub mod plan;
 pub mod progress;
 pub mod skip;
 pub mod target;
 pub mod writers;
 
 use std::fs::File;
-use std::io::{ErrorKind, Seek, SeekFrom};
+use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::pg_sys::{self, Oid};
-use pgrx::{PgLogLevel, PgSqlErrorCode};
+use pgrx::PgSqlErrorCode;
 
 use pg_ingest_core::convert::EpochUnit;
 use pg_ingest_core::encode::{ColumnKind, ColumnSpec, DefaultValue, EncodeOptions, RowEncoder};
@@ -29,6 +30,7 @@ use pg_ingest_core::pipeline::{Pipeline, PipelineOptions};
 use crate::error::IngestError;
 use crate::{gucs, ledger};
 use feed::{ColumnIo, Feed};
+use plan::LoadPlan;
 use target::Target;
 
 /// How to map, parse and account, beyond the file and the table.
@@ -84,9 +86,6 @@ impl LoadOptions {
     }
 }
 
-/// The head of a file the ledger fingerprints to tell a grown file from a replaced one.
-const HEAD_BYTES: u64 = 4096;
-
 fn invalid(message: impl Into<String>) -> IngestError {
     IngestError::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message)
 }
@@ -106,22 +105,6 @@ fn open_file(path: &str) -> File {
         ),
         _ => fail(PgSqlErrorCode::ERRCODE_IO_ERROR, e.to_string()),
     })
-}
-
-/// FNV-1a over the first `n` bytes of the file, as hex.
-fn fingerprint(file: &File, n: u64) -> String {
-    let mut buf = vec![0u8; n as usize];
-    let mut read = 0;
-    while read < buf.len() {
-        match file.read_at(&mut buf[read..], read as u64) {
-            Ok(0) => break,
-            Ok(k) => read += k,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => IngestError::new(PgSqlErrorCode::ERRCODE_IO_ERROR, format!("could not read file: {e}")).raise(),
-        }
-    }
-    let hash = buf[..read].iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
-    format!("{hash:016x}:{read}")
 }
 
 /// Where each column's value comes from: the `columns` mapping, the `rest` column, a lone
@@ -168,63 +151,27 @@ fn sources(target: &Target, opts: &LoadOptions) -> Vec<Source> {
     sources
 }
 
-fn notice(message: String, hint: &str) {
-    ErrorReport::new(PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION, message, "ingest_jsonl")
-        .set_hint(hint)
-        .report(PgLogLevel::NOTICE);
-}
-
-/// Where to start in the file, from what the ledger knows: `None` when it is unchanged.
-fn resume_point(file: &File, size: u64, path: &str, target: &Target, force: bool) -> Option<(u64, u64, &'static str)> {
-    let Some(entry) = ledger::file_entry(target.oid, path) else { return Some((0, 1, "loaded")) };
-    if force {
-        return Some((0, 1, "loaded"));
-    }
-    let (offset, head) = (entry.byte_offset as u64, entry.head_bytes as u64);
-    if size < offset || size < head || fingerprint(file, head) != entry.head_fingerprint {
-        notice(
-            format!("\"{path}\" was replaced or truncated since load {}: loading it as a new file", entry.load_id),
-            "The ledger (ingest.files) tells files apart by their first bytes and their length.",
-        );
-        return Some((0, 1, "loaded"));
-    }
-    if size == offset {
-        notice(
-            format!(
-                "\"{path}\" is unchanged since it was loaded into {} at {} (load {}): nothing to load",
-                target.name, entry.loaded_at, entry.load_id
-            ),
-            "force => true loads it again.",
-        );
-        return None;
-    }
-    Some((offset, entry.lines as u64 + 1, "appended"))
-}
-
-pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions) -> LoadSummary {
+/// Loads `path` (one file) into the table, with `writers` writers: what is loaded is
+/// decided once, after the lock, from the open file ([`plan`]).
+pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions, writers: usize) -> LoadSummary {
     let started = Instant::now();
     target::check_file_permission();
     let checked = opts.check();
+    encoding::check_database();
     // The file before the table: a load of a file that is not there fails on that.
     let file = open_file(path);
+    let key = plan::resolved_path(&file, path);
     let oid = target::resolve(target, path);
-    let meta =
-        file.metadata().unwrap_or_else(|e| IngestError::new(PgSqlErrorCode::ERRCODE_IO_ERROR, e.to_string()).raise());
-    let size = meta.len();
-    let mtime =
-        meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs_f64());
     let target = Target::open(oid);
     let sources = sources(&target, opts);
-
-    // One load of a file into a table at a time; the second waits, then sees the first's work.
-    ledger::lock_file(oid, path);
-    if !ledger::file_ranges(oid, path).is_empty() {
-        // a multi-writer load left committed ranges: load only around them
-        target.close();
-        return writers::ingest_file_writers(path, Some(oid), opts, 1);
+    if writers > 1 {
+        writers::refuse_if_locked_here(&target, writers);
     }
-    let Some((start_offset, start_line, status)) = resume_point(&file, size, path, &target, opts.force) else {
-        let load_id = ledger::start_load(path, &target.name, oid, &opts.on_error, size as i64, None);
+    // One load of a file into a table at a time; the second waits, then sees the first's work.
+    ledger::lock_file(oid, &key);
+    let plan = LoadPlan::decide(&file, &key, oid, &target.name, opts.force);
+    let result = if plan.status == "unchanged" {
+        let load_id = ledger::start_load(path, &target.name, oid, &opts.on_error, plan.facts.size as i64, None);
         let result = LoadSummary {
             file: path.to_owned(),
             target: target.name.clone(),
@@ -238,30 +185,51 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions) -> LoadS
             load_id,
         };
         ledger::finish_load(load_id, &result, None);
-        target.close();
-        return result;
+        result
+    } else if writers == 1 && plan.ranges.is_empty() {
+        load_alone(path, &file, &plan, &target, sources, opts, &checked, started)
+    } else {
+        writers::load_with_writers(path, &file, &plan, &target, opts, writers, started)
     };
-    let load_id = ledger::start_load(path, &target.name, oid, &opts.on_error, start_offset as i64, None);
-    let span = Span { start_offset, start_line, end_offset: None };
-    let done = load_span(path, file, size, &target, sources, &checked, &span, load_id, status, started);
-    let (result, feed_end, feed_lines) = (done.summary, done.end_offset, done.lines);
-    let head = size.min(HEAD_BYTES);
-    let reopened = open_file(path);
-    ledger::save_file(&ledger::FileState {
-        target_oid: oid,
-        path,
-        target: &target.name,
-        byte_offset: feed_end as i64,
-        lines: (start_line - 1 + feed_lines) as i64,
-        size: size as i64,
-        mtime,
-        head_bytes: head as i32,
-        head_fingerprint: &fingerprint(&reopened, head),
-        load_id,
-    });
-    ledger::finish_load(load_id, &result, done.first_error);
     target.close();
     result
+}
+
+/// One writer, this transaction: the plan's one span, then the ledger.
+#[allow(clippy::too_many_arguments)]
+fn load_alone(
+    path: &str,
+    file: &File,
+    plan: &LoadPlan,
+    target: &Target,
+    sources: Vec<Source>,
+    opts: &LoadOptions,
+    checked: &Checked,
+    started: Instant,
+) -> LoadSummary {
+    if plan.forget_ranges {
+        ledger::delete_ranges(target.oid, &plan.key, None);
+    }
+    let span = plan.gaps.first().copied().unwrap_or(Span {
+        start_offset: plan.prefix.0,
+        start_line: plan.prefix.1 + 1,
+        end_offset: Some(plan.facts.size),
+    });
+    let load_id = ledger::start_load(path, &target.name, target.oid, &opts.on_error, span.start_offset as i64, None);
+    let done = load_span(path, file, plan.facts.size, target, sources, checked, &span, load_id, plan.status, started);
+    ledger::save_file(&ledger::FileState {
+        target_oid: target.oid,
+        path: &plan.key,
+        target: &target.name,
+        byte_offset: done.end_offset as i64,
+        lines: (span.start_line - 1 + done.lines) as i64,
+        facts: plan.facts,
+        head: &plan.head,
+        tail: &plan::tail_before(file, path, done.end_offset),
+        load_id,
+    });
+    ledger::finish_load(load_id, &done.summary, done.first_error);
+    done.summary
 }
 
 /// Where a load starts in the file, and where it stops (`None`: at the end).
@@ -286,7 +254,7 @@ pub struct SpanResult {
 #[allow(clippy::too_many_arguments)]
 pub fn load_span(
     path: &str,
-    mut file: File,
+    file: &File,
     size: u64,
     target: &Target,
     sources: Vec<Source>,
@@ -298,12 +266,16 @@ pub fn load_span(
 ) -> SpanResult {
     let Checked { epoch_unit, threads, skip, max_errors } = *checked;
     let Span { start_offset, start_line, end_offset } = *span;
-    file.seek(SeekFrom::Start(start_offset)).unwrap_or_else(|e| {
-        IngestError::new(PgSqlErrorCode::ERRCODE_IO_ERROR, format!("could not seek in \"{path}\": {e}")).raise()
-    });
+    // the plan's handle, shared: what is read is the file the plan was made from
+    let share = || {
+        file.try_clone().unwrap_or_else(|e| {
+            IngestError::new(PgSqlErrorCode::ERRCODE_IO_ERROR, format!("could not read file \"{path}\": {e}")).raise()
+        })
+    };
+    let input = PositionedReader { file: share(), at: start_offset };
     let input: Box<dyn std::io::Read + Send> = match end_offset {
-        Some(end) => Box::new(std::io::Read::take(file, end.saturating_sub(start_offset))),
-        None => Box::new(file),
+        Some(end) => Box::new(std::io::Read::take(input, end.saturating_sub(start_offset))),
+        None => Box::new(input),
     };
     let mut ios = Vec::with_capacity(target.columns.len());
     let mut specs = Vec::with_capacity(target.columns.len());
@@ -329,7 +301,7 @@ pub fn load_span(
     // The feed owns the threads: if an ERROR unwinds from here, dropping it stops and joins them.
     let progress = progress::Progress::start(load_id, path, end_offset.unwrap_or(size), start_offset);
     let mut feed = Box::new(Feed::new(path.to_owned(), pipeline, ios, progress));
-    let mut rejects = skip::Rejects::new(load_id, path, max_errors, open_file(path));
+    let mut rejects = skip::Rejects::new(load_id, path, max_errors, share());
     let rows = if skip {
         skip::load_skipping(target, &mut feed, &mut rejects, raw_limit)
     } else {
@@ -358,5 +330,20 @@ pub fn load_span(
         end_offset: feed.end_offset.unwrap_or(start_offset),
         lines: feed.lines,
         first_error: rejects.first_error(),
+    }
+}
+
+/// Reads a file from an offset with `pread`, leaving the handle's own position alone (the
+/// handle is shared with the fingerprints and the reject reader).
+struct PositionedReader {
+    file: File,
+    at: u64,
+}
+
+impl std::io::Read for PositionedReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
     }
 }

@@ -104,8 +104,10 @@ fn column_kind(typid: Oid) -> ColumnKind {
 
 impl Target {
     /// Opens the table with RowExclusiveLock (COPY FROM's lock, held to the end of the
-    /// transaction) and lists the columns COPY can write.
+    /// transaction) and lists the columns COPY can write. INSERT is checked before the lock
+    /// is taken, and on every column written before anything else is done.
     pub fn open(oid: Oid) -> Self {
+        crate::identity::check_insert_before_lock(oid);
         let rel = unsafe { pg_sys::table_open(oid, pg_sys::RowExclusiveLock as _) };
         let name = unsafe {
             let nsp = pg_sys::get_namespace_name((*(*rel).rd_rel).relnamespace);
@@ -127,7 +129,46 @@ impl Target {
                 kind: column_kind(att.type_oid().value()),
             });
         }
-        Self { rel, oid, name, columns }
+        let target = Self { rel, oid, name, columns };
+        target.check_columns_and_rls();
+        target
+    }
+
+    /// INSERT on every column written (the table's, or each column's), and no row-level
+    /// security: what COPY FROM checks, checked again by COPY itself.
+    fn check_columns_and_rls(&self) {
+        unsafe {
+            let user = pg_sys::GetUserId();
+            if pg_sys::pg_class_aclcheck(self.oid, user, pg_sys::ACL_INSERT as _) != pg_sys::AclResult::ACLCHECK_OK {
+                for c in &self.columns {
+                    if pg_sys::pg_attribute_aclcheck(self.oid, c.attnum, user, pg_sys::ACL_INSERT as _)
+                        != pg_sys::AclResult::ACLCHECK_OK
+                    {
+                        IngestError::new(
+                            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                            format!("permission denied for table {}", self.name),
+                        )
+                        .detail(format!("INSERT is needed on column \"{}\", which the load writes.", c.name))
+                        .raise()
+                    }
+                }
+            }
+        }
+        self.refuse_rls();
+    }
+
+    fn refuse_rls(&self) {
+        if unsafe { pg_sys::check_enable_rls(self.oid, pg_sys::InvalidOid, false) }
+            == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+        {
+            IngestError::new(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!("cannot ingest into {}: it has row-level security enabled", self.name),
+            )
+            .detail("ingest_jsonl writes through COPY FROM, which is not supported with row-level security.")
+            .hint("Use INSERT statements instead, or load as a role that bypasses row-level security.")
+            .raise();
+        }
     }
 
     /// INSERT privilege on every column written, and no row-level security: COPY FROM's checks.
@@ -155,17 +196,7 @@ impl Target {
             pg_sys::ExecCheckRTPerms((*pstate).p_rtable, true);
             #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
             pg_sys::ExecCheckPermissions((*pstate).p_rtable, (*pstate).p_rteperminfos, true);
-            if pg_sys::check_enable_rls(self.oid, pg_sys::InvalidOid, false)
-                == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
-            {
-                IngestError::new(
-                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                    format!("cannot ingest into {}: it has row-level security enabled", self.name),
-                )
-                .detail("ingest_jsonl writes through COPY FROM, which is not supported with row-level security.")
-                .hint("Use INSERT statements instead, or load as a role that bypasses row-level security.")
-                .raise();
-            }
+            self.refuse_rls();
             nsitem
         }
     }

@@ -11,14 +11,16 @@
 //! range as it commits.
 
 use std::fs::File;
-use std::io::{ErrorKind, Read, Seek, SeekFrom};
+use std::io::ErrorKind;
+use std::os::unix::fs::FileExt;
 use std::time::Instant;
 
 use pgrx::pg_sys::{self, Oid};
 use pgrx::prelude::*;
 
+use super::plan::{self, LoadPlan};
 use super::target::{self, Target};
-use super::{fingerprint, load_span, open_file, sources, Checked, LoadOptions, LoadSummary, Span, HEAD_BYTES};
+use super::{load_span, open_file, sources, Checked, LoadOptions, LoadSummary, Span};
 use crate::batch::shared::quote_literal;
 use crate::error::{sqlstate, IngestError};
 use crate::ledger::{self, FileRange};
@@ -31,17 +33,16 @@ fn io_error(path: &str, e: std::io::Error) -> ! {
 }
 
 /// Newlines in `[from, to)` of the file.
-fn count_lines(file: &mut File, path: &str, from: u64, to: u64) -> u64 {
-    file.seek(SeekFrom::Start(from)).unwrap_or_else(|e| io_error(path, e));
+fn count_lines(file: &File, path: &str, from: u64, to: u64) -> u64 {
     let mut buf = vec![0u8; BLOCK];
-    let (mut left, mut lines) = (to - from, 0u64);
-    while left > 0 {
-        let want = (left as usize).min(BLOCK);
-        match file.read(&mut buf[..want]) {
+    let (mut at, mut lines) = (from, 0u64);
+    while at < to {
+        let want = ((to - at) as usize).min(BLOCK);
+        match file.read_at(&mut buf[..want], at) {
             Ok(0) => break,
             Ok(n) => {
                 lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
-                left -= n as u64;
+                at += n as u64;
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => io_error(path, e),
@@ -52,13 +53,12 @@ fn count_lines(file: &mut File, path: &str, from: u64, to: u64) -> u64 {
 }
 
 /// The offset just past the first newline at or after `at` (before `limit`), if any.
-fn next_line_start(file: &mut File, path: &str, at: u64, limit: u64) -> Option<u64> {
-    file.seek(SeekFrom::Start(at)).unwrap_or_else(|e| io_error(path, e));
+fn next_line_start(file: &File, path: &str, at: u64, limit: u64) -> Option<u64> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut pos = at;
     while pos < limit {
         let want = ((limit - pos) as usize).min(buf.len());
-        let n = match file.read(&mut buf[..want]) {
+        let n = match file.read_at(&mut buf[..want], pos) {
             Ok(0) => return None,
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -72,33 +72,25 @@ fn next_line_start(file: &mut File, path: &str, at: u64, limit: u64) -> Option<u
     None
 }
 
-/// A range for one writer: `end` None runs to the end of the file.
-#[derive(Debug, Clone, Copy)]
-struct Piece {
-    start: u64,
-    end: Option<u64>,
-    first_line: u64,
-}
-
-/// Cuts the gaps (start, end, first line) into pieces of about `total / writers` bytes.
-fn cut(file: &mut File, path: &str, gaps: &[(u64, Option<u64>, u64)], size: u64, writers: usize) -> Vec<Piece> {
-    let total: u64 = gaps.iter().map(|&(s, e, _)| e.unwrap_or(size) - s).sum();
+/// Cuts the plan's spans into pieces of about `total / writers` bytes, at line starts.
+fn cut(file: &File, path: &str, gaps: &[Span], writers: usize) -> Vec<Span> {
+    let total: u64 = gaps.iter().map(|g| g.end_offset.unwrap_or(g.start_offset) - g.start_offset).sum();
     let target = (total / writers as u64).max(1);
     let mut pieces = Vec::new();
-    for &(start, end, first_line) in gaps {
-        let stop = end.unwrap_or(size);
-        let (mut at, mut line) = (start, first_line);
+    for gap in gaps {
+        let stop = gap.end_offset.unwrap_or(gap.start_offset);
+        let (mut at, mut line) = (gap.start_offset, gap.start_line);
         loop {
             let cut_at = at + target;
             let next = if cut_at + 1 < stop { next_line_start(file, path, cut_at, stop) } else { None };
             match next {
                 Some(next) if next < stop => {
-                    pieces.push(Piece { start: at, end: Some(next), first_line: line });
+                    pieces.push(Span { start_offset: at, start_line: line, end_offset: Some(next) });
                     line += count_lines(file, path, at, next);
                     at = next;
                 }
                 _ => {
-                    pieces.push(Piece { start: at, end, first_line: line });
+                    pieces.push(Span { start_offset: at, start_line: line, end_offset: gap.end_offset });
                     break;
                 }
             }
@@ -107,19 +99,9 @@ fn cut(file: &mut File, path: &str, gaps: &[(u64, Option<u64>, u64)], size: u64,
     pieces
 }
 
-/// Loads `path` with `writers` workers; the same summary as a single-writer load.
-pub fn ingest_file_writers(path: &str, target: Option<Oid>, opts: &LoadOptions, writers: usize) -> LoadSummary {
-    let started = Instant::now();
-    target::check_file_permission();
-    opts.check();
-    let mut file = open_file(path);
-    let oid = target::resolve(target, path);
-    let meta = file.metadata().unwrap_or_else(|e| io_error(path, e));
-    let size = meta.len();
-    let mtime =
-        meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs_f64());
-    let target = Target::open(oid);
-    sources(&target, opts); // a bad mapping fails here, not in every writer
+/// The writers run in other sessions: a table this transaction holds a strong lock on (or
+/// created) would make them wait for it forever.
+pub fn refuse_if_locked_here(target: &Target, writers: usize) {
     if unsafe { pg_sys::CheckRelationLockedByMe(target.rel, pg_sys::ShareLock as i32, true) } {
         IngestError::new(
             PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
@@ -129,82 +111,53 @@ pub fn ingest_file_writers(path: &str, target: Option<Oid>, opts: &LoadOptions, 
         .hint("Load with one writer, or in a transaction that has not locked (or created) the table.")
         .raise();
     }
-    ledger::lock_file(oid, path);
-    let head = size.min(HEAD_BYTES);
-    let fp = fingerprint(&file, head);
+}
 
-    // what is loaded already: ingest.files' prefix, then committed ranges of this version
-    let (mut prefix, mut prefix_lines, mut replaced) = (0u64, 0u64, opts.force);
-    if let Some(e) = ledger::file_entry(oid, path).filter(|_| !opts.force) {
-        let same = size >= e.byte_offset as u64
-            && size >= e.head_bytes as u64
-            && fingerprint(&file, e.head_bytes as u64) == e.head_fingerprint;
-        if same {
-            (prefix, prefix_lines) = (e.byte_offset as u64, e.lines as u64);
-        } else {
-            replaced = true;
-        }
+/// Loads the plan's spans with `writers` workers, then folds their committed ranges into
+/// `ingest.files`; the same summary as a single-writer load.
+pub fn load_with_writers(
+    path: &str,
+    file: &File,
+    plan: &LoadPlan,
+    target: &Target,
+    opts: &LoadOptions,
+    writers: usize,
+    started: Instant,
+) -> LoadSummary {
+    let (oid, key) = (target.oid, plan.key.as_str());
+    if plan.forget_ranges {
+        ledger::delete_ranges(oid, key, None);
     }
-    let mut ranges = ledger::file_ranges(oid, path);
-    let stale = ranges.iter().any(|r| {
-        r.start < prefix as i64 || size < r.end as u64 || fingerprint(&file, r.head_bytes as u64) != r.head_fingerprint
-    });
-    if replaced || stale {
-        ledger::delete_ranges(oid, path);
-        ranges.clear();
-    }
-    let resumed = !ranges.is_empty();
+    let load_id = ledger::start_load(path, &target.name, oid, &opts.on_error, plan.prefix.0 as i64, None);
 
-    let mut gaps = Vec::new();
-    let (mut pos, mut line) = (prefix, prefix_lines + 1);
-    for r in &ranges {
-        if r.start as u64 > pos {
-            gaps.push((pos, Some(r.start as u64), line));
-        }
-        pos = r.end as u64;
-        line = (r.first_line + r.lines) as u64;
-    }
-    if size > pos {
-        gaps.push((pos, None, line));
-    }
-    if gaps.is_empty() && !resumed {
-        // nothing new: the single-writer load says so (unchanged)
-        target.close();
-        return super::ingest_file(path, Some(oid), opts);
-    }
-    let status = if resumed {
-        "resumed"
-    } else if prefix > 0 {
-        "appended"
-    } else {
-        "loaded"
-    };
-    let load_id = ledger::start_load(path, &target.name, oid, &opts.on_error, prefix as i64, None);
-
-    if !gaps.is_empty() {
-        let pieces = cut(&mut file, path, &gaps, size, writers);
+    if !plan.gaps.is_empty() {
+        let pieces = cut(file, key, &plan.gaps, writers);
         let threads = opts.threads.unwrap_or((crate::gucs::max_threads() / writers).max(1) as i32);
         let options = serde_json::json!({
             "columns": opts.columns, "rest": opts.rest, "threads": threads, "epoch_unit": opts.epoch_unit,
             "on_error": opts.on_error, "max_errors": opts.max_errors,
+            // what the writers must find when they open the file: the one that was cut
+            "device": plan.facts.device, "inode": plan.facts.inode, "size": plan.facts.size,
+            "head_bytes": plan.head.bytes, "head_fingerprint": plan.head.hash,
         })
         .to_string();
-        let (path_sql, options_sql, fp_sql) = (quote_literal(path), quote_literal(&options), quote_literal(&fp));
-        let schema = "ingest";
+        let (path_sql, options_sql) = (quote_literal(key), quote_literal(&options));
         let queries: Vec<String> = pieces
             .iter()
             .map(|p| {
                 format!(
-                    "SELECT {schema}.load_range({path_sql}, {}::oid, {}, {}, {}, {options_sql}::jsonb, {load_id}, {head}, \
-                     {fp_sql})",
+                    "SELECT ingest.load_range({path_sql}, {}::pg_catalog.oid, {}, {}, {}, {options_sql}::pg_catalog.jsonb, \
+                     {load_id})",
                     u32::from(oid),
-                    p.start,
-                    p.end.map_or("NULL".to_owned(), |e| e.to_string()),
-                    p.first_line
+                    p.start_offset,
+                    p.end_offset.unwrap_or(plan.facts.size),
+                    p.start_line
                 )
             })
             .collect();
         let n = queries.len();
+        // Dropping the batch (also when an ERROR or a cancel unwinds from here) ends the
+        // writers and waits until they are gone: none commits after this transaction ends.
         let batch = crate::batch::Batch::start(queries, writers.min(n), true, None);
         let mut failure: Option<(usize, String, String, String)> = None;
         for (no, status, _, _, error, code) in batch {
@@ -214,15 +167,15 @@ pub fn ingest_file_writers(path: &str, target: Option<Oid>, opts: &LoadOptions, 
             }
         }
         if let Some((no, _, message, code)) = failure {
-            let committed = ledger::file_ranges(oid, path).len();
+            let committed = ledger::file_ranges(oid, key).len();
             let p = pieces[no - 1];
             IngestError::new(sqlstate(&code), message)
                 .detail(format!(
                     "The writer of bytes {}..{} (from line {}) failed; {committed} range(s) of \"{path}\" are committed \
                      and stay.",
-                    p.start,
-                    p.end.map_or("end".to_owned(), |e| e.to_string()),
-                    p.first_line
+                    p.start_offset,
+                    p.end_offset.unwrap_or(plan.facts.size),
+                    p.start_line
                 ))
                 .hint("Fix the cause and call ingest_jsonl again: it loads only what is not loaded yet.")
                 .raise()
@@ -230,29 +183,28 @@ pub fn ingest_file_writers(path: &str, target: Option<Oid>, opts: &LoadOptions, 
     }
 
     // every range is in: fold them into ingest.files
-    let ranges = ledger::file_ranges(oid, path);
+    let ranges = ledger::file_ranges(oid, key);
     let (end, lines) = match ranges.last() {
-        Some(r) => (r.end, r.first_line - 1 + r.lines),
-        None => (prefix as i64, prefix_lines as i64),
+        Some(r) => (r.end as u64, r.first_line - 1 + r.lines),
+        None => (plan.prefix.0, plan.prefix.1 as i64),
     };
     ledger::save_file(&ledger::FileState {
         target_oid: oid,
-        path,
+        path: key,
         target: &target.name,
-        byte_offset: end,
+        byte_offset: end as i64,
         lines,
-        size: size as i64,
-        mtime,
-        head_bytes: head as i32,
-        head_fingerprint: &fp,
+        facts: plan.facts,
+        head: &plan.head,
+        tail: &plan::tail_before(file, key, end),
         load_id,
     });
-    ledger::delete_ranges(oid, path);
+    ledger::delete_ranges(oid, key, None);
     let (lines, inserted, rejected, skipped, bytes, first_error) = ledger::range_totals(load_id);
     let result = LoadSummary {
         file: path.to_owned(),
         target: target.name.clone(),
-        status: status.into(),
+        status: plan.status.into(),
         lines,
         rows_inserted: inserted,
         rows_rejected: rejected,
@@ -262,24 +214,13 @@ pub fn ingest_file_writers(path: &str, target: Option<Oid>, opts: &LoadOptions, 
         load_id,
     };
     ledger::finish_load(load_id, &result, first_error);
-    target.close();
     result
 }
 
 /// One writer's range (`ingest.load_range`): loaded, and recorded as committed, in the
-/// current transaction.
-#[allow(clippy::too_many_arguments)]
-pub fn load_range(
-    path: &str,
-    oid: Oid,
-    start: i64,
-    end: Option<i64>,
-    first_line: i64,
-    options: serde_json::Value,
-    parent_load_id: i64,
-    head_bytes: i32,
-    head_fingerprint: &str,
-) {
+/// current transaction. The file must still be the one the leader cut (same device, inode
+/// and first bytes, at least as long): else nothing is loaded.
+pub fn load_range(path: &str, oid: Oid, start: i64, end: i64, first_line: i64, options: serde_json::Value, parent_load_id: i64) {
     let started = Instant::now();
     target::check_file_permission();
     let opts: LoadOptions = LoadOptions {
@@ -293,20 +234,34 @@ pub fn load_range(
     };
     let checked: Checked = opts.check();
     let file = open_file(path);
-    let size = file.metadata().unwrap_or_else(|e| io_error(path, e)).len();
+    let facts = plan::facts(&file, path);
+    let head = plan::fingerprint(&file, path, 0, options["head_bytes"].as_u64().unwrap_or(0));
+    let same = Some(facts.device) == options["device"].as_u64()
+        && Some(facts.inode) == options["inode"].as_u64()
+        && facts.size >= end as u64
+        && Some(head.hash.as_str()) == options["head_fingerprint"].as_str();
+    if !same {
+        IngestError::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("\"{path}\" is no longer the file that was cut into ranges: it was replaced or truncated"),
+        )
+        .hint("Call ingest_jsonl again: it plans the load anew.")
+        .raise()
+    }
     let target = Target::open(oid);
     let sources = sources(&target, &opts);
     let load_id = ledger::start_load(path, &target.name, oid, &opts.on_error, start, Some(parent_load_id));
-    let span = Span { start_offset: start as u64, start_line: first_line as u64, end_offset: end.map(|e| e as u64) };
-    let done = load_span(path, file, size, &target, sources, &checked, &span, load_id, "range", started);
+    let span = Span { start_offset: start as u64, start_line: first_line as u64, end_offset: Some(end as u64) };
+    let done = load_span(path, &file, facts.size, &target, sources, &checked, &span, load_id, "range", started);
     ledger::finish_load(load_id, &done.summary, done.first_error);
     let range = FileRange {
         start,
         end: done.end_offset as i64,
         first_line,
         lines: done.lines as i64,
-        head_bytes,
-        head_fingerprint: head_fingerprint.to_owned(),
+        device: facts.device as i64,
+        inode: facts.inode as i64,
+        head,
         load_id,
     };
     ledger::save_range(oid, path, &range, parent_load_id);

@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::batch::shared::{caller_role, caller_search_path, kill, SIGINT};
+use crate::batch::shared::{kill, SIGINT};
 use crate::error::{sqlstate, IngestError};
+use crate::identity::{current_search_path, has_privs_of, run_as_owner, with_safe_search_path, Caller};
 use crate::ingest::LoadOptions;
-use crate::ledger::{as_owner, spi_error};
+use crate::ledger::spi_error;
 
 /// The worker's `bgw_type`, as `pg_stat_activity.backend_type` shows it.
 pub const BACKEND_TYPE: &str = "pg_ingest job";
@@ -28,21 +29,23 @@ pub const BACKEND_TYPE: &str = "pg_ingest job";
 pub struct JobStart {
     pub job_id: i64,
     pub submitter_xid: pg_sys::TransactionId,
-    pub database: pg_sys::Oid,
-    pub session_user: pg_sys::Oid,
+    /// Who the job runs as: the submitting role, in the submitter's security context.
+    pub caller: Caller,
 }
 
-/// Records a job for `path` and starts its worker; the job id.
+/// Records a job for `path` and starts its worker; the job id. The worker is running (it
+/// waits for this transaction to commit) when this returns, and its pid is in the job row.
 pub fn submit(path: &str, target: Option<String>, opts: &LoadOptions, writers: usize) -> i64 {
     crate::ingest::target::check_file_permission();
-    let (search_path, role) = (caller_search_path(), caller_role());
-    let job_id = as_owner(|| {
+    let caller = Caller::current();
+    let search_path = current_search_path();
+    let job_id = run_as_owner(|| {
         Spi::get_one_with_args::<i64>(
             "INSERT INTO ingest.job_records (submitted_by, search_path, path, target, columns, threads, rest, \
                                              epoch_unit, on_error, max_errors, force, writers) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING job_id",
             &[
-                role.as_str().into(),
+                caller.user_name().as_str().into(),
                 search_path.as_str().into(),
                 path.into(),
                 target.into(),
@@ -59,23 +62,24 @@ pub fn submit(path: &str, target: Option<String>, opts: &LoadOptions, writers: u
     })
     .unwrap_or_else(|e| spi_error(e))
     .expect("INSERT … RETURNING returns a row");
-    let start = JobStart {
-        job_id,
-        submitter_xid: unsafe { pg_sys::GetTopTransactionId() },
-        database: unsafe { pg_sys::MyDatabaseId },
-        session_user: unsafe { pg_sys::GetSessionUserId() },
-    };
-    worker::launch(&start);
+    let start = JobStart { job_id, submitter_xid: unsafe { pg_sys::GetTopTransactionId() }, caller };
+    let pid = worker::launch(&start);
+    run_as_owner(|| {
+        Spi::run_with_args("UPDATE ingest.job_records SET pid = $2 WHERE job_id = $1", &[job_id.into(), pid.into()])
+    })
+    .unwrap_or_else(|e| spi_error(e));
     job_id
 }
 
 /// Stops a job: a queued one is marked cancelled, a running one's load is cancelled (its rows
-/// roll back). False when the job had ended already.
+/// roll back). False when the job had ended already. Who may cancel is checked first, as the
+/// caller; only then is the job record changed, as the owner.
 pub fn cancel(job_id: i64) -> bool {
-    let row = as_owner(|| {
-        Spi::connect_mut(|c| {
-            let rows = c.update(
-                "SELECT state, pid, submitted_by::text FROM ingest.job_records WHERE job_id = $1 FOR UPDATE",
+    let row = with_safe_search_path(|| {
+        Spi::connect(|c| {
+            let rows = c.select(
+                "SELECT state, pid, submitted_by::pg_catalog.text FROM ingest.job_records \
+                  WHERE job_id OPERATOR(pg_catalog.=) $1",
                 None,
                 &[job_id.into()],
             )?;
@@ -87,50 +91,55 @@ pub fn cancel(job_id: i64) -> bool {
         })
     })
     .unwrap_or_else(|e| spi_error(e));
-    let Some((state, pid, owner)) = row else {
+    let Some((_, pid, owner)) = row else {
         IngestError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("job {job_id} does not exist")).raise()
     };
-    let allowed = Spi::get_one_with_args::<bool>(
-        "SELECT pg_catalog.pg_has_role(current_user, $1, 'USAGE') OR \
-                (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)",
-        &[owner.as_deref().unwrap_or("").into()],
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(false);
-    if !allowed {
+    let owner = owner.unwrap_or_default();
+    if !has_privs_of(&owner) {
         IngestError::new(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!("permission denied to cancel job {job_id}"),
         )
-        .detail(format!("Only roles with the privileges of {} may cancel it.", owner.unwrap_or_default()))
+        .detail(format!("Only roles with the privileges of {owner} may cancel it."))
         .raise()
     }
-    match state.as_str() {
-        "queued" => {
-            as_owner(|| {
-                Spi::run_with_args(
-                    "UPDATE ingest.job_records SET state = 'cancelled', finished_at = clock_timestamp(), \
-                            error = 'cancelled before it started', sqlstate = '57014' WHERE job_id = $1",
-                    &[job_id.into()],
-                )
-            })
-            .unwrap_or_else(|e| spi_error(e));
-            true
-        }
-        "running" => {
-            let pid = pid.unwrap_or(0);
-            let is_worker = Spi::get_one_with_args::<bool>(
-                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity WHERE pid = $1 AND backend_type = $2)",
-                &[pid.into(), BACKEND_TYPE.into()],
+    // a queued job is cancelled in the record (its worker then finds nothing to take)
+    let cancelled_queued = run_as_owner(|| {
+        Spi::connect_mut(|c| {
+            c.update(
+                "UPDATE ingest.job_records SET state = 'cancelled', finished_at = clock_timestamp(), \
+                        error = 'cancelled before it started', sqlstate = '57014' \
+                  WHERE job_id = $1 AND state = 'queued'",
+                None,
+                &[job_id.into()],
             )
-            .ok()
-            .flatten()
-            .unwrap_or(false);
-            is_worker && unsafe { kill(pid, SIGINT) } == 0
-        }
-        _ => false,
+            .map(|t| !t.is_empty())
+        })
+    })
+    .unwrap_or_else(|e| spi_error(e));
+    if cancelled_queued {
+        return true;
     }
+    let state = run_as_owner(|| {
+        Spi::get_one_with_args::<String>("SELECT state FROM ingest.job_records WHERE job_id = $1", &[job_id.into()])
+    })
+    .unwrap_or_else(|e| spi_error(e))
+    .unwrap_or_default();
+    if state != "running" {
+        return false;
+    }
+    let pid = pid.unwrap_or(0);
+    let is_worker = with_safe_search_path(|| {
+        Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity \
+                             WHERE pid OPERATOR(pg_catalog.=) $1 AND backend_type OPERATOR(pg_catalog.=) $2)",
+            &[pid.into(), BACKEND_TYPE.into()],
+        )
+    })
+    .ok()
+    .flatten()
+    .unwrap_or(false);
+    is_worker && unsafe { kill(pid, SIGINT) } == 0
 }
 
 /// Sleeps on the latch, waking for interrupts.
@@ -160,14 +169,17 @@ pub fn wait(job_id: i64, timeout: Option<Duration>) -> Vec<ResultRow> {
         )
         .raise()
     }
+    refuse_own_queued_job(job_id);
     let started = Instant::now();
     loop {
         // each query in a volatile function under READ COMMITTED takes a new snapshot; the
         // activity of other backends (is the worker alive?) is cached until cleared
         unsafe { pg_sys::pgstat_clear_snapshot() };
-        let row = Spi::connect_mut(|c| {
+        let row = with_safe_search_path(|| {
+            Spi::connect_mut(|c| {
             let rows = c.update(
-                "SELECT state, error, sqlstate, results::text FROM ingest.jobs WHERE job_id = $1",
+                "SELECT state, error, sqlstate, results::pg_catalog.text FROM ingest.jobs \
+                  WHERE job_id OPERATOR(pg_catalog.=) $1",
                 None,
                 &[job_id.into()],
             )?;
@@ -181,6 +193,7 @@ pub fn wait(job_id: i64, timeout: Option<Duration>) -> Vec<ResultRow> {
                 ));
             }
             Ok::<_, pgrx::spi::Error>(found)
+            })
         })
         .unwrap_or_else(|e| spi_error(e));
         let Some((state, error, code, results)) = row else {
@@ -211,6 +224,29 @@ pub fn wait(job_id: i64, timeout: Option<Duration>) -> Vec<ResultRow> {
             }
         }
         nap(Duration::from_millis(100));
+    }
+}
+
+/// A job submitted in this very transaction starts when it commits: waiting for it here
+/// would wait forever.
+fn refuse_own_queued_job(job_id: i64) {
+    let xmin = with_safe_search_path(|| {
+        Spi::get_one_with_args::<String>(
+            "SELECT xmin::pg_catalog.text FROM ingest.job_records \
+              WHERE job_id OPERATOR(pg_catalog.=) $1 AND state OPERATOR(pg_catalog.=) 'queued'",
+            &[job_id.into()],
+        )
+    })
+    .ok()
+    .flatten()
+    .and_then(|x| x.parse::<u32>().ok());
+    if xmin.is_some_and(|x| unsafe { pg_sys::TransactionIdIsCurrentTransactionId(x.into()) }) {
+        IngestError::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("job {job_id} was submitted in this transaction: it starts only when the transaction commits"),
+        )
+        .hint("COMMIT, then call wait_job.")
+        .raise()
     }
 }
 

@@ -8,10 +8,11 @@ use pgrx::prelude::*;
 use super::{JobStart, BACKEND_TYPE};
 use crate::batch::shared::{backend_signals, copy_name};
 use crate::error::{sqlstate_text, IngestError};
-use crate::ledger::as_owner;
+use crate::identity::{run_as_owner, set_guc_local, with_safe_search_path};
 
-/// Registers the job's worker. It belongs to no session: it outlives the submitting one.
-pub fn launch(start: &JobStart) {
+/// Registers the job's worker, waits until it runs (it then waits for the submitting
+/// transaction), and returns its pid. It belongs to no session: it outlives the submitting one.
+pub fn launch(start: &JobStart) -> i32 {
     unsafe {
         let mut w: pg_sys::BackgroundWorker = std::mem::zeroed();
         copy_name(&mut w.bgw_name, &format!("pg_ingest job {}", start.job_id));
@@ -21,6 +22,8 @@ pub fn launch(start: &JobStart) {
         w.bgw_flags = (pg_sys::BGWORKER_SHMEM_ACCESS | pg_sys::BGWORKER_BACKEND_DATABASE_CONNECTION) as i32;
         w.bgw_start_time = pg_sys::BgWorkerStartTime::BgWorkerStart_RecoveryFinished;
         w.bgw_restart_time = pg_sys::BGW_NEVER_RESTART;
+        // told when it starts and when it exits (the worker goes on if this session ends)
+        w.bgw_notify_pid = pg_sys::MyProcPid;
         std::ptr::copy_nonoverlapping(
             (start as *const JobStart).cast::<u8>(),
             w.bgw_extra.as_mut_ptr().cast::<u8>(),
@@ -36,6 +39,42 @@ pub fn launch(start: &JobStart) {
             .hint("Raise max_worker_processes (needs a restart), or run fewer jobs or batches at once.")
             .raise();
         }
+        wait_until_running(handle, start.job_id)
+    }
+}
+
+/// Waits until the worker shows in `pg_stat_activity` (what `ingest.jobs` tells a live job
+/// by), or raises if it exited first.
+fn wait_until_running(handle: *mut pg_sys::BackgroundWorkerHandle, job_id: i64) -> i32 {
+    let failed = |why: &str| -> ! {
+        IngestError::new(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, format!("job {job_id} could not start: {why}"))
+            .hint("The server log says why the worker exited.")
+            .raise()
+    };
+    let mut pid = 0;
+    let status = unsafe { pg_sys::WaitForBackgroundWorkerStartup(handle, &mut pid) };
+    if status != pg_sys::BgwHandleStatus::BGWH_STARTED {
+        failed("its background worker did not start")
+    }
+    loop {
+        unsafe { pg_sys::pgstat_clear_snapshot() };
+        let visible = with_safe_search_path(|| {
+            Spi::get_one_with_args::<bool>(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity WHERE pid OPERATOR(pg_catalog.=) $1)",
+                &[pid.into()],
+            )
+        })
+        .ok()
+        .flatten()
+        .unwrap_or(false);
+        if visible {
+            return pid;
+        }
+        let mut now = 0;
+        if unsafe { pg_sys::GetBackgroundWorkerPid(handle, &mut now) } == pg_sys::BgwHandleStatus::BGWH_STOPPED {
+            failed("its background worker exited as it started")
+        }
+        super::nap(std::time::Duration::from_millis(5));
     }
 }
 
@@ -56,7 +95,6 @@ fn in_transaction<R>(f: impl FnOnce() -> R) -> R {
 /// The job's arguments, once it is taken (state queued → running).
 struct Job {
     search_path: String,
-    role: String,
     path: String,
     target: Option<String>,
     columns: Option<pgrx::JsonB>,
@@ -70,13 +108,13 @@ struct Job {
 }
 
 fn take(job_id: i64) -> Option<Job> {
-    as_owner(|| {
+    run_as_owner(|| {
         Spi::connect_mut(|c| {
             let rows = c.update(
                 "UPDATE ingest.job_records SET state = 'running', started_at = clock_timestamp(), \
                         pid = pg_backend_pid(), server_started = pg_postmaster_start_time() \
                   WHERE job_id = $1 AND state = 'queued' \
-                 RETURNING search_path, submitted_by::text, path, target, columns, threads, rest, epoch_unit, \
+                 RETURNING search_path, path, target, columns, threads, rest, epoch_unit, \
                            on_error, max_errors, force, writers",
                 None,
                 &[job_id.into()],
@@ -85,17 +123,16 @@ fn take(job_id: i64) -> Option<Job> {
             for r in rows {
                 job = Some(Job {
                     search_path: r.get(1)?.unwrap_or_default(),
-                    role: r.get(2)?.unwrap_or_default(),
-                    path: r.get(3)?.unwrap_or_default(),
-                    target: r.get(4)?,
-                    columns: r.get(5)?,
-                    threads: r.get(6)?,
-                    rest: r.get(7)?,
-                    epoch_unit: r.get(8)?.unwrap_or_default(),
-                    on_error: r.get(9)?.unwrap_or_default(),
-                    max_errors: r.get(10)?,
-                    force: r.get(11)?.unwrap_or(false),
-                    writers: r.get(12)?.unwrap_or(1),
+                    path: r.get(2)?.unwrap_or_default(),
+                    target: r.get(3)?,
+                    columns: r.get(4)?,
+                    threads: r.get(5)?,
+                    rest: r.get(6)?,
+                    epoch_unit: r.get(7)?.unwrap_or_default(),
+                    on_error: r.get(8)?.unwrap_or_default(),
+                    max_errors: r.get(9)?,
+                    force: r.get(10)?.unwrap_or(false),
+                    writers: r.get(11)?.unwrap_or(1),
                 });
             }
             Ok::<_, pgrx::spi::Error>(job)
@@ -106,22 +143,24 @@ fn take(job_id: i64) -> Option<Job> {
 
 /// Runs the load as the job's role, and records it done in the same transaction.
 fn run(job_id: i64, job: &Job) {
-    Spi::run_with_args(
-        "SELECT pg_catalog.set_config('role', $1, true), pg_catalog.set_config('search_path', $2, true)",
-        &[job.role.as_str().into(), job.search_path.as_str().into()],
-    )
-    .unwrap_or_else(|e| crate::ledger::spi_error(e));
-    let schema = Spi::get_one::<String>(
-        "SELECT quote_ident(n.nspname) FROM pg_catalog.pg_extension e \
-           JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_ingest'",
-    )
+    let schema = with_safe_search_path(|| {
+        Spi::get_one::<String>(
+            "SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_extension e \
+               JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace \
+              WHERE e.extname OPERATOR(pg_catalog.=) 'pg_ingest'",
+        )
+    })
     .ok()
     .flatten()
     .unwrap_or_else(|| "public".to_owned());
+    // the submitter's search_path (the target's name is resolved through it); the identity
+    // is the worker's since it started
+    set_guc_local("search_path", &job.search_path);
     let results = Spi::get_one_with_args::<String>(
         &format!(
-            "SELECT coalesce(jsonb_agg(to_jsonb(r)), '[]')::text FROM {schema}.ingest_jsonl($1, \
-               target => $2::regclass, columns => $3, threads => $4, rest => $5, epoch_unit => $6, \
+            "SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(r)), '[]')::pg_catalog.text \
+               FROM {schema}.ingest_jsonl($1, \
+               target => $2::pg_catalog.regclass, columns => $3, threads => $4, rest => $5, epoch_unit => $6, \
                on_error => $7, max_errors => $8, force => $9, writers => $10) r"
         ),
         &[
@@ -139,7 +178,7 @@ fn run(job_id: i64, job: &Job) {
     )
     .unwrap_or_else(|e| crate::ledger::spi_error(e))
     .unwrap_or_else(|| "[]".to_owned());
-    as_owner(|| {
+    run_as_owner(|| {
         Spi::run_with_args(
             "UPDATE ingest.job_records SET state = 'done', finished_at = clock_timestamp(), results = $2::jsonb \
               WHERE job_id = $1",
@@ -152,7 +191,7 @@ fn run(job_id: i64, job: &Job) {
 fn record_failure(job_id: i64, code: &str, message: &str) {
     let state = if code == "57014" { "cancelled" } else { "failed" };
     in_transaction(|| {
-        as_owner(|| {
+        run_as_owner(|| {
             Spi::run_with_args(
                 "UPDATE ingest.job_records SET state = $2, finished_at = clock_timestamp(), error = $3, sqlstate = $4 \
                   WHERE job_id = $1",
@@ -169,7 +208,7 @@ fn record_failure(job_id: i64, code: &str, message: &str) {
 pub extern "C-unwind" fn pg_ingest_job_worker(_arg: pg_sys::Datum) {
     backend_signals();
     let start = unsafe { ((*pg_sys::MyBgworkerEntry).bgw_extra.as_ptr() as *const JobStart).read_unaligned() };
-    unsafe { pg_sys::BackgroundWorkerInitializeConnectionByOid(start.database, start.session_user, 0) };
+    start.caller.become_in_worker();
     let job_id = start.job_id;
     let outcome = PgTryBuilder::new(|| {
         // the submission's transaction must end first: then the job row is there (commit) or

@@ -1,0 +1,183 @@
+//! What a load loads: decided once, after the file's lock is taken, from the open file handle
+//! (`fstat`) and what the ledger knows. Every byte read, fingerprinted or cut into ranges is
+//! read from that same handle, and nothing past the size seen here: bytes appended while the
+//! load runs wait for the next one.
+//!
+//! A file is the one the ledger knows when the OS says so (same device and inode), it is not
+//! shorter than what was loaded, its first bytes are the same, and so are the bytes just
+//! before the offset the last load stopped at. Otherwise it was replaced (or rewritten, or
+//! truncated) and is loaded as a new file.
+
+use std::fs::File;
+use std::io::ErrorKind;
+use std::os::unix::fs::{FileExt, MetadataExt};
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::pg_sys::Oid;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+use super::Span;
+use crate::error::IngestError;
+use crate::ledger::{self, FileFacts, FileRange, Fingerprint};
+
+/// The head of a file the ledger fingerprints to tell a grown file from a replaced one.
+pub const HEAD_BYTES: u64 = 4096;
+/// The bytes before the resume offset the ledger fingerprints.
+pub const TAIL_BYTES: u64 = 4096;
+
+fn io_error(path: &str, e: std::io::Error) -> ! {
+    IngestError::new(PgSqlErrorCode::ERRCODE_IO_ERROR, format!("could not read file \"{path}\": {e}")).raise()
+}
+
+/// `fstat` of the open file.
+pub fn facts(file: &File, path: &str) -> FileFacts {
+    let m = file.metadata().unwrap_or_else(|e| io_error(path, e));
+    let mtime = m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs_f64());
+    FileFacts { device: m.dev(), inode: m.ino(), size: m.len(), mtime }
+}
+
+/// The file's path with symbolic links, `.`, `..` and repeated slashes resolved: the ledger's
+/// key. Taken from the open handle itself (`/proc/self/fd`), so it names the file that is
+/// read even if the path is changed meanwhile.
+pub fn resolved_path(file: &File, path: &str) -> String {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .ok()
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::fs::canonicalize(path).ok())
+        .and_then(|p| p.to_str().map(str::to_owned))
+        .unwrap_or_else(|| path.to_owned())
+}
+
+/// FNV-1a over bytes `from..to` of the file (fewer at its end), as hex and length.
+pub fn fingerprint(file: &File, path: &str, from: u64, to: u64) -> Fingerprint {
+    let mut buf = vec![0u8; to.saturating_sub(from) as usize];
+    let mut read = 0;
+    while read < buf.len() {
+        match file.read_at(&mut buf[read..], from + read as u64) {
+            Ok(0) => break,
+            Ok(k) => read += k,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => io_error(path, e),
+        }
+    }
+    let hash = buf[..read].iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+    Fingerprint { bytes: read as i32, hash: format!("{hash:016x}:{read}") }
+}
+
+/// The first bytes of a file of `size` bytes.
+pub fn head_of(file: &File, path: &str, size: u64) -> Fingerprint {
+    fingerprint(file, path, 0, size.min(HEAD_BYTES))
+}
+
+/// The bytes just before `offset`.
+pub fn tail_before(file: &File, path: &str, offset: u64) -> Fingerprint {
+    fingerprint(file, path, offset.saturating_sub(TAIL_BYTES), offset)
+}
+
+fn notice(message: String, hint: &str) {
+    ErrorReport::new(PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION, message, "ingest_jsonl")
+        .set_hint(hint)
+        .report(PgLogLevel::NOTICE);
+}
+
+/// What one load of one file into one table does.
+#[derive(Debug)]
+pub struct LoadPlan {
+    /// The resolved path: the ledger's key and what writers open.
+    pub key: String,
+    pub facts: FileFacts,
+    pub head: Fingerprint,
+    /// Loaded already, from the file's start: bytes and lines.
+    pub prefix: (u64, u64),
+    /// Ranges committed by writers of an earlier load of this same file, still valid.
+    pub ranges: Vec<FileRange>,
+    /// Ranges the ledger holds for this file that no longer count (replaced file, force).
+    pub forget_ranges: bool,
+    /// What is left to load, in file order; every span ends at or before `facts.size`.
+    pub gaps: Vec<Span>,
+    /// `loaded`, `appended`, `resumed`, or `unchanged` when there is nothing to load.
+    pub status: &'static str,
+}
+
+impl LoadPlan {
+    /// Decides what to load of `file` (open, its lock held) into `target`.
+    pub fn decide(file: &File, key: &str, target: Oid, target_name: &str, force: bool) -> Self {
+        let facts = facts(file, key);
+        let size = facts.size;
+        let head = head_of(file, key, size);
+        let entry = ledger::file_entry(target, key);
+        let mut ranges = ledger::file_ranges(target, key);
+        let had_ranges = !ranges.is_empty();
+        let (mut prefix, mut previous, mut same) = ((0u64, 0u64), None, !force);
+        if let Some(e) = entry.as_ref().filter(|_| !force) {
+            let offset = e.byte_offset as u64;
+            let why = if e.device.is_some_and(|d| d as u64 != facts.device) || e.inode.is_some_and(|i| i as u64 != facts.inode) {
+                Some("it is another file (device and inode differ)")
+            } else if size < offset {
+                Some("it is shorter than what was loaded")
+            } else if fingerprint(file, key, 0, e.head.bytes as u64) != e.head {
+                Some("its first bytes differ")
+            } else if e.tail.bytes > 0 && tail_before(file, key, offset) != e.tail {
+                Some("the bytes before where the last load stopped differ")
+            } else {
+                None
+            };
+            match why {
+                None => {
+                    prefix = (offset, e.lines as u64);
+                    previous = Some((e.load_id, e.loaded_at.clone()));
+                }
+                Some(why) => {
+                    same = false;
+                    notice(
+                        format!("\"{key}\" was replaced or rewritten since load {} ({why}): loading it as a new file", e.load_id),
+                        "The ledger (ingest.files) tells files apart by device and inode, length, and the bytes at its \
+                         start and before where the last load stopped.",
+                    );
+                }
+            }
+        }
+        let stale = ranges.iter().any(|r| {
+            r.device as u64 != facts.device
+                || r.inode as u64 != facts.inode
+                || (r.start as u64) < prefix.0
+                || size < r.end as u64
+                || fingerprint(file, key, 0, r.head.bytes as u64) != r.head
+        });
+        if !same || stale {
+            ranges.clear();
+        }
+        let forget_ranges = had_ranges && ranges.is_empty();
+
+        let mut gaps = Vec::new();
+        let (mut pos, mut line) = (prefix.0, prefix.1 + 1);
+        for r in &ranges {
+            if r.start as u64 > pos {
+                gaps.push(Span { start_offset: pos, start_line: line, end_offset: Some(r.start as u64) });
+            }
+            pos = r.end as u64;
+            line = (r.first_line + r.lines) as u64;
+        }
+        if size > pos {
+            gaps.push(Span { start_offset: pos, start_line: line, end_offset: Some(size) });
+        }
+        let status = if !ranges.is_empty() {
+            "resumed"
+        } else if gaps.is_empty() && entry.is_some() && same {
+            "unchanged"
+        } else if prefix.0 > 0 {
+            "appended"
+        } else {
+            "loaded"
+        };
+        if status == "unchanged" {
+            let (load_id, at) = previous.unwrap_or_default();
+            notice(
+                format!("\"{key}\" is unchanged since it was loaded into {target_name} at {at} (load {load_id}): nothing to load"),
+                "force => true loads it again.",
+            );
+        }
+        Self { key: key.to_owned(), facts, head, prefix, ranges, forget_ranges, gaps, status }
+    }
+}
