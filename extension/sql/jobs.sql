@@ -58,9 +58,7 @@ SELECT j.job_id,
                 AND j.server_started IS DISTINCT FROM pg_catalog.pg_postmaster_start_time() AS restarted,
               -- the worker is started (and its pid recorded) when the job is submitted: a queued
               -- or running job whose worker is gone will never finish
-              j.state IN ('queued', 'running') AND NOT EXISTS (
-                SELECT 1 FROM pg_catalog.pg_stat_activity a
-                 WHERE a.pid = j.pid AND a.backend_type = 'pg_ingest job') AS orphaned) o
+              j.state IN ('queued', 'running') AND NOT ingest.job_worker_alive(j.pid) AS orphaned) o
  CROSS JOIN LATERAL (
        SELECT CASE WHEN o.restarted OR o.orphaned THEN 'failed' ELSE j.state END AS state,
               CASE

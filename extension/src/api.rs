@@ -1,7 +1,9 @@
 //! The SQL-callable functions. They stay thin: the work is in the modules they call.
 
 use pgrx::prelude::*;
-use pgrx::{JsonB, PgRelation};
+use pgrx::JsonB;
+
+use crate::regclass::Regclass;
 
 use crate::ingest::{self, LoadOptions};
 
@@ -17,7 +19,7 @@ fn pg_ingest_version() -> &'static str {
 #[pg_extern(volatile, parallel_unsafe)]
 fn ingest_jsonl(
     path: &str,
-    target: default!(Option<PgRelation>, "NULL"),
+    target: default!(Option<Regclass>, "NULL"),
     columns: default!(Option<JsonB>, "NULL"),
     threads: default!(Option<i32>, "NULL"),
     rest: default!(Option<&str>, "NULL"),
@@ -54,7 +56,7 @@ fn ingest_jsonl(
     ingest::target::check_file_permission();
     opts.check();
     let writers = check_writers(writers);
-    let target = target.map(|t| t.oid());
+    let target = target.map(|t| t.0);
     let results: Vec<_> = ingest::paths::expand(path)
         .iter()
         .map(|file| {
@@ -122,11 +124,11 @@ fn run_batch(
 /// about evenly: one query per chunk for run_batch.
 #[pg_extern(stable, parallel_safe)]
 fn chunk_ranges(
-    target: PgRelation,
+    target: Regclass,
     column: &str,
     chunks: i32,
 ) -> TableIterator<'static, (name!(chunk, i32), name!(lo, i64), name!(hi, i64))> {
-    TableIterator::new(crate::batch::chunk_ranges(target.oid(), column, chunks))
+    TableIterator::new(crate::batch::chunk_ranges(target.0, column, chunks))
 }
 
 /// Starts `ingest_jsonl` with these arguments in a background worker, as the calling role,
@@ -135,7 +137,7 @@ fn chunk_ranges(
 #[allow(clippy::too_many_arguments)]
 fn ingest_jsonl_async(
     path: &str,
-    target: default!(Option<PgRelation>, "NULL"),
+    target: default!(Option<Regclass>, "NULL"),
     columns: default!(Option<JsonB>, "NULL"),
     threads: default!(Option<i32>, "NULL"),
     rest: default!(Option<&str>, "NULL"),
@@ -157,10 +159,12 @@ fn ingest_jsonl_async(
     opts.check();
     let writers = check_writers(writers);
     let target = target.map(|t| {
-        Spi::get_one_with_args::<String>("SELECT $1::regclass::text", &[t.oid().into()])
-            .ok()
-            .flatten()
-            .unwrap_or_default()
+        crate::identity::with_safe_search_path(|| {
+            Spi::get_one_with_args::<String>("SELECT $1::pg_catalog.regclass::pg_catalog.text", &[t.0.into()])
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_default()
     });
     crate::jobs::submit(path, target, &opts, writers)
 }

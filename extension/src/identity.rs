@@ -84,8 +84,11 @@ fn extension_owner() -> Oid {
     .ok()
     .flatten()
     .unwrap_or_else(|| {
-        IngestError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, "extension \"pg_ingest\" is not created in this database")
-            .raise()
+        IngestError::new(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            "extension \"pg_ingest\" is not created in this database",
+        )
+        .raise()
     })
 }
 
@@ -125,8 +128,11 @@ pub fn check_insert_before_lock(oid: Oid) {
         let user = pg_sys::GetUserId();
         let name = pg_sys::get_rel_name(oid);
         if name.is_null() {
-            IngestError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, format!("relation with OID {oid:?} does not exist"))
-                .raise()
+            IngestError::new(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                format!("relation with OID {oid:?} does not exist"),
+            )
+            .raise()
         }
         let table_ok = pg_sys::pg_class_aclcheck(oid, user, pg_sys::ACL_INSERT as _) == pg_sys::AclResult::ACLCHECK_OK;
         let any_column_ok = table_ok
@@ -134,8 +140,11 @@ pub fn check_insert_before_lock(oid: Oid) {
                 == pg_sys::AclResult::ACLCHECK_OK;
         if !any_column_ok {
             let name = std::ffi::CStr::from_ptr(name).to_string_lossy();
-            IngestError::new(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, format!("permission denied for table {name}"))
-                .raise()
+            IngestError::new(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                format!("permission denied for table {name}"),
+            )
+            .raise()
         }
     }
 }
@@ -188,9 +197,7 @@ impl Caller {
 
     /// The current user's name.
     pub fn user_name(&self) -> String {
-        unsafe {
-            std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(self.user, false)).to_string_lossy().into_owned()
-        }
+        unsafe { std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(self.user, false)).to_string_lossy().into_owned() }
     }
 }
 

@@ -9,6 +9,7 @@ mod identity;
 mod ingest;
 mod jobs;
 mod ledger;
+mod regclass;
 mod schema;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -20,7 +21,11 @@ pgrx::extension_sql_file!(
     name = "progress",
     requires = ["bootstrap", schema::ingest::progress_file]
 );
-pgrx::extension_sql_file!("../sql/jobs.sql", name = "jobs", requires = ["progress", "ledger"]);
+pgrx::extension_sql_file!(
+    "../sql/jobs.sql",
+    name = "jobs",
+    requires = ["progress", "ledger", schema::ingest::job_worker_alive]
+);
 
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {

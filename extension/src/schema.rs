@@ -12,6 +12,14 @@ pub mod ingest {
         crate::ingest::progress::file_of(handle, pid, load_id)
     }
 
+    /// Whether `pid` is a live pg_ingest job worker, from the postmaster's worker slots (not
+    /// `pg_stat_activity`, which hides other roles' backends): what `ingest.jobs` tells a live
+    /// job from one whose worker is gone by.
+    #[pg_extern(volatile, parallel_restricted)]
+    pub fn job_worker_alive(pid: Option<i32>) -> bool {
+        pid.is_some_and(crate::jobs::worker::is_job_worker)
+    }
+
     /// One writer's part of `ingest_jsonl(..., writers => N)`: bytes `range_start` up to
     /// `range_end` of the file, whose first line is `first_line`, loaded and recorded in
     /// `ingest.file_ranges` in the current transaction. `options` carry the load's options and

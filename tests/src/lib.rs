@@ -21,6 +21,14 @@ pub fn dsn(database: &str) -> String {
     format!("host={host} port={port} user={user} dbname={database}")
 }
 
+/// Connects to `database` as `user` (trust authentication on the private cluster), with a
+/// statement_timeout so that nothing a test does can wait forever.
+pub fn connect_as(database: &str, user: &str) -> Client {
+    let (host, port, _) = server();
+    let dsn = format!("host={host} port={port} user={user} dbname={database} options='-c statement_timeout=60s'");
+    Client::connect(&dsn, NoTls).unwrap_or_else(|e| panic!("cannot connect with '{dsn}': {e}"))
+}
+
 pub fn connect(database: &str) -> Client {
     let dsn = dsn(database);
     Client::connect(&dsn, NoTls)

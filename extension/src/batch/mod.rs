@@ -21,8 +21,8 @@ use pgrx::PgSqlErrorCode;
 use crate::error::IngestError;
 use crate::identity::Caller;
 use shared::{
-    copy_name, kill, process_exists, Segment, Status, DONE, INTERRUPT_CANCEL, INTERRUPT_DEADLOCK, INTERRUPT_TIMEOUT, PENDING, RUNNING,
-    SIGINT,
+    copy_name, kill, process_exists, Segment, Status, DONE, INTERRUPT_CANCEL, INTERRUPT_DEADLOCK, INTERRUPT_TIMEOUT,
+    PENDING, RUNNING, SIGINT,
 };
 
 /// Worker handles, in the transaction's memory, for the end-of-transaction callback.

@@ -9,8 +9,8 @@ use pgrx::pg_sys::panic::CaughtError;
 use pgrx::pg_sys::{self, PgTryBuilder};
 
 use super::shared::{
-    backend_signals, process_exists, Segment, Status, DONE, INTERRUPT_CANCEL, INTERRUPT_DEADLOCK, INTERRUPT_TIMEOUT, MAGIC,
-    RUNNING,
+    backend_signals, process_exists, Segment, Status, DONE, INTERRUPT_CANCEL, INTERRUPT_DEADLOCK, INTERRUPT_TIMEOUT,
+    MAGIC, RUNNING,
 };
 use crate::error::sqlstate_text;
 use crate::identity::set_guc_local;

@@ -112,7 +112,9 @@ impl LoadPlan {
         let (mut prefix, mut previous, mut same) = ((0u64, 0u64), None, !force);
         if let Some(e) = entry.as_ref().filter(|_| !force) {
             let offset = e.byte_offset as u64;
-            let why = if e.device.is_some_and(|d| d as u64 != facts.device) || e.inode.is_some_and(|i| i as u64 != facts.inode) {
+            let why = if e.device.is_some_and(|d| d as u64 != facts.device)
+                || e.inode.is_some_and(|i| i as u64 != facts.inode)
+            {
                 Some("it is another file (device and inode differ)")
             } else if size < offset {
                 Some("it is shorter than what was loaded")

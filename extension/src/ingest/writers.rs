@@ -220,7 +220,15 @@ pub fn load_with_writers(
 /// One writer's range (`ingest.load_range`): loaded, and recorded as committed, in the
 /// current transaction. The file must still be the one the leader cut (same device, inode
 /// and first bytes, at least as long): else nothing is loaded.
-pub fn load_range(path: &str, oid: Oid, start: i64, end: i64, first_line: i64, options: serde_json::Value, parent_load_id: i64) {
+pub fn load_range(
+    path: &str,
+    oid: Oid,
+    start: i64,
+    end: i64,
+    first_line: i64,
+    options: serde_json::Value,
+    parent_load_id: i64,
+) {
     let started = Instant::now();
     target::check_file_permission();
     let opts: LoadOptions = LoadOptions {

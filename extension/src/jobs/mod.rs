@@ -129,16 +129,7 @@ pub fn cancel(job_id: i64) -> bool {
         return false;
     }
     let pid = pid.unwrap_or(0);
-    let is_worker = with_safe_search_path(|| {
-        Spi::get_one_with_args::<bool>(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity \
-                             WHERE pid OPERATOR(pg_catalog.=) $1 AND backend_type OPERATOR(pg_catalog.=) $2)",
-            &[pid.into(), BACKEND_TYPE.into()],
-        )
-    })
-    .ok()
-    .flatten()
-    .unwrap_or(false);
+    let is_worker = worker::is_job_worker(pid);
     is_worker && unsafe { kill(pid, SIGINT) } == 0
 }
 
@@ -177,22 +168,22 @@ pub fn wait(job_id: i64, timeout: Option<Duration>) -> Vec<ResultRow> {
         unsafe { pg_sys::pgstat_clear_snapshot() };
         let row = with_safe_search_path(|| {
             Spi::connect_mut(|c| {
-            let rows = c.update(
-                "SELECT state, error, sqlstate, results::pg_catalog.text FROM ingest.jobs \
+                let rows = c.update(
+                    "SELECT state, error, sqlstate, results::pg_catalog.text FROM ingest.jobs \
                   WHERE job_id OPERATOR(pg_catalog.=) $1",
-                None,
-                &[job_id.into()],
-            )?;
-            let mut found = None;
-            for r in rows {
-                found = Some((
-                    r.get::<String>(1)?.unwrap_or_default(),
-                    r.get::<String>(2)?,
-                    r.get::<String>(3)?,
-                    r.get::<String>(4)?,
-                ));
-            }
-            Ok::<_, pgrx::spi::Error>(found)
+                    None,
+                    &[job_id.into()],
+                )?;
+                let mut found = None;
+                for r in rows {
+                    found = Some((
+                        r.get::<String>(1)?.unwrap_or_default(),
+                        r.get::<String>(2)?,
+                        r.get::<String>(3)?,
+                        r.get::<String>(4)?,
+                    ));
+                }
+                Ok::<_, pgrx::spi::Error>(found)
             })
         })
         .unwrap_or_else(|e| spi_error(e));

@@ -43,39 +43,26 @@ pub fn launch(start: &JobStart) -> i32 {
     }
 }
 
-/// Waits until the worker shows in `pg_stat_activity` (what `ingest.jobs` tells a live job
-/// by), or raises if it exited first.
+/// Waits until the postmaster has started the worker (it then waits for the submitting
+/// transaction); its pid. Raises if it could not start.
 fn wait_until_running(handle: *mut pg_sys::BackgroundWorkerHandle, job_id: i64) -> i32 {
-    let failed = |why: &str| -> ! {
-        IngestError::new(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, format!("job {job_id} could not start: {why}"))
-            .hint("The server log says why the worker exited.")
-            .raise()
-    };
     let mut pid = 0;
     let status = unsafe { pg_sys::WaitForBackgroundWorkerStartup(handle, &mut pid) };
     if status != pg_sys::BgwHandleStatus::BGWH_STARTED {
-        failed("its background worker did not start")
+        IngestError::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("job {job_id} could not start: its background worker did not start"),
+        )
+        .hint("The server log says why.")
+        .raise()
     }
-    loop {
-        unsafe { pg_sys::pgstat_clear_snapshot() };
-        let visible = with_safe_search_path(|| {
-            Spi::get_one_with_args::<bool>(
-                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity WHERE pid OPERATOR(pg_catalog.=) $1)",
-                &[pid.into()],
-            )
-        })
-        .ok()
-        .flatten()
-        .unwrap_or(false);
-        if visible {
-            return pid;
-        }
-        let mut now = 0;
-        if unsafe { pg_sys::GetBackgroundWorkerPid(handle, &mut now) } == pg_sys::BgwHandleStatus::BGWH_STOPPED {
-            failed("its background worker exited as it started")
-        }
-        super::nap(std::time::Duration::from_millis(5));
-    }
+    pid
+}
+
+/// Whether `pid` is a live job worker (from the postmaster's worker slots).
+pub fn is_job_worker(pid: i32) -> bool {
+    let kind = unsafe { pg_sys::GetBackgroundWorkerTypeByPid(pid) };
+    !kind.is_null() && unsafe { std::ffi::CStr::from_ptr(kind) }.to_bytes() == BACKEND_TYPE.as_bytes()
 }
 
 fn in_transaction<R>(f: impl FnOnce() -> R) -> R {
