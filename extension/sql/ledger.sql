@@ -42,8 +42,9 @@ CREATE TABLE ingest.rejects (
 );
 COMMENT ON TABLE ingest.rejects IS 'pg_ingest: lines left out by on_error => skip, with why';
 
--- path is the resolved path of the file (symbolic links, "." and ".." and repeated slashes
--- resolved), so that one file has one entry whatever the spelling used to load it.
+-- One row per file and table. A file is what the OS says it is (device and inode): one entry
+-- whatever path reaches it (symbolic links, "//", "..", a rename such as a log rotation);
+-- path is the resolved path it was last loaded from.
 CREATE TABLE ingest.files (
     target_oid       oid NOT NULL,
     path             text NOT NULL,
@@ -52,9 +53,8 @@ CREATE TABLE ingest.files (
     lines            bigint NOT NULL,
     size             bigint NOT NULL,
     mtime            timestamptz,
-    -- what the OS says the file is: another device or inode is another file
-    device           bigint,
-    inode            bigint,
+    device           bigint NOT NULL,
+    inode            bigint NOT NULL,
     -- the first bytes of the file, and the bytes just before byte_offset: a file rewritten in
     -- place, or replaced by one with the same start, is not taken for an appended one
     head_bytes       integer NOT NULL,
@@ -63,8 +63,9 @@ CREATE TABLE ingest.files (
     tail_fingerprint text NOT NULL DEFAULT '',
     load_id          bigint NOT NULL,
     loaded_at        timestamptz NOT NULL,
-    PRIMARY KEY (target_oid, path)
+    PRIMARY KEY (target_oid, device, inode)
 );
+CREATE INDEX ON ingest.files (target_oid, path);
 COMMENT ON TABLE ingest.files IS 'pg_ingest: how far each file has been loaded into each table';
 
 -- Ranges of a file committed by the writers of a multi-writer load (writers => N), beyond
@@ -86,7 +87,7 @@ CREATE TABLE ingest.file_ranges (
     loaded_at        timestamptz NOT NULL DEFAULT clock_timestamp(),
     -- keyed by the load too: a leader that forgets earlier ranges (force, a replaced file) in
     -- its open transaction never makes its own writers wait on those rows
-    PRIMARY KEY (target_oid, path, parent_load_id, range_start)
+    PRIMARY KEY (target_oid, device, inode, parent_load_id, range_start)
 );
 COMMENT ON TABLE ingest.file_ranges IS 'pg_ingest: ranges of files committed by multi-writer loads';
 

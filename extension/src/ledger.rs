@@ -40,31 +40,32 @@ fn write(sql: &str, args: &[pgrx::datum::DatumWithOid]) {
     run_as_owner(|| Spi::run_with_args(sql, args)).unwrap_or_else(|e| spi_error(e));
 }
 
-/// Serializes loads of the same file (its resolved path) into the same table until the end
-/// of the transaction: a second load waits for the first, then sees what it did.
-pub fn lock_file(target: Oid, path: &str) {
+/// Serializes loads of the same file (device and inode, whatever path reaches it) into the
+/// same table until the end of the transaction: a second load waits for the first, then sees
+/// what it did.
+pub fn lock_file(target: Oid, device: u64, inode: u64) {
+    let key = format!("pg_ingest:{}:{device}:{inode}", u32::from(target));
     with_safe_search_path(|| {
-        Spi::run_with_args(
-            "SELECT pg_catalog.pg_advisory_xact_lock($1::pg_catalog.oid::pg_catalog.int4, pg_catalog.hashtext($2))",
-            &[target.into(), path.into()],
-        )
+        Spi::run_with_args("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 0))", &[key.into()])
     })
     .unwrap_or_else(|e| spi_error(e));
 }
 
-pub fn file_entry(target: Oid, path: &str) -> Option<FileEntry> {
+/// What the ledger knows of the file with this device and inode in this table, and the path
+/// it was last loaded from.
+pub fn file_entry(target: Oid, device: u64, inode: u64) -> Option<(String, FileEntry)> {
     run_as_owner(|| {
         Spi::connect_mut(|c| {
             let rows = c.update(
                 "SELECT byte_offset, lines, device, inode, head_bytes, head_fingerprint, tail_bytes, tail_fingerprint, \
-                        load_id, loaded_at::text \
-                 FROM ingest.files WHERE target_oid = $1 AND path = $2",
+                        load_id, loaded_at::text, path \
+                   FROM ingest.files WHERE target_oid = $1 AND device = $2 AND inode = $3",
                 None,
-                &[target.into(), path.into()],
+                &[target.into(), (device as i64).into(), (inode as i64).into()],
             )?;
             let mut entry = None;
             for row in rows {
-                entry = Some(FileEntry {
+                let e = FileEntry {
                     byte_offset: row.get(1)?.unwrap_or(0),
                     lines: row.get(2)?.unwrap_or(0),
                     device: row.get(3)?,
@@ -73,9 +74,27 @@ pub fn file_entry(target: Oid, path: &str) -> Option<FileEntry> {
                     tail: Fingerprint { bytes: row.get(7)?.unwrap_or(0), hash: row.get(8)?.unwrap_or_default() },
                     load_id: row.get(9)?.unwrap_or(0),
                     loaded_at: row.get(10)?.unwrap_or_default(),
-                });
+                };
+                entry = Some((row.get(11)?.unwrap_or_default(), e));
             }
             Ok::<_, pgrx::spi::Error>(entry)
+        })
+    })
+    .unwrap_or_else(|e| spi_error(e))
+}
+
+/// The latest load of another file (device and inode) from this path into this table.
+pub fn other_file_at(target: Oid, path: &str, device: u64, inode: u64) -> Option<i64> {
+    run_as_owner(|| {
+        Spi::connect_mut(|c| {
+            c.update(
+                "SELECT max(load_id) FROM ingest.files WHERE target_oid = $1 AND path = $2 \
+                    AND (device, inode) IS DISTINCT FROM ($3, $4)",
+                None,
+                &[target.into(), path.into(), (device as i64).into(), (inode as i64).into()],
+            )?
+            .first()
+            .get_one::<i64>()
         })
     })
     .unwrap_or_else(|e| spi_error(e))
@@ -179,9 +198,9 @@ pub fn save_file(s: &FileState) {
         "INSERT INTO ingest.files (target_oid, path, target, byte_offset, lines, size, mtime, device, inode, \
                                    head_bytes, head_fingerprint, tail_bytes, tail_fingerprint, load_id, loaded_at) \
          VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), $8, $9, $10, $11, $12, $13, $14, clock_timestamp()) \
-         ON CONFLICT (target_oid, path) DO UPDATE SET target = EXCLUDED.target, byte_offset = EXCLUDED.byte_offset, \
-           lines = EXCLUDED.lines, size = EXCLUDED.size, mtime = EXCLUDED.mtime, device = EXCLUDED.device, \
-           inode = EXCLUDED.inode, head_bytes = EXCLUDED.head_bytes, head_fingerprint = EXCLUDED.head_fingerprint, \
+         ON CONFLICT (target_oid, device, inode) DO UPDATE SET path = EXCLUDED.path, target = EXCLUDED.target, \
+           byte_offset = EXCLUDED.byte_offset, lines = EXCLUDED.lines, size = EXCLUDED.size, mtime = EXCLUDED.mtime, \
+           head_bytes = EXCLUDED.head_bytes, head_fingerprint = EXCLUDED.head_fingerprint, \
            tail_bytes = EXCLUDED.tail_bytes, tail_fingerprint = EXCLUDED.tail_fingerprint, \
            load_id = EXCLUDED.load_id, loaded_at = EXCLUDED.loaded_at",
         &[
@@ -216,15 +235,15 @@ pub struct FileRange {
     pub load_id: i64,
 }
 
-/// The committed ranges of a file in a table, in file order.
-pub fn file_ranges(target: Oid, path: &str) -> Vec<FileRange> {
+/// The committed ranges of a file (device and inode) in a table, in file order.
+pub fn file_ranges(target: Oid, device: u64, inode: u64) -> Vec<FileRange> {
     run_as_owner(|| {
         Spi::connect_mut(|c| {
             let rows = c.update(
                 "SELECT range_start, range_end, first_line, lines, device, inode, head_bytes, head_fingerprint, load_id \
-                   FROM ingest.file_ranges WHERE target_oid = $1 AND path = $2 ORDER BY range_start",
+                   FROM ingest.file_ranges WHERE target_oid = $1 AND device = $2 AND inode = $3 ORDER BY range_start",
                 None,
-                &[target.into(), path.into()],
+                &[target.into(), (device as i64).into(), (inode as i64).into()],
             )?;
             let mut ranges = Vec::new();
             for r in rows {
@@ -267,12 +286,11 @@ pub fn save_range(target: Oid, path: &str, r: &FileRange, parent_load_id: i64) {
     );
 }
 
-/// Forgets the committed ranges of a file in a table: every one, or those of one load.
-pub fn delete_ranges(target: Oid, path: &str, parent_load_id: Option<i64>) {
+/// Forgets the committed ranges of a file (device and inode) in a table.
+pub fn delete_ranges(target: Oid, device: u64, inode: u64) {
     write(
-        "DELETE FROM ingest.file_ranges WHERE target_oid = $1 AND path = $2 \
-            AND ($3::bigint IS NULL OR parent_load_id = $3)",
-        &[target.into(), path.into(), parent_load_id.into()],
+        "DELETE FROM ingest.file_ranges WHERE target_oid = $1 AND device = $2 AND inode = $3",
+        &[target.into(), (device as i64).into(), (inode as i64).into()],
     );
 }
 

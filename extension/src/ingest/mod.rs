@@ -167,8 +167,7 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions, writers:
     if writers > 1 {
         writers::refuse_if_locked_here(&target, writers);
     }
-    // One load of a file into a table at a time; the second waits, then sees the first's work.
-    ledger::lock_file(oid, &key);
+    // The plan takes the file's lock: a second load waits, then sees the first's work.
     let plan = LoadPlan::decide(&file, &key, oid, &target.name, opts.force);
     let result = if plan.status == "unchanged" {
         let load_id = ledger::start_load(path, &target.name, oid, &opts.on_error, plan.facts.size as i64, None);
@@ -208,7 +207,7 @@ fn load_alone(
     started: Instant,
 ) -> LoadSummary {
     if plan.forget_ranges {
-        ledger::delete_ranges(target.oid, &plan.key, None);
+        ledger::delete_ranges(target.oid, plan.facts.device, plan.facts.inode);
     }
     let span = plan.gaps.first().copied().unwrap_or(Span {
         start_offset: plan.prefix.0,
@@ -217,17 +216,7 @@ fn load_alone(
     });
     let load_id = ledger::start_load(path, &target.name, target.oid, &opts.on_error, span.start_offset as i64, None);
     let done = load_span(path, file, plan.facts.size, target, sources, checked, &span, load_id, plan.status, started);
-    ledger::save_file(&ledger::FileState {
-        target_oid: target.oid,
-        path: &plan.key,
-        target: &target.name,
-        byte_offset: done.end_offset as i64,
-        lines: (span.start_line - 1 + done.lines) as i64,
-        facts: plan.facts,
-        head: &plan.head,
-        tail: &plan::tail_before(file, path, done.end_offset),
-        load_id,
-    });
+    plan.save(file, target, done.end_offset, (span.start_line - 1 + done.lines) as i64, load_id);
     ledger::finish_load(load_id, &done.summary, done.first_error);
     done.summary
 }

@@ -16,9 +16,10 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::pg_sys::Oid;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
+use super::target::Target;
 use super::Span;
 use crate::error::IngestError;
-use crate::ledger::{self, FileFacts, FileRange, Fingerprint};
+use crate::ledger::{self, FileEntry, FileFacts, FileRange, Fingerprint};
 
 /// The head of a file the ledger fingerprints to tell a grown file from a replaced one.
 pub const HEAD_BYTES: u64 = 4096;
@@ -103,47 +104,53 @@ pub struct LoadPlan {
 impl LoadPlan {
     /// Decides what to load of `file` (open, its lock held) into `target`.
     pub fn decide(file: &File, key: &str, target: Oid, target_name: &str, force: bool) -> Self {
-        let facts = facts(file, key);
+        // one load of a file (whatever its path) into a table at a time; then what it is now
+        let opened = facts(file, key);
+        ledger::lock_file(target, opened.device, opened.inode);
+        let facts = self::facts(file, key);
         let size = facts.size;
         let head = head_of(file, key, size);
-        let entry = ledger::file_entry(target, key);
-        let mut ranges = ledger::file_ranges(target, key);
+        let entry = ledger::file_entry(target, facts.device, facts.inode);
+        let mut ranges = ledger::file_ranges(target, facts.device, facts.inode);
         let had_ranges = !ranges.is_empty();
         let (mut prefix, mut previous, mut same) = ((0u64, 0u64), None, !force);
-        if let Some(e) = entry.as_ref().filter(|_| !force) {
-            let offset = e.byte_offset as u64;
-            let why = if e.device.is_some_and(|d| d as u64 != facts.device)
-                || e.inode.is_some_and(|i| i as u64 != facts.inode)
-            {
-                Some("it is another file (device and inode differ)")
-            } else if size < offset {
-                Some("it is shorter than what was loaded")
-            } else if fingerprint(file, key, 0, e.head.bytes as u64) != e.head {
-                Some("its first bytes differ")
-            } else if e.tail.bytes > 0 && tail_before(file, key, offset) != e.tail {
-                Some("the bytes before where the last load stopped differ")
-            } else {
-                None
-            };
-            match why {
+        match entry.as_ref().filter(|_| !force) {
+            Some((was, e)) => match same_as_before(file, key, &facts, e) {
                 None => {
-                    prefix = (offset, e.lines as u64);
+                    prefix = (e.byte_offset as u64, e.lines as u64);
                     previous = Some((e.load_id, e.loaded_at.clone()));
+                    if was != key {
+                        notice(
+                            format!("\"{key}\" was loaded as \"{was}\" (load {}): going on from there", e.load_id),
+                            "The ledger (ingest.files) knows a file by its device and inode, whatever its name.",
+                        );
+                    }
                 }
                 Some(why) => {
                     same = false;
                     notice(
-                        format!("\"{key}\" was replaced or rewritten since load {} ({why}): loading it as a new file", e.load_id),
-                        "The ledger (ingest.files) tells files apart by device and inode, length, and the bytes at its \
-                         start and before where the last load stopped.",
+                        format!("\"{key}\" was rewritten since load {} ({why}): loading it as a new file", e.load_id),
+                        "The ledger (ingest.files) tells a grown file from a rewritten one by its length and the \
+                         bytes at its start and before where the last load stopped.",
+                    );
+                }
+            },
+            None if !force => {
+                if let Some(load_id) = ledger::other_file_at(target, key, facts.device, facts.inode) {
+                    notice(
+                        format!(
+                            "\"{key}\" is another file than the one loaded from that path (load {load_id}): \
+                                 loading it as a new file"
+                        ),
+                        "The ledger (ingest.files) knows a file by its device and inode: a file replaced by another \
+                         (or rotated away) is a new one.",
                     );
                 }
             }
+            None => {}
         }
         let stale = ranges.iter().any(|r| {
-            r.device as u64 != facts.device
-                || r.inode as u64 != facts.inode
-                || (r.start as u64) < prefix.0
+            (r.start as u64) < prefix.0
                 || size < r.end as u64
                 || fingerprint(file, key, 0, r.head.bytes as u64) != r.head
         });
@@ -181,5 +188,36 @@ impl LoadPlan {
             );
         }
         Self { key: key.to_owned(), facts, head, prefix, ranges, forget_ranges, gaps, status }
+    }
+
+    /// Records in the ledger that the file is loaded up to `end` (`lines` lines), by `load_id`.
+    pub fn save(&self, file: &File, target: &Target, end: u64, lines: i64, load_id: i64) {
+        ledger::save_file(&ledger::FileState {
+            target_oid: target.oid,
+            path: &self.key,
+            target: &target.name,
+            byte_offset: end as i64,
+            lines,
+            facts: self.facts,
+            head: &self.head,
+            tail: &tail_before(file, &self.key, end),
+            load_id,
+        });
+    }
+}
+
+/// Why the open file is not the one a ledger entry describes, if it is not.
+fn same_as_before(file: &File, key: &str, facts: &FileFacts, e: &FileEntry) -> Option<&'static str> {
+    let offset = e.byte_offset as u64;
+    if e.device.is_some_and(|d| d as u64 != facts.device) || e.inode.is_some_and(|i| i as u64 != facts.inode) {
+        Some("it is another file (device and inode differ)")
+    } else if facts.size < offset {
+        Some("it is shorter than what was loaded")
+    } else if fingerprint(file, key, 0, e.head.bytes as u64) != e.head {
+        Some("its first bytes differ")
+    } else if e.tail.bytes > 0 && tail_before(file, key, offset) != e.tail {
+        Some("the bytes before where the last load stopped differ")
+    } else {
+        None
     }
 }

@@ -126,7 +126,7 @@ pub fn load_with_writers(
 ) -> LoadSummary {
     let (oid, key) = (target.oid, plan.key.as_str());
     if plan.forget_ranges {
-        ledger::delete_ranges(oid, key, None);
+        ledger::delete_ranges(oid, plan.facts.device, plan.facts.inode);
     }
     let load_id = ledger::start_load(path, &target.name, oid, &opts.on_error, plan.prefix.0 as i64, None);
 
@@ -167,7 +167,7 @@ pub fn load_with_writers(
             }
         }
         if let Some((no, _, message, code)) = failure {
-            let committed = ledger::file_ranges(oid, key).len();
+            let committed = ledger::file_ranges(oid, plan.facts.device, plan.facts.inode).len();
             let p = pieces[no - 1];
             IngestError::new(sqlstate(&code), message)
                 .detail(format!(
@@ -183,23 +183,13 @@ pub fn load_with_writers(
     }
 
     // every range is in: fold them into ingest.files
-    let ranges = ledger::file_ranges(oid, key);
+    let ranges = ledger::file_ranges(oid, plan.facts.device, plan.facts.inode);
     let (end, lines) = match ranges.last() {
         Some(r) => (r.end as u64, r.first_line - 1 + r.lines),
         None => (plan.prefix.0, plan.prefix.1 as i64),
     };
-    ledger::save_file(&ledger::FileState {
-        target_oid: oid,
-        path: key,
-        target: &target.name,
-        byte_offset: end as i64,
-        lines,
-        facts: plan.facts,
-        head: &plan.head,
-        tail: &plan::tail_before(file, key, end),
-        load_id,
-    });
-    ledger::delete_ranges(oid, key, None);
+    plan.save(file, target, end, lines, load_id);
+    ledger::delete_ranges(oid, plan.facts.device, plan.facts.inode);
     let (lines, inserted, rejected, skipped, bytes, first_error) = ledger::range_totals(load_id);
     let result = LoadSummary {
         file: path.to_owned(),
