@@ -128,6 +128,22 @@ pub struct EncodedChunk {
 
 impl EncodedChunk {
     /// Where row `row` ends in `bytes`.
+    /// About the heap memory it holds.
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.bytes.capacity()
+            + self.text.capacity()
+            + self.holes.capacity() * size_of::<Hole>()
+            + self.row_lines.capacity() * size_of::<(u64, u64)>()
+            + self.row_starts.capacity() * size_of::<usize>()
+            + self.row_offsets.capacity() * size_of::<u64>()
+            + self
+                .errors
+                .iter()
+                .map(|e| size_of::<RowError>() + e.message.len() + e.raw.as_ref().map_or(0, |r| r.len()))
+                .sum::<usize>()
+    }
+
     pub fn row_end(&self, row: usize) -> usize {
         self.row_starts.get(row + 1).copied().unwrap_or(self.bytes.len())
     }
@@ -197,6 +213,11 @@ impl RowEncoder {
 
     /// Encodes the lines of `chunk`. `cancel` is polled now and then.
     pub fn encode_chunk(&self, chunk: &Chunk, cancel: &AtomicBool) -> EncodedChunk {
+        // the pipeline's tests check that a panic here is an error, not an abort
+        #[cfg(test)]
+        if chunk.data.starts_with(b"PANIC") {
+            panic!("injected into a parse thread at line {}", chunk.first_line);
+        }
         let n = self.columns.len();
         let mut out = EncodedChunk {
             seq: chunk.seq,

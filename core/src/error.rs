@@ -12,6 +12,7 @@ pub mod sqlstate {
     pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
     pub const INVALID_PARAMETER_VALUE: &str = "22023";
     pub const IO_ERROR: &str = "58030";
+    pub const INTERNAL_ERROR: &str = "XX000";
     pub const UNDEFINED_FILE: &str = "58P01";
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
 }

@@ -1,10 +1,15 @@
 //! The parse pipeline: a reader thread frames the input into chunks, a rayon pool encodes them
 //! in parallel, and the caller (the backend's main thread) takes them back in order.
 //!
-//! Memory is bounded: at most `in_flight` chunks exist at once (read, being encoded, or waiting
-//! to be taken), because the reader needs a token per chunk and gets one back only when the
-//! caller has taken a chunk. Dropping the pipeline cancels it and joins every thread, on any
-//! exit path (end, error, or a PostgreSQL ERROR unwinding through the caller).
+//! Memory is bounded twice: at most `in_flight` chunks exist at once (read, being encoded, or
+//! waiting to be taken), because the reader needs a token per chunk and gets one back only when
+//! the caller has taken a chunk; and the bytes those chunks hold stay within `memory_budget`
+//! (a chunk is charged its input and its encoded rows, estimated from the chunks before it and
+//! corrected once it is encoded), so that long
+//! lines on many threads cannot add up: a chunk bigger than the whole budget waits until it is
+//! the only one. A panic in a parse thread is a failed chunk, never an abort. Dropping the
+//! pipeline cancels it and joins every thread, on any exit path (end, error, or a PostgreSQL
+//! ERROR unwinding through the caller).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -25,20 +30,34 @@ pub struct PipelineOptions {
     pub max_line_bytes: usize,
     /// Chunks that may exist at once; at least `threads + 1`.
     pub in_flight: usize,
+    /// Bytes the chunks in flight may hold together (one bigger chunk may go alone).
+    pub memory_budget: usize,
     /// Where the input starts in the file (it is already positioned there), and its line.
     pub start_offset: u64,
     pub start_line: u64,
 }
 
+/// The default `memory_budget`.
+pub const DEFAULT_MEMORY_BUDGET: usize = 256 * 1024 * 1024;
+
 impl PipelineOptions {
     pub fn new(threads: usize, chunk_bytes: usize, max_line_bytes: usize) -> Self {
         let threads = threads.max(1);
-        Self { threads, chunk_bytes, max_line_bytes, in_flight: 2 * threads + 2, start_offset: 0, start_line: 1 }
+        Self {
+            threads,
+            chunk_bytes,
+            max_line_bytes,
+            in_flight: 2 * threads + 2,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
+            start_offset: 0,
+            start_line: 1,
+        }
     }
 }
 
 enum Msg {
-    Chunk(EncodedChunk),
+    /// An encoded chunk, and the bytes of budget it holds.
+    Chunk(EncodedChunk, usize),
     /// The input could not be framed at chunk `seq` (I/O error, or a line over the limit).
     Failed {
         seq: u64,
@@ -56,6 +75,57 @@ pub enum Next {
     /// Reading failed after every chunk before it was returned.
     Failed(RowError),
     End,
+}
+
+/// Bytes of memory the chunks in flight may still take. A chunk takes its estimate before it
+/// is parsed, and what its encoded rows hold beyond that once they are made (the budget may
+/// then go below zero: the next chunks wait longer).
+struct Budget {
+    total: isize,
+    left: Mutex<isize>,
+    freed: Condvar,
+    /// Encoded bytes per input byte, the most seen (rounded up).
+    ratio: std::sync::atomic::AtomicUsize,
+}
+
+impl Budget {
+    fn new(total: usize) -> Self {
+        let total = total.clamp(1, isize::MAX as usize) as isize;
+        Self { total, left: Mutex::new(total), freed: Condvar::new(), ratio: std::sync::atomic::AtomicUsize::new(1) }
+    }
+
+    /// Takes `want` bytes (the whole budget at most: a bigger chunk waits until it is alone),
+    /// waiting for them; `None` if cancelled.
+    fn take(&self, want: usize, cancel: &AtomicBool) -> Option<usize> {
+        let want = (want.min(isize::MAX as usize) as isize).min(self.total);
+        let mut left = self.left.lock().unwrap();
+        while *left < want {
+            if cancel.load(Ordering::Relaxed) {
+                return None;
+            }
+            left = self.freed.wait_timeout(left, Duration::from_millis(50)).unwrap().0;
+        }
+        *left -= want;
+        Some(want as usize)
+    }
+
+    /// Takes `n` more bytes without waiting.
+    fn overdraw(&self, n: usize) {
+        *self.left.lock().unwrap() -= n as isize;
+    }
+
+    fn give_back(&self, n: usize) {
+        *self.left.lock().unwrap() += n as isize;
+        self.freed.notify_all();
+    }
+}
+
+/// A panic's message.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
 /// Counts tasks still running on the pool, so that drop can wait for them.
@@ -91,7 +161,8 @@ pub struct Pipeline {
     reader: Option<JoinHandle<()>>,
     tasks: Arc<InFlight>,
     pool: Option<Arc<rayon::ThreadPool>>,
-    waiting: BTreeMap<u64, EncodedChunk>,
+    waiting: BTreeMap<u64, (EncodedChunk, usize)>,
+    budget: Arc<Budget>,
     next_seq: u64,
     failed: Option<(u64, RowError)>,
     end: Option<u64>,
@@ -122,8 +193,10 @@ impl Pipeline {
         let cancel = Arc::new(AtomicBool::new(false));
         let tasks = Arc::new(InFlight::default());
         let bytes_read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let budget = Arc::new(Budget::new(opts.memory_budget));
         let reader = {
-            let (pool, cancel, tasks, bytes_read) = (pool.clone(), cancel.clone(), tasks.clone(), bytes_read.clone());
+            let (pool, cancel, tasks, bytes_read, budget) =
+                (pool.clone(), cancel.clone(), tasks.clone(), bytes_read.clone(), budget.clone());
             let (chunk_bytes, max_line, offset, line) =
                 (opts.chunk_bytes, opts.max_line_bytes, opts.start_offset, opts.start_line);
             std::thread::Builder::new().name("pg_ingest read".into()).spawn(move || {
@@ -138,13 +211,36 @@ impl Pipeline {
                     match next {
                         Ok(Some(chunk)) => {
                             seq = chunk.seq + 1;
-                            let (tx, cancel, encoder, done) =
-                                (tx.clone(), cancel.clone(), encoder.clone(), tasks.clone());
+                            // its input and its encoded rows (as big as the largest seen so far,
+                            // relative to their input), within the budget
+                            let estimate = chunk.data.len() * (1 + budget.ratio.load(Ordering::Relaxed).max(1));
+                            let Some(charge) = budget.take(estimate, &cancel) else { return };
+                            let (tx, cancel, encoder, done, budget) =
+                                (tx.clone(), cancel.clone(), encoder.clone(), tasks.clone(), budget.clone());
                             done.add();
                             pool.spawn(move || {
-                                let encoded = encoder.encode_chunk(&chunk, &cancel);
+                                let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    encoder.encode_chunk(&chunk, &cancel)
+                                }));
+                                let msg = match encoded {
+                                    Ok(encoded) => {
+                                        let held = encoded.heap_bytes();
+                                        let ratio = held.div_ceil(chunk.data.len().max(1));
+                                        budget.ratio.fetch_max(ratio, Ordering::Relaxed);
+                                        budget.overdraw(held.saturating_sub(charge));
+                                        Msg::Chunk(encoded, charge.max(held))
+                                    }
+                                    Err(panic) => Msg::Failed {
+                                        seq: chunk.seq,
+                                        error: RowError::new(
+                                            crate::error::sqlstate::INTERNAL_ERROR,
+                                            format!("a parse thread failed: {}", panic_text(panic.as_ref())),
+                                        )
+                                        .at(chunk.first_line, chunk.offset),
+                                    },
+                                };
                                 drop(chunk);
-                                let _ = tx.send(Msg::Chunk(encoded));
+                                let _ = tx.send(msg);
                                 done.done();
                             });
                         }
@@ -168,6 +264,7 @@ impl Pipeline {
             tasks,
             pool: Some(pool),
             waiting: BTreeMap::new(),
+            budget,
             next_seq: 0,
             failed: None,
             end: None,
@@ -184,8 +281,9 @@ impl Pipeline {
     /// backend checks for interrupts there; an ERROR it raises unwinds and drops the pipeline).
     pub fn next(&mut self, tick: Duration, on_wait: &mut dyn FnMut()) -> Next {
         loop {
-            if let Some(chunk) = self.waiting.remove(&self.next_seq) {
+            if let Some((chunk, charge)) = self.waiting.remove(&self.next_seq) {
                 self.next_seq += 1;
+                self.budget.give_back(charge);
                 if let Some(tokens) = &self.tokens {
                     let _ = tokens.try_send(());
                 }
@@ -201,10 +299,15 @@ impl Pipeline {
                 return Next::End;
             }
             match self.results.recv_timeout(tick) {
-                Ok(Msg::Chunk(c)) => {
-                    self.waiting.insert(c.seq, c);
+                Ok(Msg::Chunk(c, charge)) => {
+                    self.waiting.insert(c.seq, (c, charge));
                 }
-                Ok(Msg::Failed { seq, error }) => self.failed = Some((seq, error)),
+                // the first failure in input order counts
+                Ok(Msg::Failed { seq, error }) => {
+                    if self.failed.as_ref().is_none_or(|(s, _)| seq < *s) {
+                        self.failed = Some((seq, error));
+                    }
+                }
                 Ok(Msg::End { chunks }) => self.end = Some(chunks),
                 Err(RecvTimeoutError::Timeout) => on_wait(),
                 Err(RecvTimeoutError::Disconnected) => {
@@ -354,5 +457,63 @@ mod tests {
         let got = p.next(Duration::from_millis(10), &mut || waits += 1);
         assert!(matches!(got, Next::Chunk(c) if c.rows == 1));
         assert!(waits >= 5, "{waits}");
+    }
+
+    #[test]
+    fn a_panic_in_a_parse_thread_is_an_error_after_the_chunks_before_it() {
+        // chunks of one line each: the panic comes with the chunk that starts with it
+        let mut data = input(300);
+        data.extend_from_slice(b"PANIC\n");
+        data.extend_from_slice(&input(10));
+        let mut opts = PipelineOptions::new(4, 1, 1024);
+        opts.in_flight = 4;
+        let mut p = Pipeline::start(std::io::Cursor::new(data), encoder(), &opts).unwrap();
+        let (chunks, failed) = drain(&mut p);
+        let e = failed.expect("the panic is reported");
+        assert_eq!(e.sqlstate, crate::error::sqlstate::INTERNAL_ERROR);
+        assert!(e.message.contains("injected into a parse thread"), "{}", e.message);
+        assert_eq!(chunks.iter().map(|c| c.rows).sum::<u64>(), 300);
+        assert_eq!(e.line, 301);
+    }
+
+    /// A reader that counts how far ahead of the consumer it was asked to read.
+    struct Counting {
+        data: std::io::Cursor<Vec<u8>>,
+        read: Arc<std::sync::atomic::AtomicU64>,
+    }
+
+    impl Read for Counting {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.data.read(buf)?;
+            self.read.fetch_add(n as u64, Ordering::SeqCst);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn long_lines_on_many_threads_stay_within_the_memory_budget() {
+        const LINE: usize = 100_000;
+        let line = format!("{{\"id\":1,\"pad\":\"{}\"}}\n", "x".repeat(LINE - 20));
+        let data = line.repeat(60).into_bytes();
+        let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        // every line a chunk of its own; 16 threads and 34 chunks in flight would be 3.4 MB
+        let mut opts = PipelineOptions::new(16, LINE / 2, 4 * LINE);
+        opts.memory_budget = 5 * LINE;
+        let input = Counting { data: std::io::Cursor::new(data), read: read.clone() };
+        let mut p = Pipeline::start(input, encoder(), &opts).unwrap();
+        let mut taken = 0u64;
+        loop {
+            std::thread::sleep(Duration::from_millis(5));
+            let ahead = (read.load(Ordering::SeqCst) / LINE as u64).saturating_sub(taken);
+            // the budget holds two chunks (each charged twice its size), one more is being
+            // framed, and the framer reads at most one chunk and a line ahead
+            assert!(ahead <= 2 + 1 + 2, "the reader got {ahead} lines ahead");
+            match p.next(Duration::from_millis(10), &mut || {}) {
+                Next::Chunk(c) => taken += c.lines,
+                Next::End => break,
+                Next::Failed(e) => panic!("{e:?}"),
+            }
+        }
+        assert_eq!(taken, 60);
     }
 }

@@ -6,6 +6,9 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 
 static MAX_LINE_BYTES: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024 * 1024);
 static CHUNK_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4 * 1024 * 1024);
+/// In kB.
+static MEMORY_BUDGET: GucSetting<i32> =
+    GucSetting::<i32>::new((pg_ingest_core::pipeline::DEFAULT_MEMORY_BUDGET / 1024) as i32);
 static MAX_THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
 static REJECT_LINE_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4096);
 static MAX_BATCH_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(16);
@@ -42,12 +45,23 @@ pub fn init() {
     GucRegistry::define_int_guc(
         c"pg_ingest.chunk_bytes",
         c"Bytes of input each parse thread takes at a time.",
-        c"Memory in use is about (2 × threads + 2) chunks of input and their encoded rows.",
+        c"At most (2 × threads + 2) chunks are in flight, within pg_ingest.memory_budget.",
         &CHUNK_BYTES,
         64 * 1024,
         256 * 1024 * 1024,
         GucContext::Userset,
         GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_ingest.memory_budget",
+        c"Memory the parse threads of one load may hold at once.",
+        c"Input being parsed and rows waiting for COPY, whatever the threads and line lengths: a chunk \
+          larger than the budget waits until it is the only one.",
+        &MEMORY_BUDGET,
+        8 * 1024,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_KB,
     );
     GucRegistry::define_int_guc(
         c"pg_ingest.max_threads",
@@ -117,6 +131,10 @@ pub fn max_line_bytes() -> usize {
 
 pub fn chunk_bytes() -> usize {
     CHUNK_BYTES.get() as usize
+}
+
+pub fn memory_budget() -> usize {
+    MEMORY_BUDGET.get() as usize * 1024
 }
 
 /// The cap on parse threads: the setting, else the machine's CPU count.

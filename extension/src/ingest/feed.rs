@@ -369,12 +369,29 @@ impl Feed {
             }
         }
         self.rows_sent += chunk.rows;
+        self.forget_old_breakpoints();
         self.pending_error = chunk.errors.first().cloned();
         if chunk.holes.is_empty() {
             std::mem::swap(&mut self.out, &mut chunk.bytes);
         } else {
             self.splice(&chunk, 0..chunk.rows as usize);
         }
+    }
+
+    /// Breakpoints of rows COPY can no longer report an error for: blank and rejected lines add
+    /// one each, and a file with millions of them must not grow the backend. COPY reports rows
+    /// it has buffered for a multi-row insert (at most 1000 per buffer, 32 buffers), far fewer
+    /// than the rows kept here.
+    fn forget_old_breakpoints(&mut self) {
+        const KEEP_ROWS: u64 = 100_000;
+        const PRUNE_AT: usize = 64 * 1024;
+        if self.breakpoints.len() < PRUNE_AT {
+            return;
+        }
+        let cutoff = self.rows_sent.saturating_sub(KEEP_ROWS);
+        // the last breakpoint at or before the cutoff still maps the rows after it
+        let keep_from = self.breakpoints.partition_point(|&(r, _)| r <= cutoff).saturating_sub(1);
+        self.breakpoints.drain(..keep_from);
     }
 
     /// Copies rows `rows` of the chunk into `out`, filling their holes on the way.

@@ -281,6 +281,7 @@ pub fn load_span(
     let encode = EncodeOptions { epoch_unit, max_line_bytes, stop_at_first_error: !skip, track_rows: skip, raw_limit };
     let encoder = RowEncoder::new(specs, encode).unwrap_or_else(|e| invalid(e).raise());
     let mut pipeline_opts = PipelineOptions::new(threads, gucs::chunk_bytes(), max_line_bytes);
+    pipeline_opts.memory_budget = gucs::memory_budget();
     pipeline_opts.start_offset = start_offset;
     pipeline_opts.start_line = start_line;
     let pipeline = Pipeline::start(input, Arc::new(encoder), &pipeline_opts).unwrap_or_else(|e| {

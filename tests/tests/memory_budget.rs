@@ -1,0 +1,92 @@
+//! The backend's memory stays within a budget whatever the file: long lines on many threads
+//! (pg_ingest.memory_budget bounds what the parse threads hold, not max_line_bytes × threads),
+//! and millions of blank lines (bookkeeping per blank line is dropped as COPY moves on).
+//! Measured as the backend's peak private memory: its peak resident size less the shared
+//! memory and files it has mapped.
+
+use std::io::Write;
+
+use pg_ingest_tests::{connect_as, DataDir, TestDb};
+use postgres::Client;
+
+/// Peak private memory of backend `pid`, in MB (VmHWM less shared memory and mapped files,
+/// which only grow during a load).
+fn peak_private_mb(pid: i32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb = |key: &str| -> f64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (kb("VmHWM:") - kb("RssShmem:") - kb("RssFile:")) / 1024.0
+}
+
+/// A fresh backend (its peak starts low), its pid.
+fn backend(db: &TestDb, settings: &str) -> (Client, i32) {
+    let mut c = connect_as(&db.name, "postgres");
+    c.batch_execute(settings).unwrap();
+    let pid = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    (c, pid)
+}
+
+#[test]
+fn long_lines_on_many_threads_stay_within_the_memory_budget() {
+    let db = TestDb::new("mem_long_lines");
+    let mut admin = connect_as(&db.name, "postgres");
+    admin.batch_execute("CREATE TABLE t (id int, pad text)").unwrap();
+    // COPY takes its time over each row: the parse threads could run far ahead of it
+    pg_ingest_tests::slow_inserts(&mut admin, "t", 0.03, None);
+    let dir = DataDir::new();
+    // 40 lines of 6 MB each
+    let path = dir.path("long.jsonl");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let pad = "x".repeat(6 << 20);
+    for i in 1..=40 {
+        writeln!(f, "{{\"id\":{i},\"pad\":\"{pad}\"}}").unwrap();
+    }
+    f.into_inner().unwrap().sync_all().unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let settings = "SET pg_ingest.max_threads = 16; SET pg_ingest.chunk_bytes = '1MB'; \
+                    SET pg_ingest.max_line_bytes = '8MB';";
+
+    // no budget to speak of: 16 threads, 34 chunks in flight of a line each
+    let (mut c, pid) = backend(&db, &format!("{settings} SET pg_ingest.memory_budget = '64GB'"));
+    c.query("SELECT * FROM ingest_jsonl($1, 't', threads => 16)", &[&path]).unwrap();
+    let unbounded = peak_private_mb(pid);
+    // a 32 MB budget: about two lines in flight, one being read
+    let (mut c, pid) = backend(&db, &format!("{settings} SET pg_ingest.memory_budget = '32MB'"));
+    c.query("SELECT * FROM ingest_jsonl($1, 't', threads => 16, force => true)", &[&path]).unwrap();
+    let bounded = peak_private_mb(pid);
+    eprintln!("peak private memory: {unbounded:.0} MB without a budget, {bounded:.0} MB with 32 MB");
+    assert!(bounded < 32.0 + 3.0 * 8.0 + 40.0, "{bounded:.0} MB with a 32 MB budget");
+    assert!(unbounded > bounded + 60.0, "the budget made no difference: {unbounded:.0} vs {bounded:.0} MB");
+    let n: i64 = admin.query_one("SELECT count(*) FROM t", &[]).unwrap().get(0);
+    assert_eq!(n, 80);
+}
+
+#[test]
+fn millions_of_blank_lines_do_not_grow_the_backend() {
+    let db = TestDb::new("mem_blank_lines");
+    let mut admin = connect_as(&db.name, "postgres");
+    admin.batch_execute("CREATE UNLOGGED TABLE t (id int)").unwrap();
+    let dir = DataDir::new();
+    let path = dir.path("blank.jsonl");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    const ROWS: i64 = 5_000_000;
+    for i in 1..=ROWS {
+        // every row followed by a blank line: each is a break between rows and lines
+        write!(f, "{{\"id\":{i}}}\n\n").unwrap();
+    }
+    f.into_inner().unwrap().sync_all().unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let (mut c, pid) = backend(&db, "SET pg_ingest.max_threads = 2; SET pg_ingest.memory_budget = '48MB'");
+    let r = c.query_one("SELECT lines, rows_inserted, lines_skipped FROM ingest_jsonl($1, 't')", &[&path]).unwrap();
+    assert_eq!((r.get::<_, i64>(0), r.get::<_, i64>(1), r.get::<_, i64>(2)), (2 * ROWS, ROWS, ROWS));
+    let peak = peak_private_mb(pid);
+    eprintln!("peak private memory: {peak:.0} MB for {ROWS} rows and as many blank lines");
+    // the budget and the backend's own memory; a record per blank line would be 80 MB more
+    assert!(peak < 48.0 + 45.0, "{peak:.0} MB");
+}
