@@ -280,7 +280,10 @@ mod tests {
         let input = b"{}\n{}\n\xEF\xBB\xBF{}";
         let mut f = LineFramer::resume(&input[3..], 3, 2, 1024, 100);
         let c = f.next_chunk().unwrap().unwrap();
-        assert_eq!(all_lines(&[c.clone()]), vec![(2, 3, b"{}".to_vec()), (3, 6, b"\xEF\xBB\xBF{}".to_vec())]);
+        assert_eq!(
+            all_lines(std::slice::from_ref(&c)),
+            vec![(2, 3, b"{}".to_vec()), (3, 6, b"\xEF\xBB\xBF{}".to_vec())]
+        );
         assert!(c.unterminated);
         assert!(!frame(b"x\n", 8, 8).unwrap()[0].unterminated);
     }

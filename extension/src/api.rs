@@ -16,6 +16,8 @@ fn pg_ingest_version() -> &'static str {
 /// Loads a JSON-lines file on the server into a table through COPY FROM, parsing it on
 /// several threads. `path` may be a glob (`/data/in/*.jsonl`): each matching file is loaded,
 /// in name order, in this transaction. One result row per file.
+// The SQL signature: named arguments with defaults, and the result row spelled out for pgrx.
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
 #[pg_extern(volatile, parallel_unsafe)]
 fn ingest_jsonl(
     path: &str,
@@ -80,6 +82,7 @@ fn ingest_jsonl(
 
 /// Runs each query in its own transaction in up to `workers` background workers, as the
 /// calling role with its search_path; one row per query, in the order they complete.
+#[allow(clippy::type_complexity)]
 #[pg_extern(volatile, parallel_unsafe)]
 fn run_batch(
     queries: Vec<Option<String>>,
@@ -178,6 +181,7 @@ fn cancel_job(job_id: i64) -> bool {
 
 /// Waits until a background load ends (at most `timeout`), and returns its result rows, as
 /// `ingest_jsonl` would have; a failed or cancelled job raises its error.
+#[allow(clippy::type_complexity)]
 #[pg_extern(volatile, parallel_unsafe)]
 fn wait_job(
     job_id: i64,

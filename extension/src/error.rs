@@ -62,19 +62,6 @@ impl IngestError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sqlstates_map_to_pgrx_codes() {
-        assert_eq!(sqlstate("22P02"), PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION);
-        assert_eq!(sqlstate("42501"), PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE);
-        assert_eq!(sqlstate("58P01"), PgSqlErrorCode::ERRCODE_UNDEFINED_FILE);
-        assert_eq!(sqlstate("23502"), PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION);
-    }
-}
-
 /// A SQLSTATE's five characters with a static lifetime, for [`RowError`] records.
 pub fn static_sqlstate(code: &str) -> &'static str {
     use std::collections::HashSet;
@@ -88,5 +75,18 @@ pub fn static_sqlstate(code: &str) -> &'static str {
             codes.insert(leaked);
             leaked
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_map_to_pgrx_codes() {
+        assert_eq!(sqlstate("22P02"), PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION);
+        assert_eq!(sqlstate("42501"), PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE);
+        assert_eq!(sqlstate("58P01"), PgSqlErrorCode::ERRCODE_UNDEFINED_FILE);
+        assert_eq!(sqlstate("23502"), PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION);
     }
 }

@@ -159,7 +159,8 @@ fn missing_keys_get_defaults_as_insert_would_and_null_is_null() {
     assert_eq!(r.get::<_, i64>(0), 3);
     let rows =
         tx.query("SELECT id, v, label, at = now(), clock IS NOT NULL, ident, doubled FROM d ORDER BY v", &[]).unwrap();
-    let got: Vec<(i64, i32, Option<String>, bool, bool, i32, i32)> =
+    type Row = (i64, i32, Option<String>, bool, bool, i32, i32);
+    let got: Vec<Row> =
         rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6))).collect();
     assert_eq!(
         got,

@@ -150,10 +150,12 @@ impl Segment {
         unsafe { &*(self.base as *const Header) }
     }
 
+    #[allow(clippy::mut_from_ref)] // shared memory, written by the leader before workers start
     pub fn header_mut(&self) -> &mut Header {
         unsafe { &mut *(self.base as *mut Header) }
     }
 
+    #[allow(clippy::mut_from_ref)] // shared memory: each slot is written by one process at a time
     pub fn slot(&self, i: usize) -> &mut Slot {
         let at = self.header().slots_at as usize + i * std::mem::size_of::<Slot>();
         unsafe { &mut *(self.base.add(at) as *mut Slot) }

@@ -191,6 +191,7 @@ fn isolate(
 ) -> u64 {
     let mut inserted = 0;
     // a stack of row ranges still to write, the next one in file order on top
+    #[allow(clippy::single_range_in_vec_init)] // a stack that starts with one range
     let mut todo = vec![0..chunk.rows as usize];
     while let Some(rows) = todo.pop() {
         if rows.is_empty() {
