@@ -23,8 +23,9 @@ use crate::error::IngestError;
 /// SECURITY DEFINER functions): the catalog first, the session's temporary schema last.
 pub const SAFE_SEARCH_PATH: &str = "pg_catalog, pg_temp";
 
-/// Sets a GUC at the current nesting level (`GUC_ACTION_SAVE`: undone by `AtEOXact_GUC`).
-fn set_guc_saved(name: &str, value: &str) {
+/// Sets a GUC: `GUC_ACTION_SAVE` at the current nesting level (undone by `AtEOXact_GUC`), or
+/// `GUC_ACTION_LOCAL` for the rest of the transaction (`SET LOCAL`).
+fn set_guc(name: &str, value: &str, action: pg_sys::GucAction::Type) {
     let (name, value) = (CString::new(name).unwrap(), CString::new(value).unwrap_or_default());
     unsafe {
         pg_sys::set_config_option(
@@ -32,7 +33,7 @@ fn set_guc_saved(name: &str, value: &str) {
             value.as_ptr(),
             pg_sys::GucContext::PGC_USERSET,
             pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
+            action,
             true,
             pg_sys::PGERROR as i32,
             false,
@@ -42,19 +43,7 @@ fn set_guc_saved(name: &str, value: &str) {
 
 /// Sets a GUC for the rest of the current transaction (`SET LOCAL`).
 pub fn set_guc_local(name: &str, value: &str) {
-    let (name, value) = (CString::new(name).unwrap(), CString::new(value).unwrap_or_default());
-    unsafe {
-        pg_sys::set_config_option(
-            name.as_ptr(),
-            value.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_LOCAL,
-            true,
-            pg_sys::PGERROR as i32,
-            false,
-        );
-    }
+    set_guc(name, value, pg_sys::GucAction::GUC_ACTION_LOCAL);
 }
 
 /// Restores the user id, security context and GUC nesting level it was made with, when
@@ -98,7 +87,7 @@ fn guarded<R>(as_owner: bool, f: impl FnOnce() -> R) -> R {
     let (mut user, mut context) = (Oid::INVALID, 0);
     unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut context) };
     let _restore = Restore { user, context, guc_level: unsafe { pg_sys::NewGUCNestLevel() } };
-    set_guc_saved("search_path", SAFE_SEARCH_PATH);
+    set_guc("search_path", SAFE_SEARCH_PATH, pg_sys::GucAction::GUC_ACTION_SAVE);
     if as_owner {
         let owner = extension_owner();
         let restricted = (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32;

@@ -50,6 +50,20 @@ pub fn copy_name(dst: &mut [std::ffi::c_char], s: &str) {
     }
 }
 
+/// Sleeps on this backend's latch for at most `ms` milliseconds (interrupts are the caller's
+/// to check: this also runs while an ERROR unwinds).
+pub fn wait_latch(ms: i64) {
+    unsafe {
+        pgrx::pg_sys::WaitLatch(
+            pgrx::pg_sys::MyLatch,
+            (pgrx::pg_sys::WL_LATCH_SET | pgrx::pg_sys::WL_TIMEOUT | pgrx::pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            ms as std::ffi::c_long,
+            pgrx::pg_sys::PG_WAIT_EXTENSION,
+        );
+        pgrx::pg_sys::ResetLatch(pgrx::pg_sys::MyLatch);
+    }
+}
+
 /// Whether process `pid` still exists.
 pub fn process_exists(pid: i32) -> bool {
     unsafe { kill(pid, 0) == 0 }

@@ -135,15 +135,7 @@ pub fn cancel(job_id: i64) -> bool {
 
 /// Sleeps on the latch, waking for interrupts.
 pub fn nap(d: Duration) {
-    unsafe {
-        pg_sys::WaitLatch(
-            pg_sys::MyLatch,
-            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
-            d.as_millis() as std::ffi::c_long,
-            pg_sys::PG_WAIT_EXTENSION,
-        );
-        pg_sys::ResetLatch(pg_sys::MyLatch);
-    }
+    crate::batch::shared::wait_latch(d.as_millis() as i64);
     pgrx::check_for_interrupts!();
 }
 
