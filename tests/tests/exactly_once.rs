@@ -172,6 +172,13 @@ fn one_file_is_one_ledger_entry_whatever_its_spelling_or_name() {
     assert_eq!(counts(&mut c, "t"), (46, 46));
     let n: i64 = c.query_one("SELECT count(*) FROM ingest.files", &[]).unwrap().get(0);
     assert_eq!(n, 3);
+    // renamed with nothing new: unchanged, and the ledger has its new name
+    let old = dir.path("f.jsonl.old");
+    std::fs::rename(&rotated, &old).unwrap();
+    assert_eq!(status_and_rows(&mut c, &old, "'t'"), ("unchanged".into(), 0));
+    let real = std::fs::canonicalize(&old).unwrap().to_str().unwrap().to_owned();
+    let known: i64 = c.query_one("SELECT count(*) FROM ingest.files WHERE path = $1", &[&real]).unwrap().get(0);
+    assert_eq!(known, 1);
 }
 
 #[test]

@@ -184,6 +184,10 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions, writers:
             load_id,
         };
         ledger::finish_load(load_id, &result, None);
+        if plan.renamed {
+            // nothing new, but the file goes by its new name now
+            plan.save(&file, &target, plan.prefix.0, plan.prefix.1 as i64, load_id);
+        }
         result
     } else if writers == 1 && plan.ranges.is_empty() {
         load_alone(path, &file, &plan, &target, sources, opts, &checked, started)

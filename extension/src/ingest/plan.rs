@@ -99,6 +99,8 @@ pub struct LoadPlan {
     pub gaps: Vec<Span>,
     /// `loaded`, `appended`, `resumed`, or `unchanged` when there is nothing to load.
     pub status: &'static str,
+    /// The ledger knows the file under another path (renamed, or another spelling).
+    pub renamed: bool,
 }
 
 impl LoadPlan {
@@ -113,13 +115,14 @@ impl LoadPlan {
         let entry = ledger::file_entry(target, facts.device, facts.inode);
         let mut ranges = ledger::file_ranges(target, facts.device, facts.inode);
         let had_ranges = !ranges.is_empty();
-        let (mut prefix, mut previous, mut same) = ((0u64, 0u64), None, !force);
+        let (mut prefix, mut previous, mut same, mut renamed) = ((0u64, 0u64), None, !force, false);
         match entry.as_ref().filter(|_| !force) {
             Some((was, e)) => match same_as_before(file, key, &facts, e) {
                 None => {
                     prefix = (e.byte_offset as u64, e.lines as u64);
                     previous = Some((e.load_id, e.loaded_at.clone()));
                     if was != key {
+                        renamed = true;
                         notice(
                             format!("\"{key}\" was loaded as \"{was}\" (load {}): going on from there", e.load_id),
                             "The ledger (ingest.files) knows a file by its device and inode, whatever its name.",
@@ -187,7 +190,7 @@ impl LoadPlan {
                 "force => true loads it again.",
             );
         }
-        Self { key: key.to_owned(), facts, head, prefix, ranges, forget_ranges, gaps, status }
+        Self { key: key.to_owned(), facts, head, prefix, ranges, forget_ranges, gaps, status, renamed }
     }
 
     /// Records in the ledger that the file is loaded up to `end` (`lines` lines), by `load_id`.
