@@ -15,8 +15,6 @@ use crate::ingest::LoadSummary;
 pub struct FileEntry {
     pub byte_offset: i64,
     pub lines: i64,
-    pub device: Option<i64>,
-    pub inode: Option<i64>,
     pub head: Fingerprint,
     /// The bytes just before `byte_offset`.
     pub tail: Fingerprint,
@@ -57,7 +55,7 @@ pub fn file_entry(target: Oid, device: u64, inode: u64) -> Option<(String, FileE
     run_as_owner(|| {
         Spi::connect_mut(|c| {
             let rows = c.update(
-                "SELECT byte_offset, lines, device, inode, head_bytes, head_fingerprint, tail_bytes, tail_fingerprint, \
+                "SELECT byte_offset, lines, head_bytes, head_fingerprint, tail_bytes, tail_fingerprint, \
                         load_id, loaded_at::text, path \
                    FROM ingest.files WHERE target_oid = $1 AND device = $2 AND inode = $3",
                 None,
@@ -68,14 +66,12 @@ pub fn file_entry(target: Oid, device: u64, inode: u64) -> Option<(String, FileE
                 let e = FileEntry {
                     byte_offset: row.get(1)?.unwrap_or(0),
                     lines: row.get(2)?.unwrap_or(0),
-                    device: row.get(3)?,
-                    inode: row.get(4)?,
-                    head: Fingerprint { bytes: row.get(5)?.unwrap_or(0), hash: row.get(6)?.unwrap_or_default() },
-                    tail: Fingerprint { bytes: row.get(7)?.unwrap_or(0), hash: row.get(8)?.unwrap_or_default() },
-                    load_id: row.get(9)?.unwrap_or(0),
-                    loaded_at: row.get(10)?.unwrap_or_default(),
+                    head: Fingerprint { bytes: row.get(3)?.unwrap_or(0), hash: row.get(4)?.unwrap_or_default() },
+                    tail: Fingerprint { bytes: row.get(5)?.unwrap_or(0), hash: row.get(6)?.unwrap_or_default() },
+                    load_id: row.get(7)?.unwrap_or(0),
+                    loaded_at: row.get(8)?.unwrap_or_default(),
                 };
-                entry = Some((row.get(11)?.unwrap_or_default(), e));
+                entry = Some((row.get(9)?.unwrap_or_default(), e));
             }
             Ok::<_, pgrx::spi::Error>(entry)
         })

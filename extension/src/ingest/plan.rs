@@ -209,12 +209,11 @@ impl LoadPlan {
     }
 }
 
-/// Why the open file is not the one a ledger entry describes, if it is not.
+/// Why the open file (found in the ledger by its device and inode) is not the one the entry
+/// describes any more, if it is not: rewritten in place or truncated.
 fn same_as_before(file: &File, key: &str, facts: &FileFacts, e: &FileEntry) -> Option<&'static str> {
     let offset = e.byte_offset as u64;
-    if e.device.is_some_and(|d| d as u64 != facts.device) || e.inode.is_some_and(|i| i as u64 != facts.inode) {
-        Some("it is another file (device and inode differ)")
-    } else if facts.size < offset {
+    if facts.size < offset {
         Some("it is shorter than what was loaded")
     } else if fingerprint(file, key, 0, e.head.bytes as u64) != e.head {
         Some("its first bytes differ")
