@@ -125,6 +125,45 @@ fn a_replaced_or_rewritten_file_with_the_same_start_is_loaded_as_new() {
     assert_eq!(counts(&mut c, "t").0, 120 + 150 + 160 + 5);
 }
 
+/// A reader can see an append cut anywhere (a write lands page by page): here, just before a
+/// line's newline. The line parses, so it loads; its newline, arriving later, ends that same
+/// line: no line is counted twice and line numbers stay those of the file.
+#[test]
+fn a_line_loaded_before_its_newline_arrived_is_counted_once() {
+    let db = TestDb::new("once_newline_later");
+    let mut c = session(&db);
+    c.batch_execute("CREATE TABLE t (id bigint, v text)").unwrap();
+    let dir = DataDir::new();
+    let path = dir.write("t.jsonl", lines_from(1, 99) + "{\"id\":100}");
+    let append = |text: &str| {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    };
+    let ledger_lines = |c: &mut Client| c.query_one("SELECT lines FROM ingest.files", &[]).unwrap().get::<_, i64>(0);
+    let r = ingest(&mut c, &path, "'t'").unwrap();
+    assert_eq!((r.lines, r.rows_inserted, ledger_lines(&mut c)), (100, 100, 100));
+
+    // its newline, then two lines, the second one bad: reported as line 102 of the file
+    append("\n{\"id\":101}\n{\"id\":\"x\"}\n");
+    let r = ingest(&mut c, &path, "'t', on_error => 'skip'").unwrap();
+    assert_eq!((r.rows_inserted, r.rows_rejected, r.lines_skipped, r.lines), (1, 1, 1, 3));
+    assert_eq!(ledger_lines(&mut c), 102);
+    let bad: i64 = c.query_one("SELECT line FROM ingest.rejects", &[]).unwrap().get(0);
+    assert_eq!(bad, 102);
+
+    // the same with writers: a line without its newline, then its blanks and newline, then more
+    append("{\"id\":103}");
+    assert_eq!(ingest(&mut c, &path, "'t', writers => 2").unwrap().rows_inserted, 1);
+    append(&(" \r\n".to_owned() + &lines_from(104, 200) + "{\"id\":\"y\"}\n"));
+    let r = ingest(&mut c, &path, "'t', writers => 2, on_error => 'skip'").unwrap();
+    assert_eq!((r.rows_inserted, r.rows_rejected), (200, 1));
+    assert_eq!(ledger_lines(&mut c), 304);
+    let bad: Vec<i64> =
+        c.query("SELECT line FROM ingest.rejects ORDER BY 1", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(bad, [102, 304]);
+    assert_eq!(counts(&mut c, "t"), (302, 302));
+}
+
 #[test]
 fn one_file_is_one_ledger_entry_whatever_its_spelling_or_name() {
     let db = TestDb::new("once_spelling");
