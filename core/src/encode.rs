@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::convert::{self, EpochUnit};
 use crate::error::{sqlstate, RowError};
+use crate::input::Header;
 use crate::framing::{self, Chunk};
 use crate::json::{self, JsonError, Kind, Value};
 use crate::mapping::{KeyIndex, KeyMatch, PathStep, Source};
@@ -68,6 +69,9 @@ pub struct EncodeOptions {
     pub track_rows: bool,
     /// Longest raw line text kept in an error record.
     pub raw_limit: usize,
+    /// A last line without its newline that does not parse yet is left for a later load of
+    /// the file (a line still being written); off for streams, which end where they end.
+    pub hold_back: bool,
 }
 
 impl Default for EncodeOptions {
@@ -78,6 +82,7 @@ impl Default for EncodeOptions {
             stop_at_first_error: true,
             track_rows: false,
             raw_limit: 4096,
+            hold_back: true,
         }
     }
 }
@@ -119,6 +124,10 @@ pub struct EncodedChunk {
     pub row_starts: Vec<usize>,
     /// With `track_rows`: the file offset of each row's line.
     pub row_offsets: Vec<u64>,
+    /// With `track_rows`: the chunk's input, and where each row's text is in it (what a
+    /// reject records as the raw line, whatever the input was: a file, a stream, a pipe).
+    pub source: Vec<u8>,
+    pub row_text: Vec<(usize, usize)>,
     /// The input's last line had no newline and does not parse yet: it was left for a later
     /// load (not counted in `lines` nor in `input_bytes`).
     pub held_back: bool,
@@ -137,11 +146,19 @@ impl EncodedChunk {
             + self.row_lines.capacity() * size_of::<(u64, u64)>()
             + self.row_starts.capacity() * size_of::<usize>()
             + self.row_offsets.capacity() * size_of::<u64>()
+            + self.source.capacity()
+            + self.row_text.capacity() * size_of::<(usize, usize)>()
             + self
                 .errors
                 .iter()
                 .map(|e| size_of::<RowError>() + e.message.len() + e.raw.as_ref().map_or(0, |r| r.len()))
                 .sum::<usize>()
+    }
+
+    /// With `track_rows`: the text of row `row` (0-based), up to `limit` bytes.
+    pub fn raw_of_row(&self, row: usize, limit: usize) -> Option<String> {
+        let &(start, len) = self.row_text.get(row)?;
+        Some(crate::error::raw_text(&self.source[start..start + len], limit))
     }
 
     pub fn row_end(&self, row: usize) -> usize {
@@ -236,6 +253,9 @@ impl RowEncoder {
             key: Vec::new(),
             layout: Vec::new(),
         };
+        if self.opts.track_rows {
+            out.source = chunk.data.clone();
+        }
         let mut next_expected_line = 0;
         let last_line = chunk.first_line + chunk.lines.saturating_sub(1);
         for (i, line) in framing::lines(chunk).enumerate() {
@@ -243,12 +263,12 @@ impl RowEncoder {
                 out.cancelled = true;
                 break;
             }
-            if line.is_blank() {
+            if line.is_blank() || chunk.header.as_ref().is_some_and(|h| h.line == line.no) {
                 out.blank_lines += 1;
                 continue;
             }
             let row_start = out.bytes.len();
-            match self.encode_line(line.text, line.no, &mut s, &mut out) {
+            match self.encode_line(line.text, line.no, chunk.header.as_deref(), &mut s, &mut out) {
                 Ok(()) => {
                     if line.no != next_expected_line {
                         out.row_lines.push((out.rows, line.no));
@@ -258,9 +278,11 @@ impl RowEncoder {
                     out.row_starts.push(row_start);
                     if self.opts.track_rows {
                         out.row_offsets.push(line.offset);
+                        let at = line.text.as_ptr() as usize - chunk.data.as_ptr() as usize;
+                        out.row_text.push((at, line.text.len()));
                     }
                 }
-                Err(e) if chunk.unterminated && line.no == last_line && is_unfinished(&e) => {
+                Err(e) if self.opts.hold_back && chunk.unterminated && line.no == last_line && is_unfinished(&e) => {
                     // a line still being written: it waits for the next load
                     out.held_back = true;
                     out.lines -= 1;
@@ -286,6 +308,7 @@ impl RowEncoder {
         &self,
         text: &'a [u8],
         line_no: u64,
+        header: Option<&Header>,
         s: &mut Scratch<'a>,
         out: &mut EncodedChunk,
     ) -> Result<(), RowError> {
@@ -309,7 +332,21 @@ impl RowEncoder {
         s.exact.iter_mut().for_each(|v| *v = false);
         s.roots.iter_mut().for_each(|v| *v = None);
         s.rest.clear();
-        if self.needs_object {
+        let positional = header.filter(|_| text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'['));
+        if let (Some(header), true) = (positional, self.needs_object) {
+            let v = json::parse_value(text).map_err(json_error)?;
+            let values = json::array_elements(v.raw);
+            for (pos, v) in values.enumerate() {
+                let Some((name, escaped)) = header.names.get(pos) else {
+                    return Err(RowError::new(
+                        sqlstate::INVALID_TEXT_REPRESENTATION,
+                        format!("line has more values than the header (line {}) has names", header.line),
+                    )
+                    .with_detail(format!("The header names {} columns.", header.names.len())));
+                };
+                self.assign(name, *escaped, v, pos, s);
+            }
+        } else if self.needs_object {
             let mut pos = 0;
             let found = json::parse_object(text, |key, escaped, v| {
                 self.assign(key, escaped, v, pos, s);
@@ -361,7 +398,7 @@ impl RowEncoder {
         Ok(())
     }
 
-    fn assign<'a>(&self, key: &'a [u8], escaped: bool, v: Value<'a>, pos: usize, s: &mut Scratch<'a>) {
+    fn assign<'a>(&self, key: &[u8], escaped: bool, v: Value<'a>, pos: usize, s: &mut Scratch<'a>) {
         let lookup: &[u8] = if escaped {
             s.key.clear();
             if json::unescape_into(key, &mut s.key).is_err() {

@@ -26,6 +26,11 @@ pub struct Chunk {
     pub lines: u64,
     /// The input ended without a newline after the last line of `data`.
     pub unterminated: bool,
+    /// Values framed from any layout ([`crate::input::ValueFramer`]): each line of `data` is
+    /// one value, and this is where each starts in the input (line, offset). Empty for lines.
+    pub records: Vec<(u64, u64)>,
+    /// The header line of positional arrays, when the input has one.
+    pub header: Option<std::sync::Arc<crate::input::Header>>,
 }
 
 #[derive(Debug)]
@@ -164,6 +169,8 @@ impl<R: Read> LineFramer<R> {
                 data: buf,
                 lines,
                 unterminated,
+                records: Vec::new(),
+                header: None,
             };
             self.next_seq += 1;
             self.next_line += lines;
@@ -198,6 +205,7 @@ pub fn lines(chunk: &Chunk) -> impl Iterator<Item = Line<'_>> {
     let mut rest = &chunk.data[..];
     let mut no = chunk.first_line;
     let mut offset = chunk.offset;
+    let mut index = 0;
     std::iter::from_fn(move || {
         if rest.is_empty() {
             return None;
@@ -209,9 +217,13 @@ pub fn lines(chunk: &Chunk) -> impl Iterator<Item = Line<'_>> {
         if let [head @ .., b'\r'] = text {
             text = head;
         }
-        let line = Line { no, offset, text };
+        let line = match chunk.records.get(index) {
+            Some(&(no, offset)) => Line { no, offset, text },
+            None => Line { no, offset, text },
+        };
         rest = &rest[len..];
         no += 1;
+        index += 1;
         offset += len as u64;
         Some(line)
     })

@@ -9,6 +9,7 @@ pub mod convert;
 pub mod encode;
 pub mod error;
 pub mod framing;
+pub mod input;
 pub mod json;
 pub mod mapping;
 pub mod pipeline;

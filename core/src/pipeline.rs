@@ -21,7 +21,58 @@ use std::time::Duration;
 
 use crate::encode::{EncodedChunk, RowEncoder};
 use crate::error::RowError;
-use crate::framing::LineFramer;
+use crate::framing::{Chunk, FrameError, LineFramer};
+use crate::input::{self, Compression, Format, Shape, ValueFramer};
+
+/// Frames lines, or values laid out any way.
+enum Framer {
+    Lines(LineFramer<Box<dyn Read + Send>>, Option<Arc<input::Header>>),
+    Values(ValueFramer<Box<dyn Read + Send>>),
+}
+
+impl Framer {
+    fn next_chunk(&mut self) -> Result<Option<Chunk>, FrameError> {
+        match self {
+            Framer::Lines(f, header) => {
+                let mut chunk = f.next_chunk()?;
+                if let Some(c) = chunk.as_mut() {
+                    c.header = header.clone();
+                }
+                Ok(chunk)
+            }
+            Framer::Values(f) => f.next_chunk(),
+        }
+    }
+
+    fn bytes_read(&self) -> u64 {
+        match self {
+            Framer::Lines(f, _) => f.bytes_read,
+            Framer::Values(f) => f.bytes_read,
+        }
+    }
+}
+
+/// Opens the input as the options say: decompressed, its shape decided, framed.
+fn framer<R: Read + Send + 'static>(
+    input: R,
+    opts: &PipelineOptions,
+) -> std::io::Result<(Framer, Shape, Compression, u64)> {
+    let (input, compression): (Box<dyn Read + Send>, _) =
+        if opts.decompress { input::decompressed(input)? } else { (Box::new(input), Compression::None) };
+    let (shape, skipped, input) = match &opts.shape {
+        Some(shape) => (shape.clone(), 0, input),
+        None => input::shaped(input, opts.format, opts.max_line_bytes)?,
+    };
+    let offset = opts.start_offset + skipped;
+    let framer = match &shape {
+        Shape::Lines { header } => Framer::Lines(
+            LineFramer::resume(input, offset, opts.start_line, opts.chunk_bytes, opts.max_line_bytes),
+            header.clone(),
+        ),
+        Shape::Values => Framer::Values(ValueFramer::new(input, offset, opts.chunk_bytes, opts.max_line_bytes)),
+    };
+    Ok((framer, shape, compression, skipped))
+}
 
 #[derive(Debug, Clone)]
 pub struct PipelineOptions {
@@ -35,6 +86,11 @@ pub struct PipelineOptions {
     /// Where the input starts in the file (it is already positioned there), and its line.
     pub start_offset: u64,
     pub start_line: u64,
+    /// Decompress gzip and zstd (told by their magic bytes).
+    pub decompress: bool,
+    /// How values are laid out; decided from the input's start unless `shape` is given.
+    pub format: Format,
+    pub shape: Option<Shape>,
 }
 
 /// The default `memory_budget`.
@@ -51,6 +107,9 @@ impl PipelineOptions {
             memory_budget: DEFAULT_MEMORY_BUDGET,
             start_offset: 0,
             start_line: 1,
+            decompress: false,
+            format: Format::Lines,
+            shape: None,
         }
     }
 }
@@ -168,6 +227,7 @@ pub struct Pipeline {
     end: Option<u64>,
     /// Bytes of input the reader has consumed so far.
     bytes_read: Arc<std::sync::atomic::AtomicU64>,
+    decided: Arc<Mutex<Option<(Shape, Compression)>>>,
 }
 
 impl Pipeline {
@@ -194,20 +254,30 @@ impl Pipeline {
         let tasks = Arc::new(InFlight::default());
         let bytes_read = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let budget = Arc::new(Budget::new(opts.memory_budget));
+        let decided = Arc::new(Mutex::new(None));
         let reader = {
             let (pool, cancel, tasks, bytes_read, budget) =
                 (pool.clone(), cancel.clone(), tasks.clone(), bytes_read.clone(), budget.clone());
-            let (chunk_bytes, max_line, offset, line) =
-                (opts.chunk_bytes, opts.max_line_bytes, opts.start_offset, opts.start_line);
+            let (opts, decided) = (opts.clone(), decided.clone());
             std::thread::Builder::new().name("pg_ingest read".into()).spawn(move || {
-                let mut framer = LineFramer::resume(input, offset, line, chunk_bytes, max_line);
+                let mut framer = match framer(input, &opts) {
+                    Ok((framer, shape, compression, skipped)) => {
+                        *decided.lock().unwrap() = Some((shape, compression));
+                        bytes_read.store(skipped, Ordering::Relaxed);
+                        framer
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Msg::Failed { seq: 0, error: FrameError::Io(e).into_row_error() });
+                        return;
+                    }
+                };
                 let mut seq = 0;
                 loop {
                     if token_rx.recv().is_err() || cancel.load(Ordering::Relaxed) {
                         return;
                     }
                     let next = framer.next_chunk();
-                    bytes_read.store(framer.bytes_read, Ordering::Relaxed);
+                    bytes_read.store(framer.bytes_read(), Ordering::Relaxed);
                     match next {
                         Ok(Some(chunk)) => {
                             seq = chunk.seq + 1;
@@ -269,7 +339,13 @@ impl Pipeline {
             failed: None,
             end: None,
             bytes_read,
+            decided,
         })
+    }
+
+    /// The input's shape and compression, once the reader has decided them.
+    pub fn decided(&self) -> Option<(Shape, Compression)> {
+        self.decided.lock().unwrap().clone()
     }
 
     /// Bytes of input read so far.
