@@ -461,7 +461,7 @@ mod tests {
             );
         }
         let array = "[\n {\"a\":1},\n {\"a\":[2,3]}\n]\n";
-        assert_eq!(records(array, 1), [(2, 3, "{\"a\":1}".into()), (3, 14, "{\"a\":[2,3]}".into())]);
+        assert_eq!(records(array, 1), [(2, 3, "{\"a\":1}".into()), (3, 13, "{\"a\":[2,3]}".into())]);
         assert_eq!(records("[{\"a\":1},{\"a\":2}]", 1 << 20).len(), 2);
         assert_eq!(records("{\"a\":1}{\"a\":2} 3 \"s\"", 1).iter().map(|r| r.2.as_str()).collect::<Vec<_>>(), [
             "{\"a\":1}",
