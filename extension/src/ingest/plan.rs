@@ -76,7 +76,31 @@ pub fn tail_before(file: &File, path: &str, offset: u64) -> Fingerprint {
     fingerprint(file, path, offset.saturating_sub(TAIL_BYTES), offset)
 }
 
-fn notice(message: String, hint: &str) {
+/// The number of the line that starts at `offset`, after `lines` lines. A load can stop at the
+/// end of a file whose last line had no newline yet (it parsed, so it was loaded): a later load
+/// that goes on from there reads the rest of that same line (its newline, or trailing blanks
+/// and then the newline) before the next one. So the line at `offset` is a new one only if the
+/// byte before it is a newline; otherwise it is line `lines` going on, and what is left of it
+/// is a blank line (skipped) or, if the line was longer, the rest of it, numbered as it.
+pub fn line_at(file: &File, path: &str, offset: u64, lines: u64) -> u64 {
+    let mut before = [0u8; 1];
+    let ended = offset == 0
+        || loop {
+            match file.read_at(&mut before, offset - 1) {
+                Ok(0) => break true,
+                Ok(_) => break before[0] == b'\n',
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => io_error(path, e),
+            }
+        };
+    if ended || lines == 0 {
+        lines + 1
+    } else {
+        lines
+    }
+}
+
+pub fn notice(message: String, hint: &str) {
     ErrorReport::new(PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION, message, "ingest_jsonl")
         .set_hint(hint)
         .report(PgLogLevel::NOTICE);
@@ -163,13 +187,13 @@ impl LoadPlan {
         let forget_ranges = had_ranges && ranges.is_empty();
 
         let mut gaps = Vec::new();
-        let (mut pos, mut line) = (prefix.0, prefix.1 + 1);
+        let (mut pos, mut line) = (prefix.0, line_at(file, key, prefix.0, prefix.1));
         for r in &ranges {
             if r.start as u64 > pos {
                 gaps.push(Span { start_offset: pos, start_line: line, end_offset: Some(r.start as u64) });
             }
             pos = r.end as u64;
-            line = (r.first_line + r.lines) as u64;
+            line = line_at(file, key, pos, (r.first_line - 1 + r.lines) as u64);
         }
         if size > pos {
             gaps.push(Span { start_offset: pos, start_line: line, end_offset: Some(size) });
