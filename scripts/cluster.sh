@@ -45,7 +45,8 @@ HBA
 listen_addresses = '127.0.0.1'
 port = $PGPORT
 unix_socket_directories = ''
-shared_preload_libraries = 'pg_cron'
+# pg_ingest is preloaded so that its COPY hook (FORMAT jsonl) is there from a session's first statement
+shared_preload_libraries = 'pg_cron, pg_ingest'
 cron.database_name = 'postgres'
 cron.host = '$PGHOST'
 max_worker_processes = 64

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::convert::{self, EpochUnit};
 use crate::error::{sqlstate, RowError};
-use crate::input::Header;
 use crate::framing::{self, Chunk};
+use crate::input::Header;
 use crate::json::{self, JsonError, Kind, Value};
 use crate::mapping::{KeyIndex, KeyMatch, PathStep, Source};
 

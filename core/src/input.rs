@@ -374,14 +374,17 @@ impl<R: Read> ValueFramer<R> {
             let scalar = !matches!(b, b'{' | b'[' | b'"');
             let mut sc = ValueScan::default();
             let mut len = 0usize;
-            loop {
-                let Some(c) = self.at(len).map_err(FrameError::Io)? else { break };
+            while let Some(c) = self.at(len).map_err(FrameError::Io)? {
                 if scalar && matches!(c, b' ' | b'\t' | b'\r' | b'\n' | b',' | b']' | b'[' | b'{') && len > 0 {
                     break;
                 }
                 len += 1;
                 if len > self.max_value_bytes {
-                    return Err(FrameError::LineTooLong { line: start_line, offset: start_offset, limit: self.max_value_bytes });
+                    return Err(FrameError::LineTooLong {
+                        line: start_line,
+                        offset: start_offset,
+                        limit: self.max_value_bytes,
+                    });
                 }
                 if !scalar && sc.step(c) {
                     break;
@@ -463,12 +466,10 @@ mod tests {
         let array = "[\n {\"a\":1},\n {\"a\":[2,3]}\n]\n";
         assert_eq!(records(array, 1), [(2, 3, "{\"a\":1}".into()), (3, 13, "{\"a\":[2,3]}".into())]);
         assert_eq!(records("[{\"a\":1},{\"a\":2}]", 1 << 20).len(), 2);
-        assert_eq!(records("{\"a\":1}{\"a\":2} 3 \"s\"", 1).iter().map(|r| r.2.as_str()).collect::<Vec<_>>(), [
-            "{\"a\":1}",
-            "{\"a\":2}",
-            "3",
-            "\"s\""
-        ]);
+        assert_eq!(
+            records("{\"a\":1}{\"a\":2} 3 \"s\"", 1).iter().map(|r| r.2.as_str()).collect::<Vec<_>>(),
+            ["{\"a\":1}", "{\"a\":2}", "3", "\"s\""]
+        );
         // a cut-off value is handed on as it is: the parser says what is wrong
         assert_eq!(records("[{\"a\":1},{\"a\":", 1).last().unwrap().2, "{\"a\":");
     }

@@ -30,6 +30,7 @@ fn ingest_jsonl(
     max_errors: default!(Option<i64>, "NULL"),
     force: default!(bool, false),
     writers: default!(i32, 1),
+    format: default!(&str, "'auto'"),
 ) -> TableIterator<
     'static,
     (
@@ -53,6 +54,7 @@ fn ingest_jsonl(
         on_error: on_error.to_owned(),
         max_errors,
         force,
+        format: ingest::parse_format(format),
     };
     // Listing a server directory is reading it: the same permission as reading its files.
     ingest::target::check_file_permission();
@@ -158,6 +160,7 @@ fn ingest_jsonl_async(
         on_error: on_error.to_owned(),
         max_errors,
         force,
+        format: pg_ingest_core::input::Format::Auto,
     };
     opts.check();
     let writers = check_writers(writers);

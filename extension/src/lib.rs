@@ -7,6 +7,7 @@
 
 mod api;
 mod batch;
+mod copy_hook;
 mod error;
 mod gucs;
 mod identity;
@@ -34,6 +35,7 @@ pgrx::extension_sql_file!(
 #[pgrx::pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    copy_hook::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -100,3 +100,95 @@ pg_ingest_copy_recv_unconverted(void *cstate)
 					errmsg("pg_ingest needs PostgreSQL 14 or later when client_encoding differs from the database's")));
 }
 #endif
+
+/*
+ * COPY FROM STDIN's side of the protocol, as copyfromparse.c's CopyGetData speaks it: the
+ * CopyInResponse that starts it, then CopyData messages until CopyDone. Reading a message may
+ * raise an ERROR (client gone, CopyFail, a message that has no place here): callers go through
+ * pgrx's FFI guard.
+ */
+/*
+ * libpq-be.h includes the GSSAPI headers when the server was built with GSSAPI; only its Port
+ * struct uses them, which is not used here, so they are not needed to build.
+ */
+#undef ENABLE_GSS
+#include "libpq/libpq.h"
+#include "libpq/pqformat.h"
+#include "miscadmin.h"
+
+void
+pg_ingest_copy_in_begin(int natts)
+{
+	StringInfoData buf;
+	int			i;
+
+	/*
+	 * Overall format binary: the client sends the bytes as they are (psql reads them with
+	 * fread instead of line by line, so compressed input and NUL bytes go through intact).
+	 */
+	pq_beginmessage(&buf, 'G');
+	pq_sendbyte(&buf, 1);
+	pq_sendint16(&buf, natts);
+	for (i = 0; i < natts; i++)
+		pq_sendint16(&buf, 1);
+	pq_endmessage(&buf);
+	pq_flush();
+}
+
+/* The next CopyData's bytes into *buf: 1, or 0 at CopyDone. */
+int
+pg_ingest_copy_in_next(StringInfo buf)
+{
+	for (;;)
+	{
+		int			mtype;
+		int			maxmsglen;
+
+		HOLD_CANCEL_INTERRUPTS();
+		pq_startmsgread();
+		mtype = pq_getbyte();
+		if (mtype == EOF)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("unexpected EOF on client connection with an open transaction")));
+		switch (mtype)
+		{
+			case 'd':
+				maxmsglen = PQ_LARGE_MESSAGE_LIMIT;
+				break;
+			case 'c':
+			case 'f':
+			case 'H':
+			case 'S':
+				maxmsglen = PQ_SMALL_MESSAGE_LIMIT;
+				break;
+			default:
+				ereport(ERROR,
+						(errcode(ERRCODE_PROTOCOL_VIOLATION),
+						 errmsg("unexpected message type 0x%02X during COPY from stdin", mtype)));
+				maxmsglen = 0;	/* keep compiler quiet */
+				break;
+		}
+		resetStringInfo(buf);
+		if (pq_getmessage(buf, maxmsglen))
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("unexpected EOF on client connection with an open transaction")));
+		RESUME_CANCEL_INTERRUPTS();
+		switch (mtype)
+		{
+			case 'd':
+				return 1;
+			case 'c':
+				return 0;
+			case 'f':
+				ereport(ERROR,
+						(errcode(ERRCODE_QUERY_CANCELED),
+						 errmsg("COPY from stdin failed: %s", pq_getmsgstring(buf))));
+				break;
+			default:
+				/* Flush, Sync: ignored */
+				break;
+		}
+	}
+}

@@ -98,6 +98,11 @@ pub type Segments = Vec<(Rc<EncodedChunk>, Range<usize>)>;
 /// Where COPY's input comes from, and what has gone through.
 pub struct Feed {
     pub file: String,
+    /// COPY FROM STDIN's client data, moved to the reader thread while waiting for rows.
+    /// Before `pipeline`: dropped first, so the reader sees the end of its input.
+    pub pump: Option<super::stream::Pump>,
+    /// Bytes read before decompression (progress counts those when the input is compressed).
+    pub raw_read: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
     pipeline: Pipeline,
     io: Vec<ColumnIo>,
     econtext: *mut pg_sys::ExprContext,
@@ -173,6 +178,8 @@ impl Feed {
         };
         Self {
             file,
+            pump: None,
+            raw_read: None,
             pipeline,
             io,
             econtext,
@@ -219,6 +226,7 @@ impl Feed {
 
     /// Stops the parse threads (also done when the feed is dropped).
     pub fn stop(&mut self) {
+        self.pump = None;
         self.pipeline.stop();
     }
 
@@ -230,9 +238,17 @@ impl Feed {
     /// The next chunk from the parse threads, counted; `None` at the end. Waiting checks for
     /// interrupts; a read failure (I/O, a line over the limit) is raised.
     pub fn next_chunk(&mut self) -> Option<EncodedChunk> {
-        let progress = &mut self.progress;
-        match self.pipeline.next(Duration::from_millis(50), &mut || {
+        let (progress, pump) = (&mut self.progress, &mut self.pump);
+        // with a client sending the input, wait briefly and keep receiving meanwhile
+        let tick = Duration::from_millis(if pump.is_some() { 2 } else { 50 });
+        if let Some(pump) = pump.as_mut() {
+            pump.fill();
+        }
+        match self.pipeline.next(tick, &mut || {
             pgrx::check_for_interrupts!();
+            if let Some(pump) = pump.as_mut() {
+                pump.fill();
+            }
             progress.tick();
         }) {
             Next::Chunk(chunk) => {
@@ -240,7 +256,10 @@ impl Feed {
                 self.blank_lines += chunk.blank_lines;
                 self.input_bytes += chunk.input_bytes;
                 self.end_offset = Some(chunk.offset + chunk.input_bytes);
-                self.progress.parsed_end = chunk.offset + chunk.input_bytes;
+                self.progress.parsed_end = match &self.raw_read {
+                    Some(raw) => raw.load(std::sync::atomic::Ordering::Relaxed),
+                    None => chunk.offset + chunk.input_bytes,
+                };
                 self.progress.parsed_lines = self.lines;
                 self.progress.parsed_rows += chunk.rows;
                 Some(chunk)

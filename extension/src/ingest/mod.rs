@@ -10,12 +10,14 @@ pub mod paths;
 pub mod plan;
 pub mod progress;
 pub mod skip;
+pub mod stream;
 pub mod target;
 pub mod writers;
 
 use std::fs::File;
 use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,6 +26,7 @@ use pgrx::PgSqlErrorCode;
 
 use pg_ingest_core::convert::EpochUnit;
 use pg_ingest_core::encode::{ColumnKind, ColumnSpec, DefaultValue, EncodeOptions, RowEncoder};
+use pg_ingest_core::input::{Compression, Counted, Format, Shape};
 use pg_ingest_core::mapping::{parse_path, Source};
 use pg_ingest_core::pipeline::{Pipeline, PipelineOptions};
 
@@ -34,7 +37,7 @@ use plan::LoadPlan;
 use target::Target;
 
 /// How to map, parse and account, beyond the file and the table.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LoadOptions {
     /// column → JSON path (`"meta.client"`, `"tags[0]"`, `"$"`).
     pub columns: Option<serde_json::Value>,
@@ -47,6 +50,8 @@ pub struct LoadOptions {
     pub max_errors: Option<i64>,
     /// Load the whole file even if the ledger says it is loaded.
     pub force: bool,
+    /// How values are laid out (`jsonl`, `json` or `auto`).
+    pub format: Format,
 }
 
 pub use pg_ingest_core::report::LoadSummary;
@@ -86,11 +91,20 @@ impl LoadOptions {
     }
 }
 
+/// `jsonl` (`ndjson`), `json` or `auto`.
+pub fn parse_format(format: &str) -> Format {
+    Format::parse(format).unwrap_or_else(|| {
+        invalid(format!("invalid format \"{format}\""))
+            .hint("Use 'jsonl' (one value per line), 'json' (an array, or values laid out any way) or 'auto'.")
+            .raise()
+    })
+}
+
 fn invalid(message: impl Into<String>) -> IngestError {
     IngestError::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message)
 }
 
-fn open_file(path: &str) -> File {
+pub fn open_file(path: &str) -> File {
     let fail = |code, why: String| -> ! {
         IngestError::new(code, format!("could not open file \"{path}\" for reading: {why}")).raise()
     };
@@ -109,7 +123,7 @@ fn open_file(path: &str) -> File {
 
 /// Where each column's value comes from: the `columns` mapping, the `rest` column, a lone
 /// json/jsonb column taking whole lines, else the key of the column's name.
-fn sources(target: &Target, opts: &LoadOptions) -> Vec<Source> {
+pub fn sources(target: &Target, opts: &LoadOptions) -> Vec<Source> {
     let mut sources = vec![Source::Key; target.columns.len()];
     let find = |name: &str, what: &str| -> usize {
         target.columns.iter().position(|c| c.name == name).unwrap_or_else(|| {
@@ -168,7 +182,30 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions, writers:
         writers::refuse_if_locked_here(&target, writers);
     }
     // The plan takes the file's lock: a second load waits, then sees the first's work.
-    let plan = LoadPlan::decide(&file, &key, oid, &target.name, opts.force);
+    let mut plan = LoadPlan::decide(&file, &key, oid, &target.name, opts.force);
+    let (compression, shape) = layout(&file, path, plan.facts.size, opts.format);
+    let whole = compression != Compression::None || shape == Shape::Values;
+    if whole && plan.status != "unchanged" && plan.status != "loaded" {
+        plan::notice(
+            format!(
+                "\"{key}\" changed since it was loaded, and {} input cannot be loaded from where the last load stopped: \
+                 loading all of it again",
+                if compression != Compression::None { compression.name() } else { "json (not one value per line)" }
+            ),
+            "The rows of the earlier load stay; only a file of JSON lines, uncompressed, is loaded incrementally.",
+        );
+        plan = LoadPlan::decide(&file, &key, oid, &target.name, true);
+    }
+    let writers = if whole && writers > 1 {
+        plan::notice(
+            format!("\"{key}\" is loaded by one writer: {} input cannot be cut into ranges", shape.name()),
+            "Only uncompressed JSON lines are cut for writers.",
+        );
+        1
+    } else {
+        writers
+    };
+    let layout = Layout { compression, shape, whole };
     let result = if plan.status == "unchanged" {
         let load_id = ledger::start_load(path, &target.name, oid, &opts.on_error, plan.facts.size as i64, None);
         let result = LoadSummary {
@@ -190,12 +227,35 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions, writers:
         }
         result
     } else if writers == 1 && plan.ranges.is_empty() {
-        load_alone(path, &file, &plan, &target, sources, opts, &checked, started)
+        load_alone(path, &file, &plan, &target, sources, opts, &checked, &layout, started)
     } else {
         writers::load_with_writers(path, &file, &plan, &target, opts, writers, started)
     };
     target.close();
     result
+}
+
+/// How a server file is laid out: compressed or not, and the shape of its JSON.
+pub struct Layout {
+    pub compression: Compression,
+    pub shape: Shape,
+    /// Loaded as a whole or not at all (compressed, or not one value per line).
+    pub whole: bool,
+}
+
+/// Reads the file's start (decompressed if needed) to tell how it is laid out.
+pub fn layout(file: &File, path: &str, size: u64, format: Format) -> (Compression, Shape) {
+    let handle = file.try_clone().unwrap_or_else(|e| {
+        IngestError::new(PgSqlErrorCode::ERRCODE_IO_ERROR, format!("could not read file \"{path}\": {e}")).raise()
+    });
+    let reader = std::io::Read::take(PositionedReader { file: handle, at: 0 }, size);
+    let fail = |e: std::io::Error| -> ! {
+        IngestError::new(PgSqlErrorCode::ERRCODE_IO_ERROR, format!("could not read file \"{path}\": {e}")).raise()
+    };
+    let (reader, compression) = pg_ingest_core::input::decompressed(reader).unwrap_or_else(|e| fail(e));
+    let (shape, _, _) =
+        pg_ingest_core::input::shaped(reader, format, gucs::max_line_bytes()).unwrap_or_else(|e| fail(e));
+    (compression, shape)
 }
 
 /// One writer, this transaction: the plan's one span, then the ledger.
@@ -208,6 +268,7 @@ fn load_alone(
     sources: Vec<Source>,
     opts: &LoadOptions,
     checked: &Checked,
+    layout: &Layout,
     started: Instant,
 ) -> LoadSummary {
     if plan.forget_ranges {
@@ -219,8 +280,15 @@ fn load_alone(
         end_offset: Some(plan.facts.size),
     });
     let load_id = ledger::start_load(path, &target.name, target.oid, &opts.on_error, span.start_offset as i64, None);
-    let done = load_span(path, file, plan.facts.size, target, sources, checked, &span, load_id, plan.status, started);
-    plan.save(file, target, done.end_offset, (span.start_line - 1 + done.lines) as i64, load_id);
+    let mut input = Input::file_span(path, file, plan.facts.size, &span, layout.compression != Compression::None);
+    input.format = opts.format;
+    if span.start_offset > 0 {
+        input.shape = Some(layout.shape.clone());
+    }
+    let done = load_span(path, input, target, sources, checked, &span, load_id, plan.status, started);
+    // a whole file is loaded up to its end, its values counted as its lines
+    let end = if layout.whole { plan.facts.size } else { done.end_offset };
+    plan.save(file, target, end, (span.start_line - 1 + done.lines) as i64, load_id);
     ledger::finish_load(load_id, &done.summary, done.first_error);
     done.summary
 }
@@ -242,13 +310,55 @@ pub struct SpanResult {
     pub first_error: Option<String>,
 }
 
-/// Loads one span of the file through COPY in the current transaction, recording rejects
+/// Where a load's bytes come from, and how to read them.
+pub struct Input {
+    pub reader: Box<dyn std::io::Read + Send>,
+    /// Bytes expected, for progress (compressed bytes when compressed); 0: not known.
+    pub total: u64,
+    /// Counts the bytes read before decompression, for progress.
+    pub raw_read: Option<Arc<AtomicU64>>,
+    pub decompress: bool,
+    pub format: Format,
+    /// Decided already (a load that goes on from the middle of a file).
+    pub shape: Option<Shape>,
+    /// A last line still being written waits for a later load (files); streams end where
+    /// they end.
+    pub hold_back: bool,
+    /// Data that arrives through this backend's client connection (COPY FROM STDIN).
+    pub pump: Option<stream::Pump>,
+}
+
+impl Input {
+    /// Bytes `span` of the plan's open file, through a handle of its own (`pread`).
+    pub fn file_span(path: &str, file: &File, size: u64, span: &Span, compressed: bool) -> Self {
+        let handle = file.try_clone().unwrap_or_else(|e| {
+            IngestError::new(PgSqlErrorCode::ERRCODE_IO_ERROR, format!("could not read file \"{path}\": {e}")).raise()
+        });
+        let reader = PositionedReader { file: handle, at: span.start_offset };
+        let reader: Box<dyn std::io::Read + Send> = match span.end_offset {
+            Some(end) => Box::new(std::io::Read::take(reader, end.saturating_sub(span.start_offset))),
+            None => Box::new(reader),
+        };
+        let raw_read = Arc::new(AtomicU64::new(0));
+        Self {
+            reader: Box::new(Counted { inner: reader, count: raw_read.clone() }),
+            total: span.end_offset.unwrap_or(size),
+            raw_read: compressed.then_some(raw_read),
+            decompress: compressed,
+            format: Format::Lines,
+            shape: None,
+            hold_back: !compressed,
+            pump: None,
+        }
+    }
+}
+
+/// Loads one span of input through COPY in the current transaction, recording rejects
 /// under `load_id`; the ledger is the caller's.
 #[allow(clippy::too_many_arguments)]
 pub fn load_span(
     path: &str,
-    file: &File,
-    size: u64,
+    input: Input,
     target: &Target,
     sources: Vec<Source>,
     checked: &Checked,
@@ -258,18 +368,8 @@ pub fn load_span(
     started: Instant,
 ) -> SpanResult {
     let Checked { epoch_unit, threads, skip, max_errors } = *checked;
-    let Span { start_offset, start_line, end_offset } = *span;
-    // the plan's handle, shared: what is read is the file the plan was made from
-    let share = || {
-        file.try_clone().unwrap_or_else(|e| {
-            IngestError::new(PgSqlErrorCode::ERRCODE_IO_ERROR, format!("could not read file \"{path}\": {e}")).raise()
-        })
-    };
-    let input = PositionedReader { file: share(), at: start_offset };
-    let input: Box<dyn std::io::Read + Send> = match end_offset {
-        Some(end) => Box::new(std::io::Read::take(input, end.saturating_sub(start_offset))),
-        None => Box::new(input),
-    };
+    let Span { start_offset, start_line, end_offset: _ } = *span;
+    let Input { reader, total, raw_read, decompress, format, shape, hold_back, pump } = input;
     let mut ios = Vec::with_capacity(target.columns.len());
     let mut specs = Vec::with_capacity(target.columns.len());
     for (col, source) in target.columns.iter().zip(sources) {
@@ -282,20 +382,32 @@ pub fn load_span(
         ios.push(io);
     }
     let (max_line_bytes, raw_limit) = (gucs::max_line_bytes(), gucs::reject_line_bytes());
-    let encode = EncodeOptions { epoch_unit, max_line_bytes, stop_at_first_error: !skip, track_rows: skip, raw_limit };
+    let encode = EncodeOptions {
+        epoch_unit,
+        max_line_bytes,
+        stop_at_first_error: !skip,
+        track_rows: skip,
+        raw_limit,
+        hold_back,
+    };
     let encoder = RowEncoder::new(specs, encode).unwrap_or_else(|e| invalid(e).raise());
     let mut pipeline_opts = PipelineOptions::new(threads, gucs::chunk_bytes(), max_line_bytes);
     pipeline_opts.memory_budget = gucs::memory_budget();
     pipeline_opts.start_offset = start_offset;
     pipeline_opts.start_line = start_line;
-    let pipeline = Pipeline::start(input, Arc::new(encoder), &pipeline_opts).unwrap_or_else(|e| {
+    pipeline_opts.decompress = decompress;
+    pipeline_opts.format = format;
+    pipeline_opts.shape = shape;
+    let pipeline = Pipeline::start(reader, Arc::new(encoder), &pipeline_opts).unwrap_or_else(|e| {
         IngestError::new(PgSqlErrorCode::ERRCODE_SYSTEM_ERROR, format!("could not start parse threads: {e}")).raise()
     });
 
     // The feed owns the threads: if an ERROR unwinds from here, dropping it stops and joins them.
-    let progress = progress::Progress::start(load_id, path, end_offset.unwrap_or(size), start_offset);
+    let progress = progress::Progress::start(load_id, path, total, start_offset);
     let mut feed = Box::new(Feed::new(path.to_owned(), pipeline, ios, progress));
-    let mut rejects = skip::Rejects::new(load_id, path, max_errors, share());
+    feed.pump = pump;
+    feed.raw_read = raw_read;
+    let mut rejects = skip::Rejects::new(load_id, path, max_errors);
     let rows = if skip {
         skip::load_skipping(target, &mut feed, &mut rejects, raw_limit)
     } else {

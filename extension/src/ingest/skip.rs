@@ -13,7 +13,7 @@ use pgrx::pg_sys;
 use pgrx::PgSqlErrorCode;
 
 use pg_ingest_core::encode::EncodedChunk;
-use pg_ingest_core::error::{raw_text, RowError};
+use pg_ingest_core::error::RowError;
 
 use super::copy::{run_copy, CopyFailure};
 use super::feed::Feed;
@@ -25,8 +25,6 @@ use crate::ledger;
 pub struct Rejects {
     load_id: i64,
     file: String,
-    /// The file, to read a refused row's line back for the record.
-    reader: std::fs::File,
     max_errors: Option<u64>,
     buffered: Vec<RowError>,
     pub count: u64,
@@ -37,19 +35,8 @@ const REJECTS_PER_WRITE: usize = 1000;
 const FIRST_KEPT: usize = 3;
 
 impl Rejects {
-    pub fn new(load_id: i64, file: &str, max_errors: Option<u64>, reader: std::fs::File) -> Self {
-        Self { load_id, file: file.to_owned(), reader, max_errors, buffered: Vec::new(), count: 0, first: Vec::new() }
-    }
-
-    /// The line at `offset`, up to `limit` bytes (what is stored in `raw_line`).
-    fn line_at(&self, offset: u64, limit: usize) -> String {
-        use std::os::unix::fs::FileExt;
-        let mut buf = vec![0u8; limit + 1];
-        let n = self.reader.read_at(&mut buf, offset).unwrap_or(0);
-        let line = &buf[..n];
-        let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
-        let line = &line[..end];
-        raw_text(line.strip_suffix(b"\r").unwrap_or(line), limit)
+    pub fn new(load_id: i64, file: &str, max_errors: Option<u64>) -> Self {
+        Self { load_id, file: file.to_owned(), max_errors, buffered: Vec::new(), count: 0, first: Vec::new() }
     }
 
     pub fn add(&mut self, e: RowError) {
@@ -120,14 +107,14 @@ fn failing_row(f: &CopyFailure, rows: &Range<usize>) -> Option<usize> {
     (1..=rows.len()).contains(&r).then(|| rows.start + r - 1)
 }
 
-fn reject_row(f: &CopyFailure, chunk: &EncodedChunk, row: usize, rejects: &Rejects, raw_limit: usize) -> RowError {
+fn reject_row(f: &CopyFailure, chunk: &EncodedChunk, row: usize, raw_limit: usize) -> RowError {
     let line = chunk.line_of_row(row as u64).expect("every row has a line");
     let offset = chunk.row_offsets[row];
     let mut e = RowError::new("XX000", f.message.clone()).at(line, offset);
     e.sqlstate = crate::error::static_sqlstate(&f.sqlstate);
     e.detail = f.detail.clone();
     e.column = f.column.clone();
-    e.raw = Some(rejects.line_at(offset, raw_limit));
+    e.raw = chunk.raw_of_row(row, raw_limit);
     e
 }
 
@@ -201,7 +188,7 @@ fn isolate(
         match attempt(target, feed, memory) {
             Ok(n) => inserted += n,
             Err(f) if rows.len() == 1 => {
-                let e = reject_row(&f, chunk, rows.start, rejects, raw_limit);
+                let e = reject_row(&f, chunk, rows.start, raw_limit);
                 rejects.add(e);
             }
             Err(f) => match failing_row(&f, &rows) {

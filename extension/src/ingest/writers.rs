@@ -229,6 +229,7 @@ pub fn load_range(
         on_error: options["on_error"].as_str().unwrap_or("stop").to_owned(),
         max_errors: options["max_errors"].as_i64(),
         force: false,
+        format: pg_ingest_core::input::Format::Lines,
     };
     let checked: Checked = opts.check();
     let file = open_file(path);
@@ -250,7 +251,11 @@ pub fn load_range(
     let sources = sources(&target, &opts);
     let load_id = ledger::start_load(path, &target.name, oid, &opts.on_error, start, Some(parent_load_id));
     let span = Span { start_offset: start as u64, start_line: first_line as u64, end_offset: Some(end as u64) };
-    let done = load_span(path, &file, facts.size, &target, sources, &checked, &span, load_id, "range", started);
+    // the range is in the middle of the file: its shape (a header line) is the file's
+    let (_, shape) = super::layout(&file, path, facts.size, pg_ingest_core::input::Format::Lines);
+    let mut input = super::Input::file_span(path, &file, facts.size, &span, false);
+    input.shape = Some(shape);
+    let done = load_span(path, input, &target, sources, &checked, &span, load_id, "range", started);
     ledger::finish_load(load_id, &done.summary, done.first_error);
     let range = FileRange {
         start,
