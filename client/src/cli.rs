@@ -70,9 +70,13 @@ pub enum OnError {
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// JSON-lines files: paths on the database server, read by the server; globs (quoted) too
+    /// Files on this machine, streamed to the server (which parses them); `-` is standard
+    /// input. With --server: paths on the database server, read by the server (globs too)
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<String>,
+    /// The files are paths on the database server: the server reads them itself
+    #[arg(long)]
+    pub server: bool,
     /// Target table (default: the file's name without extension)
     #[arg(long, value_name = "TABLE")]
     pub into: Option<String>,

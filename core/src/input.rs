@@ -9,6 +9,13 @@ use std::sync::Arc;
 use crate::framing::{Chunk, FrameError};
 use crate::json::{self, Kind};
 
+/// The ledger's fingerprint of some bytes of a file: FNV-1a, as hex, and how many bytes.
+/// The server and the client compute it the same way.
+pub fn fingerprint(bytes: &[u8]) -> String {
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+    format!("{hash:016x}:{}", bytes.len())
+}
+
 /// How the input compresses, told by its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {

@@ -260,11 +260,11 @@ impl Pipeline {
                 (pool.clone(), cancel.clone(), tasks.clone(), bytes_read.clone(), budget.clone());
             let (opts, decided) = (opts.clone(), decided.clone());
             std::thread::Builder::new().name("pg_ingest read".into()).spawn(move || {
-                let mut framer = match framer(input, &opts) {
+                let (mut framer, skipped) = match framer(input, &opts) {
                     Ok((framer, shape, compression, skipped)) => {
                         *decided.lock().unwrap() = Some((shape, compression));
                         bytes_read.store(skipped, Ordering::Relaxed);
-                        framer
+                        (framer, skipped)
                     }
                     Err(e) => {
                         let _ = tx.send(Msg::Failed { seq: 0, error: FrameError::Io(e).into_row_error() });
@@ -277,7 +277,8 @@ impl Pipeline {
                         return;
                     }
                     let next = framer.next_chunk();
-                    bytes_read.store(framer.bytes_read(), Ordering::Relaxed);
+                    // a BOM skipped while deciding the shape counts as read
+                    bytes_read.store(skipped + framer.bytes_read(), Ordering::Relaxed);
                     match next {
                         Ok(Some(chunk)) => {
                             seq = chunk.seq + 1;

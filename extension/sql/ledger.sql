@@ -91,4 +91,25 @@ CREATE TABLE ingest.file_ranges (
 );
 COMMENT ON TABLE ingest.file_ranges IS 'pg_ingest: ranges of files committed by multi-writer loads';
 
-GRANT SELECT ON ingest.loads, ingest.rejects, ingest.files, ingest.file_ranges TO PUBLIC;
+-- One row per client file and table: files that `pg-ingest load` streams from the machine it
+-- runs on (COPY … FROM STDIN with the LEDGER option). Known by the client host and the
+-- file's resolved path there; device, inode and the fingerprints tell the client whether it
+-- is still the file that was loaded, grown, or another one.
+CREATE TABLE ingest.client_files (
+    target_oid       oid NOT NULL,
+    source           text NOT NULL,
+    target           text NOT NULL,
+    byte_offset      bigint NOT NULL,
+    lines            bigint NOT NULL,
+    size             bigint NOT NULL,
+    device           bigint NOT NULL,
+    inode            bigint NOT NULL,
+    head_fingerprint text NOT NULL,
+    tail_fingerprint text NOT NULL DEFAULT '',
+    load_id          bigint NOT NULL,
+    loaded_at        timestamptz NOT NULL,
+    PRIMARY KEY (target_oid, source)
+);
+COMMENT ON TABLE ingest.client_files IS 'pg_ingest: how far each client file (host:path) has been loaded into each table';
+
+GRANT SELECT ON ingest.loads, ingest.rejects, ingest.files, ingest.file_ranges, ingest.client_files TO PUBLIC;

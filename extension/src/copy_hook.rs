@@ -93,8 +93,26 @@ fn syntax(message: String) -> IngestError {
 const OPTIONS_HINT: &str = "COPY … FROM … WITH (FORMAT jsonl | ndjson | json | auto) takes ON_ERROR (stop or ignore), \
                             REJECT_LIMIT, COLUMNS_MAP (a JSON object: column → JSON path), REST, EPOCH_UNIT and THREADS.";
 
+/// What `pg-ingest load` says of a client file it streams (the `LEDGER` option, JSON): which
+/// file, what it is, and where this load starts in it.
+#[derive(Debug, serde::Deserialize)]
+struct ClientLedger {
+    /// `host:path`
+    source: String,
+    device: i64,
+    inode: i64,
+    size: i64,
+    start_offset: i64,
+    start_line: i64,
+    head_fingerprint: String,
+    /// Compressed, or not one value per line: loaded as a whole.
+    whole: bool,
+    /// `loaded` (from the start: new, or another file now), `appended` or `unchanged`.
+    status: String,
+}
+
 /// pg_ingest's options, from COPY's.
-unsafe fn load_options(copy: *mut pg_sys::CopyStmt, format: Format) -> LoadOptions {
+unsafe fn load_options(copy: *mut pg_sys::CopyStmt, format: Format) -> (LoadOptions, Option<ClientLedger>) {
     let mut opts = LoadOptions {
         columns: None,
         rest: None,
@@ -106,6 +124,7 @@ unsafe fn load_options(copy: *mut pg_sys::CopyStmt, format: Format) -> LoadOptio
         format,
     };
     let mut seen = Vec::new();
+    let mut ledger = None;
     for (name, value, def) in options((*copy).options) {
         if seen.contains(&name) {
             syntax(format!("conflicting or redundant options: \"{name}\"")).raise();
@@ -140,6 +159,16 @@ unsafe fn load_options(copy: *mut pg_sys::CopyStmt, format: Format) -> LoadOptio
             "rest" => opts.rest = Some(value()),
             "epoch_unit" => opts.epoch_unit = value(),
             "threads" => opts.threads = Some(pg_sys::defGetInt32(def)),
+            "ledger" => {
+                let l: ClientLedger = serde_json::from_str(&value()).unwrap_or_else(|e| {
+                    IngestError::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("invalid LEDGER: {e}"))
+                        .raise()
+                });
+                if !matches!(l.status.as_str(), "loaded" | "appended" | "unchanged") {
+                    IngestError::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "invalid LEDGER status").raise();
+                }
+                ledger = Some(l);
+            }
             other => {
                 syntax(format!("COPY option \"{other}\" not recognized with FORMAT jsonl")).hint(OPTIONS_HINT).raise()
             }
@@ -152,7 +181,7 @@ unsafe fn load_options(copy: *mut pg_sys::CopyStmt, format: Format) -> LoadOptio
         )
         .raise();
     }
-    opts
+    (opts, ledger)
 }
 
 /// Runs a COPY FROM in a JSON format; the rows it inserted.
@@ -166,7 +195,7 @@ unsafe fn copy_from(copy: *mut pg_sys::CopyStmt, format: Format) -> u64 {
         .hint("CREATE EXTENSION pg_ingest;")
         .raise();
     }
-    let opts = load_options(copy, format);
+    let (opts, client) = load_options(copy, format);
     let checked = opts.check();
     ingest::encoding::check_database();
     if !(*copy).whereClause.is_null() {
@@ -229,9 +258,38 @@ unsafe fn copy_from(copy: *mut pg_sys::CopyStmt, format: Format) -> u64 {
             (path.clone(), input, None)
         }
     };
-    let load_id = ledger::start_load(&name, &target.name, oid, &opts.on_error, 0, None);
-    let span = Span { start_offset: 0, start_line: 1, end_offset: None };
-    let done = ingest::load_span(&name, input, &target, sources, &checked, &span, load_id, "copy", started);
+    let (span, status) = match &client {
+        Some(c) => {
+            check_client_ledger(oid, c);
+            (
+                Span { start_offset: c.start_offset as u64, start_line: c.start_line as u64, end_offset: None },
+                c.status.as_str(),
+            )
+        }
+        None => (Span { start_offset: 0, start_line: 1, end_offset: None }, "copy"),
+    };
+    let (name, mut input) = (client.as_ref().map_or(name.clone(), |c| c.source.clone()), input);
+    // a client's growing file: a last line still being written waits for the next load
+    input.hold_back = client.as_ref().is_some_and(|c| !c.whole);
+    if let Some(c) = &client {
+        input.total = c.size as u64;
+    }
+    let load_id = ledger::start_load(&name, &target.name, oid, &opts.on_error, span.start_offset as i64, None);
+    let done = ingest::load_span(&name, input, &target, sources, &checked, &span, load_id, status, started);
+    if let Some(c) = &client {
+        let end = if c.whole { c.size } else { done.end_offset.max(span.start_offset) as i64 };
+        let entry = ledger::ClientFile {
+            byte_offset: end,
+            lines: (span.start_line - 1 + done.lines) as i64,
+            size: c.size,
+            device: c.device,
+            inode: c.inode,
+            head_fingerprint: c.head_fingerprint.clone(),
+            tail_fingerprint: String::new(),
+            load_id,
+        };
+        ledger::save_client_file(oid, &target.name, &c.source, &entry);
+    }
     if let Some(program) = program {
         program.finish();
     }
@@ -248,6 +306,22 @@ unsafe fn copy_from(copy: *mut pg_sys::CopyStmt, format: Format) -> u64 {
     }
     target.close();
     done.summary.rows_inserted as u64
+}
+
+/// The client decided where to start from what the ledger said under the file's lock
+/// (`ingest.client_file_state`, in this transaction): it must still say so.
+fn check_client_ledger(oid: Oid, c: &ClientLedger) {
+    ledger::lock_client_file(oid, &c.source);
+    let at = ledger::client_file(oid, &c.source).map_or(0, |f| f.byte_offset);
+    let expected = if c.status == "loaded" { 0 } else { at };
+    if c.start_offset != expected {
+        IngestError::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("{} is loaded up to byte {at}, and this load starts at byte {}", c.source, c.start_offset),
+        )
+        .hint("Call ingest.client_file_state in the same transaction first; pg-ingest load does.")
+        .raise()
+    }
 }
 
 /// A stream (STDIN, a program): read to its end, decompressed if it is compressed.

@@ -318,3 +318,78 @@ pub fn range_totals(parent_load_id: i64) -> (i64, i64, i64, i64, i64, Option<Str
     })
     .unwrap_or_else(|e| spi_error(e))
 }
+
+/// What the ledger knows of a client file (`host:path`) in a table.
+#[derive(Debug, Clone, Default)]
+pub struct ClientFile {
+    pub byte_offset: i64,
+    pub lines: i64,
+    pub size: i64,
+    pub device: i64,
+    pub inode: i64,
+    pub head_fingerprint: String,
+    pub tail_fingerprint: String,
+    pub load_id: i64,
+}
+
+/// Serializes loads of one client file into one table to the end of the transaction.
+pub fn lock_client_file(target: Oid, source: &str) {
+    let key = format!("pg_ingest:{}:client:{source}", u32::from(target));
+    with_safe_search_path(|| {
+        Spi::run_with_args("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 0))", &[key.into()])
+    })
+    .unwrap_or_else(|e| spi_error(e));
+}
+
+pub fn client_file(target: Oid, source: &str) -> Option<ClientFile> {
+    run_as_owner(|| {
+        Spi::connect_mut(|c| {
+            let rows = c.update(
+                "SELECT byte_offset, lines, size, device, inode, head_fingerprint, tail_fingerprint, load_id \
+                   FROM ingest.client_files WHERE target_oid OPERATOR(pg_catalog.=) $1 AND source OPERATOR(pg_catalog.=) $2",
+                None,
+                &[target.into(), source.into()],
+            )?;
+            let mut found = None;
+            for r in rows {
+                found = Some(ClientFile {
+                    byte_offset: r.get(1)?.unwrap_or(0),
+                    lines: r.get(2)?.unwrap_or(0),
+                    size: r.get(3)?.unwrap_or(0),
+                    device: r.get(4)?.unwrap_or(0),
+                    inode: r.get(5)?.unwrap_or(0),
+                    head_fingerprint: r.get(6)?.unwrap_or_default(),
+                    tail_fingerprint: r.get(7)?.unwrap_or_default(),
+                    load_id: r.get(8)?.unwrap_or(0),
+                });
+            }
+            Ok::<_, pgrx::spi::Error>(found)
+        })
+    })
+    .unwrap_or_else(|e| spi_error(e))
+}
+
+pub fn save_client_file(target: Oid, target_name: &str, source: &str, f: &ClientFile) {
+    write(
+        "INSERT INTO ingest.client_files AS f (target_oid, source, target, byte_offset, lines, size, device, inode, \
+                                              head_fingerprint, tail_fingerprint, load_id, loaded_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, pg_catalog.clock_timestamp()) \
+         ON CONFLICT (target_oid, source) DO UPDATE SET target = EXCLUDED.target, byte_offset = EXCLUDED.byte_offset, \
+           lines = EXCLUDED.lines, size = EXCLUDED.size, device = EXCLUDED.device, inode = EXCLUDED.inode, \
+           head_fingerprint = EXCLUDED.head_fingerprint, tail_fingerprint = EXCLUDED.tail_fingerprint, \
+           load_id = EXCLUDED.load_id, loaded_at = EXCLUDED.loaded_at",
+        &[
+            target.into(),
+            source.into(),
+            target_name.into(),
+            f.byte_offset.into(),
+            f.lines.into(),
+            f.size.into(),
+            f.device.into(),
+            f.inode.into(),
+            f.head_fingerprint.as_str().into(),
+            f.tail_fingerprint.as_str().into(),
+            f.load_id.into(),
+        ],
+    );
+}

@@ -37,4 +37,54 @@ pub mod ingest {
     ) {
         crate::ingest::writers::load_range(path, target, range_start, range_end, first_line, options.0, parent_load_id)
     }
+
+    /// For `pg-ingest load` of a client file: takes the file's lock in `target` (held to the
+    /// end of the transaction) and returns what the ledger knows of it, if anything. The
+    /// client then streams what is new with `COPY … FROM STDIN WITH (FORMAT …, LEDGER …)`.
+    #[allow(clippy::type_complexity)]
+    #[pg_extern(volatile, parallel_unsafe)]
+    pub fn client_file_state(
+        target: crate::regclass::Regclass,
+        source: &str,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(byte_offset, i64),
+            name!(lines, i64),
+            name!(size, i64),
+            name!(device, i64),
+            name!(inode, i64),
+            name!(head_fingerprint, String),
+            name!(tail_fingerprint, String),
+            name!(load_id, i64),
+        ),
+    > {
+        crate::identity::check_insert_before_lock(target.0);
+        crate::ledger::lock_client_file(target.0, source);
+        let rows: Vec<_> = crate::ledger::client_file(target.0, source)
+            .into_iter()
+            .map(|f| {
+                (f.byte_offset, f.lines, f.size, f.device, f.inode, f.head_fingerprint, f.tail_fingerprint, f.load_id)
+            })
+            .collect();
+        TableIterator::new(rows)
+    }
+
+    /// For `pg-ingest load`: records the fingerprint of the bytes before where the load in
+    /// this transaction stopped (the client computes it from its file).
+    #[pg_extern(volatile, parallel_unsafe)]
+    pub fn client_file_tail(target: crate::regclass::Regclass, source: &str, tail_fingerprint: &str) {
+        crate::identity::check_insert_before_lock(target.0);
+        crate::ledger::lock_client_file(target.0, source);
+        if let Some(mut f) = crate::ledger::client_file(target.0, source) {
+            let name = crate::identity::with_safe_search_path(|| {
+                Spi::get_one_with_args::<String>("SELECT $1::pg_catalog.regclass::pg_catalog.text", &[target.0.into()])
+            })
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+            f.tail_fingerprint = tail_fingerprint.to_owned();
+            crate::ledger::save_client_file(target.0, &name, source, &f);
+        }
+    }
 }

@@ -123,6 +123,12 @@ pub fn run(connection: &ConnectionArgs, args: &LoadArgs, json: bool) -> anyhow::
         "SET pg_ingest.progress_notices = '{notices}'; SET pg_ingest.progress_interval = {interval_ms}"
     ))?;
 
+    if !args.server && args.writers > 1 {
+        anyhow::bail!(conn::InvalidSettings(
+            "--writers cuts files on the server: it needs --server (a client file is streamed by one connection)"
+                .into()
+        ));
+    }
     let on_error = match args.on_error {
         OnError::Stop => "stop",
         OnError::Skip => "skip",
@@ -134,17 +140,34 @@ pub fn run(connection: &ConnectionArgs, args: &LoadArgs, json: bool) -> anyhow::
         let columns = args.columns.as_ref().map(|c| c.to_string());
         let result = {
             let _cancellable = interrupt::Cancellable::new(&client, settings.tls_connector()?);
-            client.query(
-                LOAD_SQL,
-                &[&file, &args.into, &columns, &args.threads, &on_error, &args.max_errors, &args.force, &args.writers],
-            )
+            if args.server {
+                client
+                    .query(
+                        LOAD_SQL,
+                        &[
+                            &file,
+                            &args.into,
+                            &columns,
+                            &args.threads,
+                            &on_error,
+                            &args.max_errors,
+                            &args.force,
+                            &args.writers,
+                        ],
+                    )
+                    .map(|rows| rows.iter().map(summary_from_row).collect::<Vec<_>>())
+                    .map_err(anyhow::Error::new)
+            } else if file == "-" {
+                super::local::load_stdin(&mut client, args).map(|s| vec![s])
+            } else {
+                super::local::load_file(&mut client, file, args).map(|s| vec![s])
+            }
         };
         view.finish();
-        let rows = match result {
-            Ok(rows) => rows,
+        let summaries = match result {
+            Ok(summaries) => summaries,
             Err(e) => {
-                let cancelled = interrupt::was_cancelled(&e);
-                let e = anyhow::Error::new(e);
+                let cancelled = e.downcast_ref::<postgres::Error>().is_some_and(interrupt::was_cancelled);
                 let (message, code) = if cancelled {
                     (
                         format!("{file}: cancelled; the server rolled the load back, nothing of it was kept"),
@@ -161,11 +184,10 @@ pub fn run(connection: &ConnectionArgs, args: &LoadArgs, json: bool) -> anyhow::
                 return Ok(code);
             }
         };
-        if rows.is_empty() && !json {
+        if summaries.is_empty() && !json {
             println!("{file}: no file matches; nothing loaded");
         }
-        for row in &rows {
-            let summary = summary_from_row(row);
+        for summary in summaries {
             let rejects = if summary.rows_rejected > 0 {
                 first_rejects(&mut client, summary.load_id, args.show_rejects)?
             } else {

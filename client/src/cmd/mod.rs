@@ -1,5 +1,6 @@
 pub mod batch;
 pub mod history;
 pub mod load;
+pub mod local;
 pub mod ping;
 pub mod sample;

@@ -102,7 +102,8 @@ pub struct Feed {
     /// Before `pipeline`: dropped first, so the reader sees the end of its input.
     pub pump: Option<super::stream::Pump>,
     /// Bytes read before decompression (progress counts those when the input is compressed).
-    pub raw_read: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    /// With the offset the count starts at.
+    pub raw_read: Option<(std::sync::Arc<std::sync::atomic::AtomicU64>, u64)>,
     pipeline: Pipeline,
     io: Vec<ColumnIo>,
     econtext: *mut pg_sys::ExprContext,
@@ -257,7 +258,7 @@ impl Feed {
                 self.input_bytes += chunk.input_bytes;
                 self.end_offset = Some(chunk.offset + chunk.input_bytes);
                 self.progress.parsed_end = match &self.raw_read {
-                    Some(raw) => raw.load(std::sync::atomic::Ordering::Relaxed),
+                    Some((raw, from)) => from + raw.load(std::sync::atomic::Ordering::Relaxed),
                     None => chunk.offset + chunk.input_bytes,
                 };
                 self.progress.parsed_lines = self.lines;

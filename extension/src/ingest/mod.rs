@@ -406,7 +406,7 @@ pub fn load_span(
     let progress = progress::Progress::start(load_id, path, total, start_offset);
     let mut feed = Box::new(Feed::new(path.to_owned(), pipeline, ios, progress));
     feed.pump = pump;
-    feed.raw_read = raw_read;
+    feed.raw_read = raw_read.map(|r| (r, start_offset));
     let mut rejects = skip::Rejects::new(load_id, path, max_errors);
     let rows = if skip {
         skip::load_skipping(target, &mut feed, &mut rejects, raw_limit)

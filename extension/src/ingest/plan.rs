@@ -62,8 +62,7 @@ pub fn fingerprint(file: &File, path: &str, from: u64, to: u64) -> Fingerprint {
             Err(e) => io_error(path, e),
         }
     }
-    let hash = buf[..read].iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
-    Fingerprint { bytes: read as i32, hash: format!("{hash:016x}:{read}") }
+    Fingerprint { bytes: read as i32, hash: pg_ingest_core::input::fingerprint(&buf[..read]) }
 }
 
 /// The first bytes of a file of `size` bytes.
