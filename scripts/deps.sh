@@ -3,7 +3,9 @@
 source "$(dirname "$0")/common.sh"
 
 packages=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-cron
-          libclang-dev clang pkg-config libssl-dev openssl sudo)
+          libclang-dev clang pkg-config libssl-dev openssl sudo
+          # the end-to-end tests drive real clients: psql (with the server), psycopg 3, gzip and zstd
+          python3 python3-psycopg gzip zstd)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -160,20 +160,29 @@ fn server_errors_are_one_clear_line() {
     let db = TestDb::new("cli_load_errors");
     let dir = DataDir::new();
     let missing = dir.path("nowhere.jsonl");
-    let out = db.cli().args(["load", &missing]).assert().code(1);
+    // a file on the server (--server): the server's error
+    let out = db.cli().args(["load", "--server", &missing]).assert().code(1);
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with(&format!("pg-ingest: {missing}: ERROR (58P01): could not open file")), "{stderr}");
     assert!(stderr.contains("No such file or directory"), "{stderr}");
 
-    let out = db.cli().args(["--json", "load", &missing]).assert().code(1);
+    let out = db.cli().args(["--json", "load", "--server", &missing]).assert().code(1);
     let v = json(&out.get_output().stdout);
     assert_eq!(v["loads"][0]["error"]["sqlstate"], "58P01");
 
-    // a target that does not exist: the server's error and its hint
+    // a file on this machine (the default): this machine's error, one line
+    let out = db.cli().args(["load", &missing]).assert().code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with(&format!("pg-ingest: {missing}: could not open {missing}")), "{stderr}");
+    assert!(stderr.contains("No such file or directory"), "{stderr}");
+
+    // a target that does not exist: the server's error (and its hint, for a server file)
     let path = dir.write("nosuchtable.jsonl", "{}\n");
+    db.cli().args(["load", &path]).assert().code(1).stderr(predicate::str::contains("ERROR (42P01)"));
     db.cli()
-        .args(["load", &path])
+        .args(["load", "--server", &path])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("ERROR (42P01)"))

@@ -239,6 +239,9 @@ pub fn load_file(client: &mut Client, path: &str, args: &LoadArgs) -> anyhow::Re
             .get(0);
         let tail = fingerprint_at(&mut file, (end as u64).saturating_sub(FINGERPRINT_BYTES), end as u64)?;
         tx.execute("SELECT ingest.client_file_tail($1::text::regclass, $2, $3)", &[&table, &source, &tail])?;
-        summary_of_this_transaction(tx)
+        // reported under the name it was given here (the ledger knows it as host:path)
+        let mut summary = summary_of_this_transaction(tx)?;
+        summary.file = path.to_owned();
+        Ok(summary)
     })
 }
