@@ -90,11 +90,12 @@ fn load_json_reports_each_file() {
     assert_eq!(v["loads"][1]["lines_skipped"], 1);
     assert_eq!(count(&mut db, "other"), 301);
 
-    // `loads` lists them, most recent first
+    // `loads` lists them, most recent first: a client's file as host:path
     let out = db.cli().args(["--json", "loads", "--limit", "2"]).assert().success();
     let v = json(&out.get_output().stdout);
-    assert_eq!(v["loads"][0]["file"], second.as_str());
-    assert_eq!(v["loads"][1]["file"], first.as_str());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned();
+    assert_eq!(v["loads"][0]["file"], format!("{host}:{second}"));
+    assert_eq!(v["loads"][1]["file"], format!("{host}:{first}"));
     assert_eq!(v["loads"][1]["target"], "public.other");
     db.cli().args(["loads", "--file", "more.jsonl"]).assert().success().stdout(predicate::str::contains(&second));
 }

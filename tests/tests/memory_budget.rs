@@ -90,3 +90,44 @@ fn millions_of_blank_lines_do_not_grow_the_backend() {
     // the budget and the backend's own memory; a record per blank line would be 80 MB more
     assert!(peak < 48.0 + 45.0, "{peak:.0} MB");
 }
+
+#[test]
+fn a_gzip_of_a_gigabyte_loads_in_bounded_memory() {
+    let db = TestDb::new("mem_gzip");
+    let mut admin = connect_as(&db.name, "postgres");
+    admin.batch_execute("CREATE UNLOGGED TABLE t (id int, v text)").unwrap();
+    let dir = DataDir::new();
+    let path = dir.path("big.jsonl.gz");
+    // 1024 lines of 1 MB (a short row padded with JSON white space, and a long value every
+    // 64th line): 1 GB once decompressed, written straight into gzip
+    let mut gzip = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("gzip -1 > {path}"))
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, gzip.stdin.take().unwrap());
+        let pad = " ".repeat((1 << 20) - 64);
+        let long = "y".repeat((1 << 20) - 64);
+        for i in 1..=1024 {
+            if i % 64 == 0 {
+                writeln!(w, "{{\"id\":{i},\"v\":\"{long}\"}}").unwrap();
+            } else {
+                writeln!(w, "{{\"id\":{i},{pad}\"v\":\"r\"}}").unwrap();
+            }
+        }
+        w.flush().unwrap();
+    }
+    assert!(gzip.wait().unwrap().success());
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let compressed = std::fs::metadata(&path).unwrap().len();
+    let (mut c, pid) = backend(&db, "SET pg_ingest.max_threads = 2; SET pg_ingest.memory_budget = '64MB'");
+    let r = c.query_one("SELECT lines, rows_inserted, bytes FROM ingest_jsonl($1, 't')", &[&path]).unwrap();
+    assert_eq!((r.get::<_, i64>(0), r.get::<_, i64>(1)), (1024, 1024));
+    assert!(r.get::<_, i64>(2) > 1_000_000_000, "a gigabyte decompressed");
+    let peak = peak_private_mb(pid);
+    eprintln!("peak private memory: {peak:.0} MB for a {:.1} MB gzip of 1 GB", compressed as f64 / 1e6);
+    // the budget, gzip's window and buffers, the backend's own memory: not the gigabyte
+    assert!(peak < 64.0 + 60.0, "{peak:.0} MB");
+}

@@ -86,6 +86,8 @@ struct Method {
     rows: u64,
     /// Run the statements side by side, each on a connection of its own.
     parallel: bool,
+    /// A file this process streams to the (one) statement, a `COPY … FROM STDIN`.
+    stdin: Option<String>,
 }
 
 /// Busy and total CPU time of the machine so far (jiffies, from /proc/stat).
@@ -130,7 +132,17 @@ fn spoil(src: &str, dst: &str) -> u64 {
     bad
 }
 
-fn methods(jsonl: &str, bad_jsonl: &str, csv: &str, bin: &str, halves: [&str; 2], lines: u64, bad: u64) -> Vec<Method> {
+#[allow(clippy::too_many_arguments)]
+fn methods(
+    jsonl: &str,
+    gz: &str,
+    bad_jsonl: &str,
+    csv: &str,
+    bin: &str,
+    halves: [&str; 2],
+    lines: u64,
+    bad: u64,
+) -> Vec<Method> {
     let staging_insert = "INSERT INTO bench_chat SELECT doc->>'id', doc->>'from', doc->>'type', doc->>'site_id', \
         coalesce(doc->>'data', ''), to_timestamp((doc->>'timestamp')::bigint), doc->'meta' FROM bench_staging";
     let ingest =
@@ -141,14 +153,16 @@ fn methods(jsonl: &str, bad_jsonl: &str, csv: &str, bin: &str, halves: [&str; 2]
             sql: vec![format!("COPY bench_chat FROM '{csv}' (FORMAT csv)")],
             rows: lines,
             parallel: false,
+            stdin: None,
         },
         Method {
             name: "COPY binary",
             sql: vec![format!("COPY bench_chat FROM '{bin}' (FORMAT binary)")],
             rows: lines,
             parallel: false,
+            stdin: None,
         },
-        Method { name: "ingest_jsonl", sql: vec![ingest(jsonl, "")], rows: lines, parallel: false },
+        Method { name: "ingest_jsonl", sql: vec![ingest(jsonl, "")], rows: lines, parallel: false, stdin: None },
         Method {
             name: "staging jsonb + INSERT SELECT",
             sql: vec![
@@ -157,30 +171,56 @@ fn methods(jsonl: &str, bad_jsonl: &str, csv: &str, bin: &str, halves: [&str; 2]
             ],
             rows: lines,
             parallel: false,
+            stdin: None,
         },
         Method {
             name: "ingest_jsonl on_error=>skip",
             sql: vec![ingest(jsonl, ", on_error => 'skip'")],
             rows: lines,
             parallel: false,
+            stdin: None,
         },
         Method {
             name: "ingest_jsonl skip, 1% bad lines",
             sql: vec![ingest(bad_jsonl, ", on_error => 'skip'")],
             rows: lines - bad,
             parallel: false,
+            stdin: None,
         },
         Method {
             name: "ingest_jsonl writers => 2",
             sql: vec![ingest(jsonl, ", writers => 2")],
             rows: lines,
             parallel: false,
+            stdin: None,
         },
         Method {
             name: "COPY csv, 2 sessions side by side",
             sql: halves.iter().map(|h| format!("COPY bench_chat FROM '{h}' (FORMAT csv)")).collect(),
             rows: lines,
             parallel: true,
+            stdin: None,
+        },
+        Method {
+            name: "COPY FROM file (FORMAT jsonl)",
+            sql: vec![format!("COPY bench_chat FROM '{jsonl}' (FORMAT jsonl)")],
+            rows: lines,
+            parallel: false,
+            stdin: None,
+        },
+        Method {
+            name: "client streams (COPY FROM STDIN)",
+            sql: vec!["COPY bench_chat FROM STDIN (FORMAT jsonl)".into()],
+            rows: lines,
+            parallel: false,
+            stdin: Some(jsonl.to_owned()),
+        },
+        Method {
+            name: "ingest_jsonl, gzip file",
+            sql: vec![ingest(gz, "")],
+            rows: lines,
+            parallel: false,
+            stdin: None,
         },
     ]
 }
@@ -210,7 +250,23 @@ fn run_once(db: &str, m: &Method) -> (f64, f64, f64) {
         threads.into_iter().for_each(|t| t.join().unwrap());
     } else {
         for sql in &m.sql {
-            c.batch_execute(sql).unwrap_or_else(|e| panic!("{}: {e}", m.name));
+            match &m.stdin {
+                Some(path) => {
+                    use std::io::{Read, Write};
+                    let mut w = c.copy_in(sql.as_str()).unwrap_or_else(|e| panic!("{}: {e}", m.name));
+                    let mut f = std::fs::File::open(path).unwrap();
+                    let mut buf = vec![0u8; 256 * 1024];
+                    loop {
+                        let n = f.read(&mut buf).unwrap();
+                        if n == 0 {
+                            break;
+                        }
+                        w.write_all(&buf[..n]).unwrap();
+                    }
+                    w.finish().unwrap_or_else(|e| panic!("{}: {e}", m.name));
+                }
+                None => c.batch_execute(sql).unwrap_or_else(|e| panic!("{}: {e}", m.name)),
+            }
         }
     }
     let secs = start.elapsed().as_secs_f64();
@@ -267,7 +323,12 @@ fn main() {
             std::fs::set_permissions(half, std::fs::Permissions::from_mode(0o644)).unwrap();
         }
     }
-    let methods = methods(&jsonl, &bad_jsonl, &csv, &bin, [&halves[0], &halves[1]], args.lines, bad);
+    let gz = dir.join("chat.jsonl.gz").to_str().unwrap().to_owned();
+    let zipped = std::process::Command::new("sh").arg("-c").arg(format!("gzip -c {jsonl} > {gz}")).status().unwrap();
+    assert!(zipped.success(), "gzip");
+    std::fs::set_permissions(&gz, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let gz_bytes = std::fs::metadata(&gz).unwrap().len();
+    let methods = methods(&jsonl, &gz, &bad_jsonl, &csv, &bin, [&halves[0], &halves[1]], args.lines, bad);
     let mut report = String::new();
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     writeln!(
@@ -344,6 +405,16 @@ fn main() {
             ingest_t / med[6],
             csv_t / med[7],
             median(&busy[2]) * 100.0
+        )
+        .unwrap();
+        writeln!(
+            report,
+            "- input from anywhere, time / ingest_jsonl of the server file: COPY FROM file (FORMAT jsonl) {:.2}; \
+             the client streaming the file (COPY FROM STDIN, same machine) {:.2}; a gzip file ({:.0} MB) {:.2}\n",
+            med[8] / ingest_t,
+            med[9] / ingest_t,
+            gz_bytes as f64 / 1e6,
+            med[10] / ingest_t
         )
         .unwrap();
     }
