@@ -124,8 +124,9 @@ pub struct EncodedChunk {
     pub row_starts: Vec<usize>,
     /// With `track_rows`: the file offset of each row's line.
     pub row_offsets: Vec<u64>,
-    /// With `track_rows`: the chunk's input, and where each row's text is in it (what a
-    /// reject records as the raw line, whatever the input was: a file, a stream, a pipe).
+    /// With `track_rows`: the chunk's input (moved in by the pipeline once the chunk is
+    /// encoded), and where each row's text is in it (what a reject records as the raw line,
+    /// whatever the input was: a file, a stream, a pipe).
     pub source: Vec<u8>,
     pub row_text: Vec<(usize, usize)>,
     /// The input's last line had no newline and does not parse yet: it was left for a later
@@ -229,6 +230,11 @@ impl RowEncoder {
     }
 
     /// Encodes the lines of `chunk`. `cancel` is polled now and then.
+    /// Whether encoded chunks keep their input (for rejects' raw lines).
+    pub fn keeps_input(&self) -> bool {
+        self.opts.track_rows
+    }
+
     pub fn encode_chunk(&self, chunk: &Chunk, cancel: &AtomicBool) -> EncodedChunk {
         // the pipeline's tests check that a panic here is an error, not an abort
         #[cfg(test)]
@@ -253,9 +259,6 @@ impl RowEncoder {
             key: Vec::new(),
             layout: Vec::new(),
         };
-        if self.opts.track_rows {
-            out.source = chunk.data.clone();
-        }
         let mut next_expected_line = 0;
         let last_line = chunk.first_line + chunk.lines.saturating_sub(1);
         for (i, line) in framing::lines(chunk).enumerate() {

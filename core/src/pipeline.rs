@@ -280,7 +280,7 @@ impl Pipeline {
                     // a BOM skipped while deciding the shape counts as read
                     bytes_read.store(skipped + framer.bytes_read(), Ordering::Relaxed);
                     match next {
-                        Ok(Some(chunk)) => {
+                        Ok(Some(mut chunk)) => {
                             seq = chunk.seq + 1;
                             // its input and its encoded rows (as big as the largest seen so far,
                             // relative to their input), within the budget
@@ -294,9 +294,13 @@ impl Pipeline {
                                     encoder.encode_chunk(&chunk, &cancel)
                                 }));
                                 let msg = match encoded {
-                                    Ok(encoded) => {
+                                    Ok(mut encoded) => {
+                                        let input_len = chunk.data.len().max(1);
+                                        if encoder.keeps_input() {
+                                            encoded.source = std::mem::take(&mut chunk.data);
+                                        }
                                         let held = encoded.heap_bytes();
-                                        let ratio = held.div_ceil(chunk.data.len().max(1));
+                                        let ratio = held.div_ceil(input_len);
                                         budget.ratio.fetch_max(ratio, Ordering::Relaxed);
                                         budget.overdraw(held.saturating_sub(charge));
                                         Msg::Chunk(encoded, charge.max(held))

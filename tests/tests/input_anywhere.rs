@@ -237,8 +237,10 @@ fn copy_from_program_and_file_with_copy_rules() {
     assert_eq!(count(c, "got"), 1);
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("gzip").arg("-c").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+/// `bytes` through a compressor's command line (`gzip -c`, `zstd -qc`).
+fn compressed(command: &str, bytes: &[u8]) -> Vec<u8> {
+    let (program, flag) = command.split_once(' ').unwrap();
+    let mut child = Command::new(program).arg(flag).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let data = bytes.to_vec();
     let writer = std::thread::spawn(move || stdin.write_all(&data).unwrap());
@@ -247,14 +249,12 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     out.stdout
 }
 
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    compressed("gzip -c", bytes)
+}
+
 fn zstd(bytes: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("zstd").arg("-qc").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let data = bytes.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&data).unwrap());
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    out.stdout
+    compressed("zstd -qc", bytes)
 }
 
 #[test]
