@@ -57,7 +57,16 @@ pub struct ColumnSpec {
     pub kind: ColumnKind,
     pub default: DefaultValue,
     pub source: Source,
+    /// text, json or jsonb (the types themselves, not domains) taken by the backend as
+    /// finished datums: each field is a tag byte, then `0`: the datum with its varlena header
+    /// (built here), or `1`: what the type's own receive function reads (PostgreSQL decides).
+    pub finished: bool,
 }
+
+/// The tag of a finished column's field: the datum itself follows.
+pub const TAG_DATUM: u8 = 0;
+/// The tag of a finished column's field: the type's binary COPY form follows.
+pub const TAG_RECEIVE: u8 = 1;
 
 #[derive(Debug, Clone)]
 pub struct EncodeOptions {
@@ -335,8 +344,11 @@ impl RowEncoder {
         s.exact.iter_mut().for_each(|v| *v = false);
         s.roots.iter_mut().for_each(|v| *v = None);
         s.rest.clear();
+        // what a column taking the whole line gets: an object, unless the line was only validated
+        let mut whole_kind = Kind::Object;
         let positional = header.filter(|_| text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'['));
         if let (Some(header), true) = (positional, self.needs_object) {
+            whole_kind = Kind::Array;
             let v = json::parse_value(text).map_err(json_error)?;
             let values = json::array_elements(v.raw);
             for (pos, v) in values.enumerate() {
@@ -361,13 +373,13 @@ impl RowEncoder {
                     .with_detail(format!("The line holds {}; its keys are mapped to columns.", kind_name(kind))));
             }
         } else {
-            json::parse_value(text).map_err(json_error)?;
+            whole_kind = json::parse_value(text).map_err(json_error)?.kind;
         }
         for (c, col) in self.columns.iter().enumerate() {
             match &col.source {
                 Source::WholeLine => {
                     let trimmed = trim_ws(text);
-                    s.values[c] = Some(Value { kind: Kind::Object, raw: trimmed });
+                    s.values[c] = Some(Value { kind: whole_kind, raw: trimmed });
                 }
                 Source::Path(steps) => s.values[c] = s.roots[c].and_then(|root| resolve(root, &steps[1..])),
                 _ => {}
@@ -378,7 +390,15 @@ impl RowEncoder {
         out.bytes.extend_from_slice(&(self.columns.len() as i16).to_be_bytes());
         for c in 0..self.columns.len() {
             let value = if Some(c) == self.rest { None } else { s.values[c] };
-            let result = if Some(c) == self.rest && !s.rest.is_empty() {
+            let result = if Some(c) == self.rest && !s.rest.is_empty() && self.columns[c].finished {
+                let text = [&b"{"[..], &s.rest, b"}"].concat();
+                match (self.columns[c].kind, json::parse_value(&text)) {
+                    (ColumnKind::Jsonb, Ok(v)) => put_jsonb(out, v, true),
+                    (ColumnKind::Jsonb, Err(_)) => put_jsonb(out, Value { kind: Kind::Object, raw: &text }, false),
+                    _ => put_text_datum(out, &text),
+                }
+                Ok(())
+            } else if Some(c) == self.rest && !s.rest.is_empty() {
                 let col = &self.columns[c];
                 let version: &[u8] = if col.kind == ColumnKind::Jsonb { &[1] } else { &[] };
                 let len = version.len() + s.rest.len() + 2;
@@ -473,9 +493,17 @@ impl RowEncoder {
             Some(v) => v,
         };
         let fast: Option<Vec<u8>> = match col.kind {
+            ColumnKind::Text if col.finished => {
+                put_text_datum(out, &convert::text_form(&v)?);
+                return Ok(());
+            }
             ColumnKind::Text => {
                 let text = convert::text_form(&v)?;
                 put_bytes(out, &text);
+                return Ok(());
+            }
+            ColumnKind::Json if col.finished => {
+                put_text_datum(out, v.raw);
                 return Ok(());
             }
             ColumnKind::Json => {
@@ -483,9 +511,7 @@ impl RowEncoder {
                 return Ok(());
             }
             ColumnKind::Jsonb => {
-                out.bytes.extend_from_slice(&(v.raw.len() as i32 + 1).to_be_bytes());
-                out.bytes.push(1);
-                out.bytes.extend_from_slice(v.raw);
+                put_jsonb(out, v, col.finished);
                 return Ok(());
             }
             ColumnKind::Int2 => convert::integer(&v, 2)?,
@@ -526,6 +552,33 @@ impl RowEncoder {
 
 fn put_null(out: &mut EncodedChunk) {
     out.bytes.extend_from_slice(&(-1i32).to_be_bytes());
+}
+
+/// A text or json datum: the tag, a varlena header, the text.
+fn put_text_datum(out: &mut EncodedChunk, text: &[u8]) {
+    out.bytes.extend_from_slice(&(text.len() as i32 + 5).to_be_bytes());
+    out.bytes.push(TAG_DATUM);
+    out.bytes.extend_from_slice(&crate::numeric::varlena_header(text.len() + 4));
+    out.bytes.extend_from_slice(text);
+}
+
+/// A jsonb field: the finished datum when it can be built here, else jsonb's binary COPY
+/// form (version 1, the text) for `jsonb_recv`.
+fn put_jsonb(out: &mut EncodedChunk, v: Value<'_>, finished: bool) {
+    if finished {
+        if let Some(datum) = crate::jsonb::jsonb_datum(v) {
+            out.bytes.extend_from_slice(&(datum.len() as i32 + 1).to_be_bytes());
+            out.bytes.push(TAG_DATUM);
+            out.bytes.extend_from_slice(&datum);
+            return;
+        }
+        out.bytes.extend_from_slice(&(v.raw.len() as i32 + 2).to_be_bytes());
+        out.bytes.push(TAG_RECEIVE);
+    } else {
+        out.bytes.extend_from_slice(&(v.raw.len() as i32 + 1).to_be_bytes());
+    }
+    out.bytes.push(1);
+    out.bytes.extend_from_slice(v.raw);
 }
 
 fn put_bytes(out: &mut EncodedChunk, b: &[u8]) {

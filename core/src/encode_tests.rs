@@ -11,7 +11,7 @@ enum F {
 }
 
 fn col(name: &str, kind: ColumnKind) -> ColumnSpec {
-    ColumnSpec { name: name.into(), kind, default: DefaultValue::Null, source: Source::Key }
+    ColumnSpec { name: name.into(), kind, default: DefaultValue::Null, source: Source::Key, finished: false }
 }
 
 fn encode(cols: Vec<ColumnSpec>, input: &str, opts: EncodeOptions) -> EncodedChunk {

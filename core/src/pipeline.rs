@@ -433,6 +433,7 @@ mod tests {
             kind: ColumnKind::Int8,
             default: DefaultValue::Null,
             source: Source::Key,
+            finished: false,
         }];
         Arc::new(RowEncoder::new(cols, EncodeOptions::default()).unwrap())
     }

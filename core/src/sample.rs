@@ -165,6 +165,163 @@ pub fn write_chat_lines<W: Write>(mut w: W, lines: u64, seed: u64) -> io::Result
     Ok(written)
 }
 
+/// The table the JSON-heavy sample (tweet-shaped documents) is shaped for: nested objects and
+/// arrays into jsonb, long texts, numbers, a timestamp as a string.
+pub const TWEETS_TABLE_DDL: &str = "CREATE TABLE tweets (id bigint PRIMARY KEY, created_at timestamptz, \
+text text, lang text, source text, retweet_count int, favorite_count int, \"user\" jsonb, entities jsonb, \
+place jsonb, extended jsonb)";
+
+const MONTHS: &[&str] = &["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const DAYS: &[&str] = &["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+const LANGS: &[&str] = &["en", "ja", "es", "fr", "de", "ru", "ar", "und"];
+
+fn words(rng: &mut SplitMix64, n: u64) -> String {
+    let mut text = String::new();
+    for i in 0..n {
+        if i > 0 {
+            text.push(' ');
+        }
+        text.push_str(rng.pick(WORDS));
+    }
+    text
+}
+
+/// Appends one tweet-shaped line (about 3–5 kB), without its newline.
+pub fn tweet_line(rng: &mut SplitMix64, no: u64, out: &mut String) {
+    let day = rng.pick(DAYS);
+    let month = rng.pick(MONTHS);
+    let created = format!(
+        "{day} {month} {:02} {:02}:{:02}:{:02} +0000 20{}",
+        1 + rng.below(28),
+        rng.below(24),
+        rng.below(60),
+        rng.below(60),
+        10 + rng.below(10)
+    );
+    let user_id = rng.below(1 << 40);
+    let hashtags: Vec<String> = (0..rng.below(5))
+        .map(|i| format!("{{\"text\":{},\"indices\":[{},{}]}}", json_string(rng.pick(TAGS)), i * 10, i * 10 + 8))
+        .collect();
+    let urls: Vec<String> = (0..rng.below(3))
+        .map(|i| {
+            format!(
+                "{{\"url\":\"https://t.co/{:x}\",\"expanded_url\":\"https://example.com/{}/{}\",\"display_url\":\"example.com/{}\",\"indices\":[{},{}]}}",
+                rng.next_u64(),
+                rng.pick(TAGS),
+                rng.below(1_000_000),
+                rng.below(1000),
+                40 + i * 23,
+                63 + i * 23
+            )
+        })
+        .collect();
+    let mentions: Vec<String> = (0..rng.below(4))
+        .map(|_| {
+            let id = rng.below(1 << 40);
+            format!(
+                "{{\"screen_name\":\"user{id}\",\"name\":{},\"id\":{id},\"id_str\":\"{id}\",\"indices\":[0,12]}}",
+                json_string(&words(rng, 2))
+            )
+        })
+        .collect();
+    let place = if rng.below(4) == 0 {
+        format!(
+            "{{\"id\":\"{:x}\",\"place_type\":\"city\",\"name\":{},\"country_code\":\"{}\",\"bounding_box\":{{\"type\":\"Polygon\",\"coordinates\":[[[{}.{},{}.{}],[{}.{},{}.{}],[{}.{},{}.{}],[{}.{},{}.{}]]]}}}}",
+            rng.next_u64(),
+            json_string(&words(rng, 2)),
+            rng.pick(&["US", "JP", "FR", "DE", "BR"]),
+            rng.below(180), rng.below(1_000_000), rng.below(90), rng.below(1_000_000),
+            rng.below(180), rng.below(1_000_000), rng.below(90), rng.below(1_000_000),
+            rng.below(180), rng.below(1_000_000), rng.below(90), rng.below(1_000_000),
+            rng.below(180), rng.below(1_000_000), rng.below(90), rng.below(1_000_000)
+        )
+    } else {
+        "null".to_owned()
+    };
+    let text_words = 20 + rng.below(30);
+    out.push_str(&format!(
+        "{{\"created_at\":\"{created}\",\"id\":{no},\"id_str\":\"{no}\",\"text\":{},\"source\":\"<a href=\\\"https://example.com/app\\\" rel=\\\"nofollow\\\">{}</a>\",\"truncated\":false,\"lang\":\"{}\",\"retweet_count\":{},\"favorite_count\":{},",
+        json_string(&words(rng, text_words)),
+        rng.pick(CLIENTS),
+        rng.pick(LANGS),
+        rng.below(100_000),
+        rng.below(1_000_000)
+    ));
+    out.push_str(&format!(
+        "\"user\":{{\"id\":{user_id},\"id_str\":\"{user_id}\",\"name\":{},\"screen_name\":\"user{user_id}\",\"location\":{},\"description\":{},\"url\":null,\"protected\":false,\"followers_count\":{},\"friends_count\":{},\"listed_count\":{},\"created_at\":\"{} {} {:02} 12:00:00 +0000 2012\",\"favourites_count\":{},\"utc_offset\":null,\"time_zone\":null,\"geo_enabled\":{},\"verified\":{},\"statuses_count\":{},\"lang\":\"{}\",\"profile_background_color\":\"C0DEED\",\"profile_image_url_https\":\"https://pbs.example.com/profile_images/{}/photo_normal.jpg\",\"default_profile\":{},\"score\":{}.{}}},",
+        json_string(&words(rng, 2)),
+        json_string(&words(rng, 3)),
+        {
+            let n = 10 + rng.below(30);
+            json_string(&words(rng, n))
+        },
+        rng.below(10_000_000),
+        rng.below(5000),
+        rng.below(1000),
+        rng.pick(DAYS),
+        rng.pick(MONTHS),
+        1 + rng.below(28),
+        rng.below(100_000),
+        rng.below(2) == 0,
+        rng.below(50) == 0,
+        rng.below(500_000),
+        rng.pick(LANGS),
+        rng.next_u64(),
+        rng.below(2) == 0,
+        rng.below(100),
+        rng.below(1000)
+    ));
+    out.push_str(&format!(
+        "\"entities\":{{\"hashtags\":[{}],\"symbols\":[],\"urls\":[{}],\"user_mentions\":[{}]}},\"place\":{place},",
+        hashtags.join(","),
+        urls.join(","),
+        mentions.join(",")
+    ));
+    // a long nested document: what JSON-heavy rows carry
+    let blocks: Vec<String> = (0..6 + rng.below(10))
+        .map(|i| {
+            format!(
+                "{{\"kind\":\"{}\",\"seq\":{i},\"weight\":{}.{:03},\"ratio\":{}e-{},\"tags\":[{},{}],\"body\":{},\"flags\":{{\"seen\":{},\"pinned\":{},\"level\":{}}}}}",
+                rng.pick(&["text", "media", "poll", "quote"]),
+                rng.below(1000),
+                rng.below(1000),
+                1 + rng.below(9),
+                1 + rng.below(12),
+                json_string(rng.pick(TAGS)),
+                json_string(rng.pick(TAGS)),
+                {
+                    let n = 5 + rng.below(25);
+                    json_string(&words(rng, n))
+                },
+                rng.below(2) == 0,
+                rng.below(5) == 0,
+                rng.below(10)
+            )
+        })
+        .collect();
+    out.push_str(&format!("\"extended\":{{\"blocks\":[{}],\"version\":3}}}}", blocks.join(",")));
+}
+
+/// Writes `lines` tweet-shaped lines, each ending in `\n`; the bytes written.
+pub fn write_tweet_lines<W: Write>(mut w: W, lines: u64, seed: u64) -> io::Result<u64> {
+    let mut rng = SplitMix64::new(seed);
+    let mut buf = String::with_capacity(256 * 1024);
+    let mut written = 0u64;
+    for no in 1..=lines {
+        tweet_line(&mut rng, no, &mut buf);
+        buf.push('\n');
+        if buf.len() > 200 * 1024 {
+            w.write_all(buf.as_bytes())?;
+            written += buf.len() as u64;
+            buf.clear();
+        }
+    }
+    w.write_all(buf.as_bytes())?;
+    written += buf.len() as u64;
+    w.flush()?;
+    Ok(written)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +331,19 @@ mod tests {
         let mut out = Vec::new();
         write_chat_lines(&mut out, n, seed).unwrap();
         String::from_utf8(out).unwrap().lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn tweet_lines_are_valid_json_of_a_few_kilobytes() {
+        let mut out = Vec::new();
+        let bytes = write_tweet_lines(&mut out, 200, 7).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            assert!(v["user"].is_object() && v["extended"]["blocks"].is_array());
+        }
+        let avg = bytes / 200;
+        assert!((2000..6000).contains(&avg), "{avg} bytes a line");
     }
 
     #[test]

@@ -87,4 +87,20 @@ pub mod ingest {
             crate::ledger::save_client_file(target.0, &name, source, &f);
         }
     }
+
+    /// The bytes of a varlena value as stored (after its header, detoasted): what the
+    /// differential tests compare to hold values built on the parse threads byte for byte
+    /// against PostgreSQL's own input functions.
+    #[pg_extern(immutable, parallel_safe, strict)]
+    pub fn datum_bytes(value: pgrx::AnyElement) -> Vec<u8> {
+        unsafe {
+            if pgrx::pg_sys::get_typlen(value.oid()) != -1 {
+                pgrx::error!("datum_bytes takes a variable-length value");
+            }
+            let p = pgrx::pg_sys::pg_detoast_datum(value.datum().cast_mut_ptr());
+            let len = pgrx::varlena::varsize_any_exhdr(p);
+            let data = pgrx::varlena::vardata_any(p) as *const u8;
+            std::slice::from_raw_parts(data, len).to_vec()
+        }
+    }
 }

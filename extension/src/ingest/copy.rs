@@ -23,6 +23,7 @@ unsafe extern "C" {
     fn pg_ingest_copy_cur_lineno(cstate: CopyFromState) -> u64;
     fn pg_ingest_copy_cur_attname(cstate: CopyFromState) -> *const std::ffi::c_char;
     fn pg_ingest_copy_recv_unconverted(cstate: CopyFromState);
+    fn pg_ingest_copy_recv_finished(cstate: CopyFromState, attnums: *const i16, n: i32);
 }
 
 /// An ERROR raised inside COPY, and where.
@@ -88,6 +89,11 @@ pub fn run_copy(target: &Target, feed: *mut Feed) -> Result<u64, CopyFailure> {
             attnames,
             options,
         );
+        // columns whose values the parse threads finish take them as they are
+        let finished: Vec<i16> = target.columns.iter().filter(|c| c.finished).map(|c| c.attnum).collect();
+        if !finished.is_empty() {
+            pg_ingest_copy_recv_finished(cstate, finished.as_ptr(), finished.len() as i32);
+        }
         // the stream is in the database's encoding: COPY must not convert it from the client's
         if super::encoding::client_differs() {
             pg_ingest_copy_recv_unconverted(cstate);

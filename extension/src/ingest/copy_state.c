@@ -48,6 +48,65 @@ pg_ingest_recv_unconverted(PG_FUNCTION_ARGS)
 	return result;
 }
 
+/*
+ * A column whose values the parse threads finish (text, json, jsonb): each field is a tag
+ * byte, then 0: the datum itself, its varlena header included, copied as it is; or 1: the
+ * type's own binary COPY form, for its own receive function (PostgreSQL decides, and raises
+ * its own errors). Only pg_ingest's own stream reaches it: it is installed in the COPY that
+ * pg_ingest begins, on the columns it chose.
+ */
+static Datum
+pg_ingest_recv_finished(PG_FUNCTION_ARGS)
+{
+	IngestRecv *x = (IngestRecv *) fcinfo->flinfo->fn_extra;
+	StringInfo	buf = (StringInfo) PG_GETARG_POINTER(0);
+	Oid			typioparam = PG_GETARG_OID(1);
+	int32		typmod = PG_GETARG_INT32(2);
+	int			len;
+	char	   *datum;
+
+	if (buf == NULL)
+		PG_RETURN_NULL();
+	if (buf->cursor >= buf->len)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+				 errmsg("incorrect binary data format")));
+	if (buf->data[buf->cursor] != 0)
+	{
+		buf->cursor++;
+		return ReceiveFunctionCall(&x->orig, buf, typioparam, typmod);
+	}
+	len = buf->len - buf->cursor - 1;
+	if (len < VARHDRSZ)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+				 errmsg("incorrect binary data format")));
+	datum = palloc(len);
+	memcpy(datum, buf->data + buf->cursor + 1, len);
+	SET_VARSIZE(datum, len);
+	buf->cursor = buf->len;
+	PG_RETURN_POINTER(datum);
+}
+
+/* Puts pg_ingest_recv_finished in front of the receive functions of these attributes. */
+void
+pg_ingest_copy_recv_finished(CopyFromState cstate, const int16 *attnums, int n)
+{
+	int			i;
+	MemoryContext old = MemoryContextSwitchTo(cstate->copycontext);
+
+	for (i = 0; i < n; i++)
+	{
+		FmgrInfo   *f = &cstate->in_functions[attnums[i] - 1];
+		IngestRecv *x = palloc(sizeof(IngestRecv));
+
+		x->orig = *f;
+		f->fn_addr = pg_ingest_recv_finished;
+		f->fn_extra = x;
+	}
+	MemoryContextSwitchTo(old);
+}
+
 /* Puts the wrapper in front of every column's receive function of a COPY just begun. */
 void
 pg_ingest_copy_recv_unconverted(CopyFromState cstate)
@@ -91,6 +150,13 @@ const char *
 pg_ingest_copy_cur_attname(void *cstate)
 {
 	return NULL;
+}
+
+void
+pg_ingest_copy_recv_finished(void *cstate, const int16 *attnums, int n)
+{
+	ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					errmsg("pg_ingest's finished values need PostgreSQL 14 or later")));
 }
 
 void

@@ -37,6 +37,9 @@ pub struct ColumnIo {
     input: Box<pg_sys::FmgrInfo>,
     send: Box<pg_sys::FmgrInfo>,
     pub default_state: *mut pg_sys::ExprState,
+    /// Its values are finished datums on the threads: what is made here goes to the type's
+    /// own receive function, behind the tag that says so.
+    pub finished: bool,
 }
 
 impl ColumnIo {
@@ -50,7 +53,15 @@ impl ColumnIo {
             let mut send: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
             pg_sys::fmgr_info(input_fn, input.as_mut());
             pg_sys::fmgr_info(send_fn, send.as_mut());
-            Self { name: name.to_owned(), typioparam, typmod, input, send, default_state: std::ptr::null_mut() }
+            Self {
+                name: name.to_owned(),
+                typioparam,
+                typmod,
+                input,
+                send,
+                default_state: std::ptr::null_mut(),
+                finished: false,
+            }
         }
     }
 
@@ -62,7 +73,12 @@ impl ColumnIo {
             let bytes = pg_sys::SendFunctionCall(self.send.as_mut(), datum);
             let len = pgrx::varlena::varsize_any_exhdr(bytes as *const pg_sys::varlena);
             let data = pgrx::varlena::vardata_any(bytes as *const pg_sys::varlena) as *const u8;
-            std::slice::from_raw_parts(data, len).to_vec()
+            let bytes = std::slice::from_raw_parts(data, len);
+            if self.finished {
+                [&[pg_ingest_core::encode::TAG_RECEIVE][..], bytes].concat()
+            } else {
+                bytes.to_vec()
+            }
         }
     }
 

@@ -374,11 +374,12 @@ pub fn load_span(
     let mut specs = Vec::with_capacity(target.columns.len());
     for (col, source) in target.columns.iter().zip(sources) {
         let mut io = ColumnIo::new(&col.name, col.typid, col.typmod);
+        io.finished = col.finished;
         let (default, expr) = target.default_for(col, |d| io.send(d));
         if default == DefaultValue::PerRow {
             io.default_state = unsafe { pg_sys::ExecInitExpr(expr, std::ptr::null_mut()) };
         }
-        specs.push(ColumnSpec { name: col.name.clone(), kind: col.kind, default, source });
+        specs.push(ColumnSpec { name: col.name.clone(), kind: col.kind, default, source, finished: col.finished });
         ios.push(io);
     }
     let (max_line_bytes, raw_limit) = (gucs::max_line_bytes(), gucs::reject_line_bytes());

@@ -17,6 +17,9 @@ pub struct TargetColumn {
     pub typid: Oid,
     pub typmod: i32,
     pub kind: ColumnKind,
+    /// The parse threads build its datums (text, json, jsonb themselves, not domains over
+    /// them, and no typmod): see `pg_ingest_recv_finished` in copy_state.c.
+    pub finished: bool,
 }
 
 pub struct Target {
@@ -79,6 +82,12 @@ pub fn check_file_permission() {
     }
 }
 
+/// Whether the parse threads build this column's datums: the type itself (a domain has its
+/// checks run by its own receive function), without a typmod to apply.
+fn finishes(typid: Oid, typmod: i32) -> bool {
+    typmod < 0 && matches!(typid, pg_sys::TEXTOID | pg_sys::JSONOID | pg_sys::JSONBOID)
+}
+
 fn column_kind(typid: Oid) -> ColumnKind {
     let base = unsafe { pg_sys::getBaseType(typid) };
     match base {
@@ -127,6 +136,7 @@ impl Target {
                 typid: att.type_oid().value(),
                 typmod: att.type_mod(),
                 kind: column_kind(att.type_oid().value()),
+                finished: finishes(att.type_oid().value(), att.type_mod()),
             });
         }
         let target = Self { rel, oid, name, columns };

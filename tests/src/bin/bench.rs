@@ -275,6 +275,74 @@ fn run_once(db: &str, m: &Method) -> (f64, f64, f64) {
     (secs, sampler.finish() as f64 / 1024.0, busy)
 }
 
+/// The JSON-heavy set: tweet-shaped documents of 3–5 kB (nested objects and arrays into jsonb,
+/// long texts, numbers, a timestamp string), no indexes.
+fn json_heavy(db: &str, dir: &std::path::Path, lines: u64, runs: usize, report: &mut String) {
+    let mut admin = connect(db);
+    let jsonl = dir.join("tweets.jsonl").to_str().unwrap().to_owned();
+    let (csv, bin) =
+        (dir.join("tweets.csv").to_str().unwrap().to_owned(), dir.join("tweets.bin").to_str().unwrap().to_owned());
+    eprintln!("generating {lines} tweet-shaped lines into {jsonl}");
+    let file = std::fs::File::create(&jsonl).unwrap();
+    let bytes = pg_ingest_core::sample::write_tweet_lines(std::io::BufWriter::new(file), lines, 7).unwrap();
+    std::fs::set_permissions(&jsonl, std::fs::Permissions::from_mode(0o644)).unwrap();
+    admin
+        .batch_execute(&pg_ingest_core::sample::TWEETS_TABLE_DDL.replace("TABLE tweets", "TABLE bench_tweets"))
+        .unwrap();
+    admin.batch_execute("ALTER TABLE bench_tweets DROP CONSTRAINT bench_tweets_pkey").unwrap();
+    admin.batch_execute(&format!("SELECT * FROM ingest_jsonl('{jsonl}', 'bench_tweets')")).unwrap();
+    admin
+        .batch_execute(&format!(
+            "COPY bench_tweets TO '{csv}' (FORMAT csv); COPY bench_tweets TO '{bin}' (FORMAT binary)"
+        ))
+        .unwrap();
+    let ingest = |extra: &str| format!("SELECT * FROM ingest_jsonl('{jsonl}', 'bench_tweets', force => true{extra})");
+    let methods: Vec<(&str, String)> = vec![
+        ("COPY csv", format!("COPY bench_tweets FROM '{csv}' (FORMAT csv)")),
+        ("COPY binary", format!("COPY bench_tweets FROM '{bin}' (FORMAT binary)")),
+        ("ingest_jsonl", ingest("")),
+        ("ingest_jsonl threads => 1", ingest(", threads => 1")),
+    ];
+    let mut times = vec![Vec::new(); methods.len()];
+    let mut mem = vec![0f64; methods.len()];
+    for run in 0..runs {
+        for (i, (name, sql)) in methods.iter().enumerate() {
+            admin.batch_execute("TRUNCATE bench_tweets; TRUNCATE ingest.loads CASCADE; CHECKPOINT").unwrap();
+            let m = Method { name, sql: vec![sql.clone()], rows: lines, parallel: false, stdin: None };
+            let (secs, mb, _) = run_once(db, &m);
+            let n: i64 = admin.query_one("SELECT count(*) FROM bench_tweets", &[]).unwrap().get(0);
+            assert_eq!(n as u64, lines, "{name}");
+            eprintln!("[json-heavy] run {} {name:<30} {secs:7.2} s  peak {mb:6.1} MB", run + 1);
+            times[i].push(secs);
+            mem[i] = mem[i].max(mb);
+        }
+    }
+    let med: Vec<f64> = times.iter().map(|t| median(t)).collect();
+    writeln!(report, "### JSON-heavy rows ({lines} tweet-shaped lines, {:.0} MB, no indexes)\n", bytes as f64 / 1e6)
+        .unwrap();
+    writeln!(report, "| method | median s | MB/s | × COPY csv time | × COPY binary time | backend peak MB |").unwrap();
+    writeln!(report, "|---|---:|---:|---:|---:|---:|").unwrap();
+    for (i, (name, _)) in methods.iter().enumerate() {
+        writeln!(
+            report,
+            "| {name} | {:.2} | {:.0} | {:.2} | {:.2} | {:.0} |",
+            med[i],
+            bytes as f64 / 1e6 / med[i],
+            med[i] / med[0],
+            med[i] / med[1],
+            mem[i]
+        )
+        .unwrap();
+    }
+    writeln!(
+        report,
+        "\n- ingest_jsonl / COPY binary time: **{:.2}** (target ≤ 0.75); / COPY csv: **{:.2}** (target ≤ 0.6)\n",
+        med[2] / med[1],
+        med[2] / med[0]
+    )
+    .unwrap();
+}
+
 fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -418,6 +486,7 @@ fn main() {
         )
         .unwrap();
     }
+    json_heavy(db, &dir, args.lines / 20, args.runs, &mut report);
     batch_overhead(db, &mut report);
     print!("{report}");
     if let Some(out) = &args.out {

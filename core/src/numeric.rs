@@ -1,0 +1,181 @@
+//! PostgreSQL's `numeric` on-disk value, built from a JSON number's text exactly as
+//! `numeric_in(text, typmod -1)` builds it (`src/backend/utils/adt/numeric.c`:
+//! `set_var_from_str`, `strip_var`, `make_result`): base-10000 digits, weight, sign and display
+//! scale, in the short header form when it fits. The datum is returned with its 4-byte varlena
+//! header, as jsonb stores it inside its containers.
+
+const NBASE_DIGITS: i32 = 4;
+const NUMERIC_POS: u16 = 0x0000;
+const NUMERIC_NEG: u16 = 0x4000;
+const NUMERIC_SHORT: u16 = 0x8000;
+const NUMERIC_SHORT_SIGN_MASK: u16 = 0x2000;
+const NUMERIC_SHORT_DSCALE_SHIFT: u16 = 7;
+const NUMERIC_SHORT_DSCALE_MAX: i32 = 63;
+const NUMERIC_SHORT_WEIGHT_SIGN_MASK: u16 = 0x0040;
+const NUMERIC_SHORT_WEIGHT_MASK: u16 = 0x003F;
+const NUMERIC_SHORT_WEIGHT_MAX: i32 = 63;
+const NUMERIC_SHORT_WEIGHT_MIN: i32 = -64;
+const NUMERIC_DSCALE_MASK: i32 = 0x3FFF;
+
+/// Why a number has no numeric datum built here (PostgreSQL decides then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumericError {
+    /// Not a JSON number.
+    Syntax,
+    /// Beyond what the on-disk format holds ("value overflows numeric format").
+    Overflow,
+}
+
+/// The numeric datum (4-byte varlena header included, as `palloc`'d by `make_result`) for a
+/// JSON number's text.
+pub fn numeric_datum(text: &[u8]) -> Result<Vec<u8>, NumericError> {
+    let mut i = 0;
+    let negative = text.first() == Some(&b'-');
+    if negative {
+        i += 1;
+    }
+    // decimal digits, with NBASE_DIGITS zeros of padding at the front (as set_var_from_str)
+    let mut dec: Vec<u8> = vec![0; NBASE_DIGITS as usize];
+    let (mut dweight, mut dscale, mut have_dp, mut any) = (-1i64, 0i64, false, false);
+    while i < text.len() {
+        match text[i] {
+            c @ b'0'..=b'9' => {
+                dec.push(c - b'0');
+                any = true;
+                if have_dp {
+                    dscale += 1;
+                } else {
+                    dweight += 1;
+                }
+            }
+            b'.' if !have_dp => have_dp = true,
+            _ => break,
+        }
+        i += 1;
+    }
+    if !any {
+        return Err(NumericError::Syntax);
+    }
+    let ddigits = dec.len() as i64 - NBASE_DIGITS as i64;
+    if i < text.len() {
+        if text[i] != b'e' && text[i] != b'E' {
+            return Err(NumericError::Syntax);
+        }
+        let exp = std::str::from_utf8(&text[i + 1..]).map_err(|_| NumericError::Syntax)?;
+        let exponent: i64 = exp.strip_prefix('+').unwrap_or(exp).parse().map_err(|_| NumericError::Syntax)?;
+        if exponent >= i32::MAX as i64 / 2 || exponent <= -(i32::MAX as i64 / 2) {
+            return Err(NumericError::Overflow);
+        }
+        dweight += exponent;
+        dscale -= exponent;
+        if dscale < 0 {
+            dscale = 0;
+        }
+    }
+    dec.extend(std::iter::repeat_n(0, NBASE_DIGITS as usize - 1));
+
+    // to base-10000 digits
+    let nd = NBASE_DIGITS as i64;
+    let weight = if dweight >= 0 { (dweight + 1 + nd - 1) / nd - 1 } else { -((-dweight - 1) / nd + 1) };
+    let offset = (weight + 1) * nd - (dweight + 1);
+    let ndigits = (ddigits + offset + nd - 1) / nd;
+    let mut digits = Vec::with_capacity(ndigits.max(0) as usize);
+    let mut at = (nd - offset) as usize;
+    for _ in 0..ndigits {
+        let d = dec[at] as i16 * 1000 + dec[at + 1] as i16 * 100 + dec[at + 2] as i16 * 10 + dec[at + 3] as i16;
+        digits.push(d);
+        at += NBASE_DIGITS as usize;
+    }
+    // make_result: leading and trailing zero digits go, a zero is positive with weight 0
+    let mut weight = weight;
+    let mut start = 0;
+    while start < digits.len() && digits[start] == 0 {
+        start += 1;
+        weight -= 1;
+    }
+    let mut end = digits.len();
+    while end > start && digits[end - 1] == 0 {
+        end -= 1;
+    }
+    let digits = &digits[start..end];
+    let mut sign = if negative { NUMERIC_NEG } else { NUMERIC_POS };
+    if digits.is_empty() {
+        weight = 0;
+        sign = NUMERIC_POS;
+    }
+    let dscale = dscale;
+    let mut out = Vec::with_capacity(8 + 2 * digits.len());
+    let short = dscale <= NUMERIC_SHORT_DSCALE_MAX as i64
+        && weight <= NUMERIC_SHORT_WEIGHT_MAX as i64
+        && weight >= NUMERIC_SHORT_WEIGHT_MIN as i64;
+    if short {
+        let len = 4 + 2 + 2 * digits.len();
+        out.extend_from_slice(&varlena_header(len));
+        let header = (if sign == NUMERIC_NEG { NUMERIC_SHORT | NUMERIC_SHORT_SIGN_MASK } else { NUMERIC_SHORT })
+            | ((dscale as u16) << NUMERIC_SHORT_DSCALE_SHIFT)
+            | (if weight < 0 { NUMERIC_SHORT_WEIGHT_SIGN_MASK } else { 0 })
+            | (weight as i16 as u16 & NUMERIC_SHORT_WEIGHT_MASK);
+        out.extend_from_slice(&header.to_ne_bytes());
+    } else {
+        // the int16 fields must hold weight and dscale
+        if weight != weight as i16 as i64 || dscale != (dscale as i32 & NUMERIC_DSCALE_MASK) as i64 {
+            return Err(NumericError::Overflow);
+        }
+        let len = 4 + 4 + 2 * digits.len();
+        out.extend_from_slice(&varlena_header(len));
+        let sign_dscale = sign | (dscale as i32 & NUMERIC_DSCALE_MASK) as u16;
+        out.extend_from_slice(&sign_dscale.to_ne_bytes());
+        out.extend_from_slice(&(weight as i16).to_ne_bytes());
+    }
+    for d in digits {
+        out.extend_from_slice(&d.to_ne_bytes());
+    }
+    Ok(out)
+}
+
+/// A 4-byte varlena header for `len` bytes in all (SET_VARSIZE on a little-endian machine).
+pub fn varlena_header(len: usize) -> [u8; 4] {
+    #[cfg(target_endian = "little")]
+    {
+        ((len as u32) << 2).to_ne_bytes()
+    }
+    #[cfg(target_endian = "big")]
+    {
+        ((len as u32) & 0x3FFF_FFFF).to_ne_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(text: &str) -> (u16, Vec<i16>) {
+        let d = numeric_datum(text.as_bytes()).unwrap();
+        let header = u16::from_ne_bytes([d[4], d[5]]);
+        let digits = d[6..].chunks(2).map(|c| i16::from_ne_bytes([c[0], c[1]])).collect();
+        (header, digits)
+    }
+
+    #[test]
+    fn digits_weight_and_scale_as_numeric_in_makes_them() {
+        // 12345.678 = 1|2345.6780 : weight 1, dscale 3
+        let (h, d) = parts("12345.678");
+        assert_eq!(d, [1, 2345, 6780]);
+        assert_eq!(h, NUMERIC_SHORT | (3 << 7) | 1);
+        // zero is positive, weight 0, and keeps its scale
+        assert_eq!(parts("-0.00"), (NUMERIC_SHORT | (2 << 7), vec![]));
+        // exponents move the weight and lower the scale (never below 0)
+        assert_eq!(parts("1e8"), (NUMERIC_SHORT | 2, vec![1]));
+        assert_eq!(
+            parts("1.5E-3").0,
+            NUMERIC_SHORT | (4 << 7) | NUMERIC_SHORT_WEIGHT_SIGN_MASK | (-1i16 as u16 & 0x3F)
+        );
+        assert_eq!(parts("-7").0, NUMERIC_SHORT | NUMERIC_SHORT_SIGN_MASK);
+        // beyond the short form: a long header
+        let d = numeric_datum(b"1e300").unwrap();
+        assert_eq!(u16::from_ne_bytes([d[4], d[5]]), 0);
+        assert_eq!(i16::from_ne_bytes([d[6], d[7]]), 75);
+        assert_eq!(numeric_datum(b"1e99999999999"), Err(NumericError::Overflow));
+        assert_eq!(numeric_datum(b"1e-99999"), Err(NumericError::Overflow));
+    }
+}
