@@ -145,6 +145,15 @@ pub fn max_threads() -> usize {
     }
 }
 
+/// Parse threads when a load does not say: one CPU is left to the backend's main thread (it
+/// runs COPY's executor, and only assembles tuples since values are finished on the threads),
+/// the others parse; capped by `max_threads`. Measured on 2 CPUs (`make bench`): 1 thread beats
+/// 2 there, because a second parse thread takes the core the executor needs.
+pub fn default_threads() -> usize {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    cpus.saturating_sub(1).clamp(1, max_threads().max(1))
+}
+
 pub fn reject_line_bytes() -> usize {
     REJECT_LINE_BYTES.get() as usize
 }

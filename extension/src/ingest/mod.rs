@@ -72,7 +72,7 @@ impl LoadOptions {
             invalid(format!("invalid epoch_unit \"{}\"", self.epoch_unit)).hint("Use 's', 'ms' or 'us'.").raise()
         });
         let threads = match self.threads {
-            None => gucs::max_threads(),
+            None => gucs::default_threads(),
             Some(n) if n >= 1 => (n as usize).min(gucs::max_threads().max(1)),
             Some(n) => invalid(format!("threads must be at least 1, not {n}")).raise(),
         };

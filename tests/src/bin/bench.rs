@@ -222,7 +222,18 @@ fn methods(
             parallel: false,
             stdin: None,
         },
+        Method {
+            name: "ingest_jsonl threads => CPUs",
+            sql: vec![ingest(jsonl, &format!(", threads => {}", cpus()))],
+            rows: lines,
+            parallel: false,
+            stdin: None,
+        },
     ]
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
 }
 
 fn reset(admin: &mut Client) {
@@ -230,11 +241,28 @@ fn reset(admin: &mut Client) {
     admin.batch_execute("CHECKPOINT").unwrap();
 }
 
+/// CPU seconds (user + system) of backend `pid`: its main thread, and the whole process (the
+/// parse threads that have ended included).
+fn backend_cpu(pid: i32) -> (f64, f64) {
+    let ticks = |path: String| -> f64 {
+        let stat = std::fs::read_to_string(path).unwrap_or_default();
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        let get = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        // after the command name: state is field 0, utime 11, stime 12
+        (get(11) + get(12)) / 100.0
+    };
+    (ticks(format!("/proc/{pid}/task/{pid}/stat")), ticks(format!("/proc/{pid}/stat")))
+}
+
+/// Where the last `run_once` spent CPU in the backend: (main thread, parse threads) seconds.
+static LAST_CPU: std::sync::Mutex<(f64, f64)> = std::sync::Mutex::new((0.0, 0.0));
+
 /// One timed load on a fresh connection: (seconds, peak private memory in MB, share of the
 /// machine's CPU time busy meanwhile).
 fn run_once(db: &str, m: &Method) -> (f64, f64, f64) {
     let mut c = connect(db);
     let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let (main0, all0) = backend_cpu(pid);
     let sampler = MemSampler::start(pid);
     let (busy0, total0) = cpu_jiffies();
     let start = Instant::now();
@@ -270,6 +298,8 @@ fn run_once(db: &str, m: &Method) -> (f64, f64, f64) {
         }
     }
     let secs = start.elapsed().as_secs_f64();
+    let (main1, all1) = backend_cpu(pid);
+    *LAST_CPU.lock().unwrap() = (main1 - main0, (all1 - all0) - (main1 - main0));
     let (busy1, total1) = cpu_jiffies();
     let busy = (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64;
     (secs, sampler.finish() as f64 / 1024.0, busy)
@@ -301,10 +331,11 @@ fn json_heavy(db: &str, dir: &std::path::Path, lines: u64, runs: usize, report: 
         ("COPY csv", format!("COPY bench_tweets FROM '{csv}' (FORMAT csv)")),
         ("COPY binary", format!("COPY bench_tweets FROM '{bin}' (FORMAT binary)")),
         ("ingest_jsonl", ingest("")),
-        ("ingest_jsonl threads => 1", ingest(", threads => 1")),
+        ("ingest_jsonl threads => CPUs", ingest(&format!(", threads => {}", cpus()))),
     ];
     let mut times = vec![Vec::new(); methods.len()];
     let mut mem = vec![0f64; methods.len()];
+    let mut cpu = vec![(Vec::new(), Vec::new()); methods.len()];
     for run in 0..runs {
         for (i, (name, sql)) in methods.iter().enumerate() {
             admin.batch_execute("TRUNCATE bench_tweets; TRUNCATE ingest.loads CASCADE; CHECKPOINT").unwrap();
@@ -313,6 +344,9 @@ fn json_heavy(db: &str, dir: &std::path::Path, lines: u64, runs: usize, report: 
             let n: i64 = admin.query_one("SELECT count(*) FROM bench_tweets", &[]).unwrap().get(0);
             assert_eq!(n as u64, lines, "{name}");
             eprintln!("[json-heavy] run {} {name:<30} {secs:7.2} s  peak {mb:6.1} MB", run + 1);
+            let (main, threads) = *LAST_CPU.lock().unwrap();
+            cpu[i].0.push(main);
+            cpu[i].1.push(threads);
             times[i].push(secs);
             mem[i] = mem[i].max(mb);
         }
@@ -320,16 +354,22 @@ fn json_heavy(db: &str, dir: &std::path::Path, lines: u64, runs: usize, report: 
     let med: Vec<f64> = times.iter().map(|t| median(t)).collect();
     writeln!(report, "### JSON-heavy rows ({lines} tweet-shaped lines, {:.0} MB, no indexes)\n", bytes as f64 / 1e6)
         .unwrap();
-    writeln!(report, "| method | median s | MB/s | × COPY csv time | × COPY binary time | backend peak MB |").unwrap();
-    writeln!(report, "|---|---:|---:|---:|---:|---:|").unwrap();
+    writeln!(
+        report,
+        "| method | median s | MB/s | × COPY csv time | × COPY binary time | backend main thread CPU s | parse threads CPU s | backend peak MB |"
+    )
+    .unwrap();
+    writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|").unwrap();
     for (i, (name, _)) in methods.iter().enumerate() {
         writeln!(
             report,
-            "| {name} | {:.2} | {:.0} | {:.2} | {:.2} | {:.0} |",
+            "| {name} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} |",
             med[i],
             bytes as f64 / 1e6 / med[i],
             med[i] / med[0],
             med[i] / med[1],
+            median(&cpu[i].0),
+            median(&cpu[i].1),
             mem[i]
         )
         .unwrap();
@@ -415,11 +455,15 @@ fn main() {
         let mut times = vec![Vec::new(); methods.len()];
         let mut mem = vec![0f64; methods.len()];
         let mut busy = vec![Vec::new(); methods.len()];
+        let mut split = vec![(Vec::new(), Vec::new()); methods.len()];
         for run in 0..args.runs {
             for (i, m) in methods.iter().enumerate() {
                 reset(&mut admin);
                 let (secs, mb, cpu) = run_once(db, m);
                 busy[i].push(cpu);
+                let (main, threads) = *LAST_CPU.lock().unwrap();
+                split[i].0.push(main);
+                split[i].1.push(threads);
                 let n: i64 = admin.query_one("SELECT count(*) FROM bench_chat", &[]).unwrap().get(0);
                 assert_eq!(n as u64, m.rows, "{} loaded {n} rows", m.name);
                 eprintln!("[{variant}] run {} {:<30} {secs:7.2} s  peak {mb:6.1} MB", run + 1, m.name);
@@ -432,15 +476,15 @@ fn main() {
         writeln!(report, "### {variant}\n").unwrap();
         writeln!(
             report,
-            "| method | median s | min s | max s | MB/s | rows/s | × COPY csv time | backend peak MB | CPU busy % |"
+            "| method | median s | min s | max s | MB/s | rows/s | × COPY csv time | backend peak MB | CPU busy % | main thread CPU s | parse threads CPU s |"
         )
         .unwrap();
-        writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|---:|").unwrap();
+        writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|").unwrap();
         for (i, m) in methods.iter().enumerate() {
             let (lo, hi) = times[i].iter().fold((f64::MAX, 0f64), |(lo, hi), &t| (lo.min(t), hi.max(t)));
             writeln!(
                 report,
-                "| {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} |",
+                "| {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.2} | {:.2} |",
                 m.name,
                 med[i],
                 lo,
@@ -449,7 +493,9 @@ fn main() {
                 args.lines as f64 / med[i],
                 med[i] / csv_t,
                 mem[i],
-                median(&busy[i]) * 100.0
+                median(&busy[i]) * 100.0,
+                median(&split[i].0),
+                median(&split[i].1)
             )
             .unwrap();
         }
@@ -483,6 +529,15 @@ fn main() {
             med[9] / ingest_t,
             gz_bytes as f64 / 1e6,
             med[10] / ingest_t
+        )
+        .unwrap();
+        writeln!(
+            report,
+            "- parse threads: the default (CPUs − 1 = {}) / as many as CPUs ({}), time: {:.2}; the default leaves the \
+             main thread a core of its own\n",
+            cpus().saturating_sub(1).max(1),
+            cpus(),
+            ingest_t / med[11]
         )
         .unwrap();
     }
