@@ -146,14 +146,20 @@ fn json_string(s: &str) -> String {
 }
 
 /// Writes `lines` sample lines, each ending in `\n`, and returns the number of bytes written.
-pub fn write_chat_lines<W: Write>(mut w: W, lines: u64, seed: u64) -> io::Result<u64> {
+pub fn write_chat_lines<W: Write>(w: W, lines: u64, seed: u64) -> io::Result<u64> {
     let mut generator = ChatGenerator::new(seed);
-    let mut buf = String::with_capacity(64 * 1024);
+    write_lines(w, lines, |_, buf| generator.next_line(buf))
+}
+
+/// Writes `lines` lines made by `line(number, buffer)`, each ending in `\n`, in blocks of about
+/// 64 kB; the bytes written.
+fn write_lines<W: Write>(mut w: W, lines: u64, mut line: impl FnMut(u64, &mut String)) -> io::Result<u64> {
+    let mut buf = String::with_capacity(128 * 1024);
     let mut written = 0u64;
-    for _ in 0..lines {
-        generator.next_line(&mut buf);
+    for no in 1..=lines {
+        line(no, &mut buf);
         buf.push('\n');
-        if buf.len() > 60 * 1024 {
+        if buf.len() > 64 * 1024 {
             w.write_all(buf.as_bytes())?;
             written += buf.len() as u64;
             buf.clear();
@@ -303,23 +309,9 @@ pub fn tweet_line(rng: &mut SplitMix64, no: u64, out: &mut String) {
 }
 
 /// Writes `lines` tweet-shaped lines, each ending in `\n`; the bytes written.
-pub fn write_tweet_lines<W: Write>(mut w: W, lines: u64, seed: u64) -> io::Result<u64> {
+pub fn write_tweet_lines<W: Write>(w: W, lines: u64, seed: u64) -> io::Result<u64> {
     let mut rng = SplitMix64::new(seed);
-    let mut buf = String::with_capacity(256 * 1024);
-    let mut written = 0u64;
-    for no in 1..=lines {
-        tweet_line(&mut rng, no, &mut buf);
-        buf.push('\n');
-        if buf.len() > 200 * 1024 {
-            w.write_all(buf.as_bytes())?;
-            written += buf.len() as u64;
-            buf.clear();
-        }
-    }
-    w.write_all(buf.as_bytes())?;
-    written += buf.len() as u64;
-    w.flush()?;
-    Ok(written)
+    write_lines(w, lines, |no, buf| tweet_line(&mut rng, no, buf))
 }
 
 #[cfg(test)]

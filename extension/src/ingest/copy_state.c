@@ -88,23 +88,26 @@ pg_ingest_recv_finished(PG_FUNCTION_ARGS)
 	PG_RETURN_POINTER(datum);
 }
 
+/* Puts `wrapper` in front of the receive function of attribute `attnum` (the original kept). */
+static void
+wrap_recv(CopyFromState cstate, int attnum, PGFunction wrapper)
+{
+	FmgrInfo   *f = &cstate->in_functions[attnum - 1];
+	IngestRecv *x = MemoryContextAlloc(cstate->copycontext, sizeof(IngestRecv));
+
+	x->orig = *f;
+	f->fn_addr = wrapper;
+	f->fn_extra = x;
+}
+
 /* Puts pg_ingest_recv_finished in front of the receive functions of these attributes. */
 void
 pg_ingest_copy_recv_finished(CopyFromState cstate, const int16 *attnums, int n)
 {
 	int			i;
-	MemoryContext old = MemoryContextSwitchTo(cstate->copycontext);
 
 	for (i = 0; i < n; i++)
-	{
-		FmgrInfo   *f = &cstate->in_functions[attnums[i] - 1];
-		IngestRecv *x = palloc(sizeof(IngestRecv));
-
-		x->orig = *f;
-		f->fn_addr = pg_ingest_recv_finished;
-		f->fn_extra = x;
-	}
-	MemoryContextSwitchTo(old);
+		wrap_recv(cstate, attnums[i], pg_ingest_recv_finished);
 }
 
 /* Puts the wrapper in front of every column's receive function of a COPY just begun. */
@@ -112,19 +115,9 @@ void
 pg_ingest_copy_recv_unconverted(CopyFromState cstate)
 {
 	ListCell   *lc;
-	MemoryContext old = MemoryContextSwitchTo(cstate->copycontext);
 
 	foreach(lc, cstate->attnumlist)
-	{
-		int			attnum = lfirst_int(lc);
-		FmgrInfo   *f = &cstate->in_functions[attnum - 1];
-		IngestRecv *x = palloc(sizeof(IngestRecv));
-
-		x->orig = *f;
-		f->fn_addr = pg_ingest_recv_unconverted;
-		f->fn_extra = x;
-	}
-	MemoryContextSwitchTo(old);
+		wrap_recv(cstate, lfirst_int(lc), pg_ingest_recv_unconverted);
 }
 
 uint64
