@@ -22,7 +22,7 @@ use std::time::Duration;
 use crate::encode::{EncodedChunk, RowEncoder};
 use crate::error::RowError;
 use crate::framing::{Chunk, FrameError, LineFramer};
-use crate::input::{self, Compression, Format, Shape, ValueFramer};
+use crate::input::{self, Format, Shape, ValueFramer};
 
 /// Frames lines, or values laid out any way.
 enum Framer {
@@ -53,12 +53,8 @@ impl Framer {
 }
 
 /// Opens the input as the options say: decompressed, its shape decided, framed.
-fn framer<R: Read + Send + 'static>(
-    input: R,
-    opts: &PipelineOptions,
-) -> std::io::Result<(Framer, Shape, Compression, u64)> {
-    let (input, compression): (Box<dyn Read + Send>, _) =
-        if opts.decompress { input::decompressed(input)? } else { (Box::new(input), Compression::None) };
+fn framer<R: Read + Send + 'static>(input: R, opts: &PipelineOptions) -> std::io::Result<(Framer, u64)> {
+    let input: Box<dyn Read + Send> = if opts.decompress { input::decompressed(input)?.0 } else { Box::new(input) };
     let (shape, skipped, input) = match &opts.shape {
         Some(shape) => (shape.clone(), 0, input),
         None => input::shaped(input, opts.format, opts.max_line_bytes)?,
@@ -71,7 +67,7 @@ fn framer<R: Read + Send + 'static>(
         ),
         Shape::Values => Framer::Values(ValueFramer::new(input, offset, opts.chunk_bytes, opts.max_line_bytes)),
     };
-    Ok((framer, shape, compression, skipped))
+    Ok((framer, skipped))
 }
 
 #[derive(Debug, Clone)]
@@ -227,7 +223,6 @@ pub struct Pipeline {
     end: Option<u64>,
     /// Bytes of input the reader has consumed so far.
     bytes_read: Arc<std::sync::atomic::AtomicU64>,
-    decided: Arc<Mutex<Option<(Shape, Compression)>>>,
 }
 
 impl Pipeline {
@@ -254,15 +249,13 @@ impl Pipeline {
         let tasks = Arc::new(InFlight::default());
         let bytes_read = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let budget = Arc::new(Budget::new(opts.memory_budget));
-        let decided = Arc::new(Mutex::new(None));
         let reader = {
             let (pool, cancel, tasks, bytes_read, budget) =
                 (pool.clone(), cancel.clone(), tasks.clone(), bytes_read.clone(), budget.clone());
-            let (opts, decided) = (opts.clone(), decided.clone());
+            let opts = opts.clone();
             std::thread::Builder::new().name("pg_ingest read".into()).spawn(move || {
                 let (mut framer, skipped) = match framer(input, &opts) {
-                    Ok((framer, shape, compression, skipped)) => {
-                        *decided.lock().unwrap() = Some((shape, compression));
+                    Ok((framer, skipped)) => {
                         bytes_read.store(skipped, Ordering::Relaxed);
                         (framer, skipped)
                     }
@@ -344,13 +337,7 @@ impl Pipeline {
             failed: None,
             end: None,
             bytes_read,
-            decided,
         })
-    }
-
-    /// The input's shape and compression, once the reader has decided them.
-    pub fn decided(&self) -> Option<(Shape, Compression)> {
-        self.decided.lock().unwrap().clone()
     }
 
     /// Bytes of input read so far.

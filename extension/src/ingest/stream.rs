@@ -30,8 +30,6 @@ pub struct Pump {
     tx: Option<Sender<Vec<u8>>>,
     queued: Arc<AtomicUsize>,
     buf: pg_sys::StringInfo,
-    /// Bytes received from the client.
-    pub received: u64,
 }
 
 /// The reader thread's end: the client's bytes, in order, then the end at CopyDone.
@@ -69,10 +67,7 @@ pub fn from_client(natts: usize) -> (Pump, ClientBytes) {
     let queued = Arc::new(AtomicUsize::new(0));
     unsafe { pg_ingest_copy_in_begin(natts as i32) };
     let buf = unsafe { pg_sys::makeStringInfo() };
-    (
-        Pump { tx: Some(tx), queued: queued.clone(), buf, received: 0 },
-        ClientBytes { rx, queued, cur: Vec::new(), pos: 0 },
-    )
+    (Pump { tx: Some(tx), queued: queued.clone(), buf }, ClientBytes { rx, queued, cur: Vec::new(), pos: 0 })
 }
 
 impl Pump {
@@ -90,7 +85,6 @@ impl Pump {
                 return;
             }
             let data = unsafe { std::slice::from_raw_parts((*buf).data as *const u8, (*buf).len as usize).to_vec() };
-            self.received += data.len() as u64;
             self.queued.fetch_add(data.len(), Ordering::Relaxed);
             if tx.send(data).is_err() {
                 // the reader is gone: the load is being stopped
