@@ -182,20 +182,12 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions, writers:
         writers::refuse_if_locked_here(&target, writers);
     }
     // The plan takes the file's lock: a second load waits, then sees the first's work.
-    let mut plan = LoadPlan::decide(&file, &key, oid, &target.name, opts.force);
-    let (compression, shape) = layout(&file, path, plan.facts.size, opts.format);
-    let whole = compression != Compression::None || shape == Shape::Values;
-    if whole && plan.status != "unchanged" && plan.status != "loaded" {
-        plan::notice(
-            format!(
-                "\"{key}\" changed since it was loaded, and {} input cannot be loaded from where the last load stopped: \
-                 loading all of it again",
-                if compression != Compression::None { compression.name() } else { "json (not one value per line)" }
-            ),
-            "The rows of the earlier load stay; only a file of JSON lines, uncompressed, is loaded incrementally.",
-        );
-        plan = LoadPlan::decide(&file, &key, oid, &target.name, true);
-    }
+    let plan = LoadPlan::decide(&file, &key, oid, &target.name, opts.force, |size| {
+        let (compression, shape) = layout(&file, path, size, opts.format);
+        let whole = compression != Compression::None || shape == Shape::Values;
+        Layout { compression, shape, whole }
+    });
+    let Layout { ref shape, whole, .. } = plan.layout;
     let writers = if whole && writers > 1 {
         plan::notice(
             format!("\"{key}\" is loaded by one writer: {} input cannot be cut into ranges", shape.name()),
@@ -205,7 +197,6 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions, writers:
     } else {
         writers
     };
-    let layout = Layout { compression, shape, whole };
     let result = if plan.status == "unchanged" {
         let load_id = ledger::start_load(path, &target.name, oid, &opts.on_error, plan.facts.size as i64, None);
         let result = LoadSummary {
@@ -227,7 +218,7 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions, writers:
         }
         result
     } else if writers == 1 && plan.ranges.is_empty() {
-        load_alone(path, &file, &plan, &target, sources, opts, &checked, &layout, started)
+        load_alone(path, &file, &plan, &target, sources, opts, &checked, started)
     } else {
         writers::load_with_writers(path, &file, &plan, &target, opts, writers, started)
     };
@@ -236,11 +227,23 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions, writers:
 }
 
 /// How a server file is laid out: compressed or not, and the shape of its JSON.
+#[derive(Debug)]
 pub struct Layout {
     pub compression: Compression,
     pub shape: Shape,
     /// Loaded as a whole or not at all (compressed, or not one value per line).
     pub whole: bool,
+}
+
+impl Layout {
+    /// What makes it loaded only as a whole, for messages.
+    pub fn kind(&self) -> &'static str {
+        if self.compression != Compression::None {
+            self.compression.name()
+        } else {
+            "json (not one value per line)"
+        }
+    }
 }
 
 /// Reads the file's start (decompressed if needed) to tell how it is laid out.
@@ -268,9 +271,9 @@ fn load_alone(
     sources: Vec<Source>,
     opts: &LoadOptions,
     checked: &Checked,
-    layout: &Layout,
     started: Instant,
 ) -> LoadSummary {
+    let layout = &plan.layout;
     if plan.forget_ranges {
         ledger::delete_ranges(target.oid, plan.facts.device, plan.facts.inode);
     }

@@ -124,16 +124,28 @@ pub struct LoadPlan {
     pub status: &'static str,
     /// The ledger knows the file under another path (renamed, or another spelling).
     pub renamed: bool,
+    /// Compressed or not, the shape of its JSON, and whether it is loaded only as a whole.
+    pub layout: super::Layout,
 }
 
 impl LoadPlan {
     /// Decides what to load of `file` (open, its lock held) into `target`.
-    pub fn decide(file: &File, key: &str, target: Oid, target_name: &str, force: bool) -> Self {
+    /// `layout_of` tells how the file of a size is laid out: a file loaded only as a whole
+    /// (compressed, or not one value per line) that changed is loaded again from its start.
+    pub fn decide(
+        file: &File,
+        key: &str,
+        target: Oid,
+        target_name: &str,
+        force: bool,
+        layout_of: impl FnOnce(u64) -> super::Layout,
+    ) -> Self {
         // one load of a file (whatever its path) into a table at a time; then what it is now
         let opened = facts(file, key);
         ledger::lock_file(target, opened.device, opened.inode);
         let facts = self::facts(file, key);
         let size = facts.size;
+        let layout = layout_of(size);
         let head = head_of(file, key, size);
         let entry = ledger::file_entry(target, facts.device, facts.inode);
         let mut ranges = ledger::file_ranges(target, facts.device, facts.inode);
@@ -175,6 +187,17 @@ impl LoadPlan {
             }
             None => {}
         }
+        if layout.whole && same && prefix.0 > 0 && prefix.0 < size {
+            notice(
+                format!(
+                    "\"{key}\" changed since it was loaded, and {} input cannot be loaded from where the last load \
+                     stopped: loading all of it again",
+                    layout.kind()
+                ),
+                "The rows of the earlier load stay; only a file of JSON lines, uncompressed, is loaded incrementally.",
+            );
+            (prefix, previous, same) = ((0, 0), None, false);
+        }
         let stale = ranges.iter().any(|r| {
             (r.start as u64) < prefix.0
                 || size < r.end as u64
@@ -213,7 +236,7 @@ impl LoadPlan {
                 "force => true loads it again.",
             );
         }
-        Self { key: key.to_owned(), facts, head, prefix, ranges, forget_ranges, gaps, status, renamed }
+        Self { key: key.to_owned(), facts, head, prefix, ranges, forget_ranges, gaps, status, renamed, layout }
     }
 
     /// Records in the ledger that the file is loaded up to `end` (`lines` lines), by `load_id`.
