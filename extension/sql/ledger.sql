@@ -11,8 +11,9 @@ CREATE TABLE ingest.loads (
     loaded_by     name NOT NULL DEFAULT current_user,
     started_at    timestamptz NOT NULL,
     finished_at   timestamptz,
-    -- 'range': one writer's part of a multi-writer load (see parent_load_id); 'copy': COPY … (FORMAT jsonl)
-    status        text NOT NULL CHECK (status IN ('running', 'loaded', 'appended', 'resumed', 'unchanged', 'range', 'copy')),
+    -- 'range': one writer's part of a multi-writer load (see parent_load_id); 'copy': COPY … (FORMAT jsonl);
+    -- 'read': read_jsonl(…, on_error => 'skip') (its rows went to the query, rows_inserted counts them)
+    status        text NOT NULL CHECK (status IN ('running', 'loaded', 'appended', 'resumed', 'unchanged', 'range', 'copy', 'read')),
     on_error      text NOT NULL,
     start_offset  bigint NOT NULL DEFAULT 0,
     lines         bigint,

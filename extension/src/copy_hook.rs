@@ -237,7 +237,7 @@ unsafe fn copy_from(copy: *mut pg_sys::CopyStmt, format: Format) -> u64 {
         pg_sys::RangeVarGetRelidExtended((*copy).relation, pg_sys::NoLock as _, 0, None, std::ptr::null_mut());
     let mut target = Target::open(oid);
     restrict_columns(&mut target, (*copy).attlist);
-    let sources = ingest::sources(&target, &opts);
+    let sources = ingest::sources(&target.columns, &target.name, &opts);
 
     let (name, input, program) = match (&source, (*copy).is_program) {
         (None, _) => {

@@ -14,6 +14,7 @@ mod identity;
 mod ingest;
 mod jobs;
 mod ledger;
+mod read;
 mod regclass;
 mod schema;
 
@@ -36,6 +37,7 @@ pgrx::extension_sql_file!(
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     copy_hook::init();
+    read::scan::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -9,6 +9,7 @@ pub mod feed;
 pub mod paths;
 pub mod plan;
 pub mod progress;
+pub mod rows;
 pub mod skip;
 pub mod stream;
 pub mod target;
@@ -34,7 +35,7 @@ use crate::error::IngestError;
 use crate::{gucs, ledger};
 use feed::{ColumnIo, Feed};
 use plan::LoadPlan;
-use target::Target;
+use target::{Target, TargetColumn};
 
 /// How to map, parse and account, beyond the file and the table.
 #[derive(Debug)]
@@ -123,13 +124,13 @@ pub fn open_file(path: &str) -> File {
 
 /// Where each column's value comes from: the `columns` mapping, the `rest` column, a lone
 /// json/jsonb column taking whole lines, else the key of the column's name.
-pub fn sources(target: &Target, opts: &LoadOptions) -> Vec<Source> {
-    let mut sources = vec![Source::Key; target.columns.len()];
+pub fn sources(columns: &[TargetColumn], of: &str, opts: &LoadOptions) -> Vec<Source> {
+    let mut sources = vec![Source::Key; columns.len()];
     let find = |name: &str, what: &str| -> usize {
-        target.columns.iter().position(|c| c.name == name).unwrap_or_else(|| {
+        columns.iter().position(|c| c.name == name).unwrap_or_else(|| {
             IngestError::new(
                 PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-                format!("column \"{name}\" of {} does not exist (named in {what})", target.name),
+                format!("column \"{name}\" of {of} does not exist (named in {what})"),
             )
             .hint("Generated columns cannot be loaded; they are computed.")
             .raise()
@@ -150,15 +151,15 @@ pub fn sources(target: &Target, opts: &LoadOptions) -> Vec<Source> {
     }
     if let Some(rest) = &opts.rest {
         let i = find(rest, "rest");
-        if !matches!(target.columns[i].kind, ColumnKind::Jsonb | ColumnKind::Json) {
+        if !matches!(columns[i].kind, ColumnKind::Jsonb | ColumnKind::Json) {
             invalid(format!("the rest column \"{rest}\" must be of type jsonb or json")).raise();
         }
         sources[i] = Source::Rest;
     }
     if opts.columns.as_ref().is_none_or(|c| c.is_null())
         && opts.rest.is_none()
-        && target.columns.len() == 1
-        && matches!(target.columns[0].kind, ColumnKind::Jsonb | ColumnKind::Json)
+        && columns.len() == 1
+        && matches!(columns[0].kind, ColumnKind::Jsonb | ColumnKind::Json)
     {
         sources[0] = Source::WholeLine;
     }
@@ -177,7 +178,7 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions, writers:
     let key = plan::resolved_path(&file, path);
     let oid = target::resolve(target, path);
     let target = Target::open(oid);
-    let sources = sources(&target, opts);
+    let sources = sources(&target.columns, &target.name, opts);
     if writers > 1 {
         writers::refuse_if_locked_here(&target, writers);
     }
@@ -370,8 +371,8 @@ pub fn load_span(
     status: &str,
     started: Instant,
 ) -> SpanResult {
-    let Checked { epoch_unit, threads, skip, max_errors } = *checked;
-    let Span { start_offset, start_line, end_offset: _ } = *span;
+    let Checked { skip, max_errors, .. } = *checked;
+    let start_offset = span.start_offset;
     let Input { reader, total, raw_read, decompress, format, shape, hold_back, pump } = input;
     let mut ios = Vec::with_capacity(target.columns.len());
     let mut specs = Vec::with_capacity(target.columns.len());
@@ -385,26 +386,9 @@ pub fn load_span(
         specs.push(ColumnSpec { name: col.name.clone(), kind: col.kind, default, source, finished: col.finished });
         ios.push(io);
     }
-    let (max_line_bytes, raw_limit) = (gucs::max_line_bytes(), gucs::reject_line_bytes());
-    let encode = EncodeOptions {
-        epoch_unit,
-        max_line_bytes,
-        stop_at_first_error: !skip,
-        track_rows: skip,
-        raw_limit,
-        hold_back,
-    };
-    let encoder = RowEncoder::new(specs, encode).unwrap_or_else(|e| invalid(e).raise());
-    let mut pipeline_opts = PipelineOptions::new(threads, gucs::chunk_bytes(), max_line_bytes);
-    pipeline_opts.memory_budget = gucs::memory_budget();
-    pipeline_opts.start_offset = start_offset;
-    pipeline_opts.start_line = start_line;
-    pipeline_opts.decompress = decompress;
-    pipeline_opts.format = format;
-    pipeline_opts.shape = shape;
-    let pipeline = Pipeline::start(reader, Arc::new(encoder), &pipeline_opts).unwrap_or_else(|e| {
-        IngestError::new(PgSqlErrorCode::ERRCODE_SYSTEM_ERROR, format!("could not start parse threads: {e}")).raise()
-    });
+    let raw_limit = gucs::reject_line_bytes();
+    let threads = Threads { reader, decompress, format, shape, hold_back };
+    let pipeline = start_pipeline(threads, specs, checked, span);
 
     // The feed owns the threads: if an ERROR unwinds from here, dropping it stops and joins them.
     let progress = progress::Progress::start(load_id, path, total, start_offset);
@@ -441,6 +425,42 @@ pub fn load_span(
         lines: feed.lines,
         first_error: rejects.first_error(),
     }
+}
+
+/// What the parse threads read, and how.
+pub struct Threads {
+    pub reader: Box<dyn std::io::Read + Send>,
+    pub decompress: bool,
+    pub format: Format,
+    pub shape: Option<Shape>,
+    pub hold_back: bool,
+}
+
+/// Starts the reader and parse threads over `threads.reader`, encoding rows of `specs` from
+/// `span`'s start: one way for every load and every read.
+pub fn start_pipeline(threads: Threads, specs: Vec<ColumnSpec>, checked: &Checked, span: &Span) -> Pipeline {
+    let Threads { reader, decompress, format, shape, hold_back } = threads;
+    let Checked { epoch_unit, threads, skip, .. } = *checked;
+    let max_line_bytes = gucs::max_line_bytes();
+    let encode = EncodeOptions {
+        epoch_unit,
+        max_line_bytes,
+        stop_at_first_error: !skip,
+        track_rows: skip,
+        raw_limit: gucs::reject_line_bytes(),
+        hold_back,
+    };
+    let encoder = RowEncoder::new(specs, encode).unwrap_or_else(|e| invalid(e).raise());
+    let mut pipeline_opts = PipelineOptions::new(threads, gucs::chunk_bytes(), max_line_bytes);
+    pipeline_opts.memory_budget = gucs::memory_budget();
+    pipeline_opts.start_offset = span.start_offset;
+    pipeline_opts.start_line = span.start_line;
+    pipeline_opts.decompress = decompress;
+    pipeline_opts.format = format;
+    pipeline_opts.shape = shape;
+    Pipeline::start(reader, Arc::new(encoder), &pipeline_opts).unwrap_or_else(|e| {
+        IngestError::new(PgSqlErrorCode::ERRCODE_SYSTEM_ERROR, format!("could not start parse threads: {e}")).raise()
+    })
 }
 
 /// Reads a file from an offset with `pread`, leaving the handle's own position alone (the

@@ -59,6 +59,8 @@ pub struct Progress {
     segment: *mut pg_sys::dsm_segment,
     handle: u32,
     mode: ProgressNotices,
+    /// Publishes nothing (see [`Progress::silent`]).
+    silent: bool,
     interval: Duration,
     last_notice: Instant,
     notices: u32,
@@ -98,6 +100,17 @@ impl Progress {
             std::ptr::copy_nonoverlapping(path.as_ptr(), base.add(head), path.len());
             (segment, pg_sys::dsm_segment_handle(segment))
         };
+        Self::start_with(load_id, file, total, start_offset, segment, handle)
+    }
+
+    fn start_with(
+        load_id: i64,
+        file: &str,
+        total: u64,
+        start_offset: u64,
+        segment: *mut pg_sys::dsm_segment,
+        handle: u32,
+    ) -> Self {
         let now = Instant::now();
         Self {
             load_id,
@@ -109,6 +122,7 @@ impl Progress {
             segment,
             handle,
             mode: gucs::progress_notices(),
+            silent: false,
             interval: gucs::progress_interval(),
             last_notice: now,
             notices: 0,
@@ -123,6 +137,13 @@ impl Progress {
             lines: 0,
             rows: 0,
         }
+    }
+
+    /// Numbers kept for the caller only: nothing published, no NOTICE (rows read by a query).
+    pub fn silent(file: &str) -> Self {
+        let mut p = Self::start_with(0, file, 0, 0, std::ptr::null_mut(), 0);
+        (p.mode, p.silent) = (ProgressNotices::Off, true);
+        p
     }
 
     /// Rows the running COPY has written so far, from its own progress counter.
@@ -192,6 +213,9 @@ impl Progress {
     /// invisible (the views show only the slot's current command), and the next COPY's start
     /// clears them: so they are written again at every tick.
     fn publish(&self) {
+        if self.silent {
+            return;
+        }
         let index = [
             param::MAGIC,
             param::HANDLE,

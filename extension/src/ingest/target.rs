@@ -11,6 +11,7 @@ use pg_ingest_core::encode::{ColumnKind, DefaultValue};
 use crate::error::IngestError;
 
 /// One column COPY writes (dropped and generated columns are not among them).
+#[derive(Clone)]
 pub struct TargetColumn {
     pub attnum: i16,
     pub name: String,
@@ -84,11 +85,11 @@ pub fn check_file_permission() {
 
 /// Whether the parse threads build this column's datums: the type itself (a domain has its
 /// checks run by its own receive function), without a typmod to apply.
-fn finishes(typid: Oid, typmod: i32) -> bool {
+pub fn finishes(typid: Oid, typmod: i32) -> bool {
     typmod < 0 && matches!(typid, pg_sys::TEXTOID | pg_sys::JSONOID | pg_sys::JSONBOID)
 }
 
-fn column_kind(typid: Oid) -> ColumnKind {
+pub fn column_kind(typid: Oid) -> ColumnKind {
     let base = unsafe { pg_sys::getBaseType(typid) };
     match base {
         pg_sys::TEXTOID | pg_sys::VARCHAROID | pg_sys::BPCHAROID => ColumnKind::Text,

@@ -248,7 +248,7 @@ pub fn load_range(
         .raise()
     }
     let target = Target::open(oid);
-    let sources = sources(&target, &opts);
+    let sources = sources(&target.columns, &target.name, &opts);
     let load_id = ledger::start_load(path, &target.name, oid, &opts.on_error, start, Some(parent_load_id));
     let span = Span { start_offset: start as u64, start_line: first_line as u64, end_offset: Some(end as u64) };
     // the range is in the middle of the file: its shape (a header line) is the file's
