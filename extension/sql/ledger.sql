@@ -20,6 +20,9 @@ CREATE TABLE ingest.loads (
     rows_inserted bigint,
     rows_rejected bigint,
     lines_skipped bigint,
+    -- on_conflict loads: lines whose row met an existing one ('nothing': among lines_skipped;
+    -- 'update': among rows_inserted, as updates)
+    rows_conflicting bigint,
     bytes         bigint,
     seconds       double precision,
     first_error   text,

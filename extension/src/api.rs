@@ -31,6 +31,7 @@ fn ingest_jsonl(
     force: default!(bool, false),
     writers: default!(i32, 1),
     format: default!(&str, "'auto'"),
+    on_conflict: default!(Option<&str>, "NULL"),
 ) -> TableIterator<
     'static,
     (
@@ -55,11 +56,13 @@ fn ingest_jsonl(
         max_errors,
         force,
         format: ingest::parse_format(format),
+        on_conflict: on_conflict.map(ingest::upsert::OnConflict::parse),
     };
     // Listing a server directory is reading it: the same permission as reading its files.
     ingest::target::check_file_permission();
     opts.check();
     let writers = check_writers(writers);
+    ingest::upsert::check_writers(opts.on_conflict, writers);
     let target = target.map(|t| t.0);
     let results: Vec<_> = ingest::paths::expand(path)
         .iter()
@@ -161,6 +164,7 @@ fn ingest_jsonl_async(
         max_errors,
         force,
         format: pg_ingest_core::input::Format::Auto,
+        on_conflict: None,
     };
     opts.check();
     let writers = check_writers(writers);

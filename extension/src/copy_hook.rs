@@ -121,6 +121,7 @@ unsafe fn load_options(copy: *mut pg_sys::CopyStmt, format: Format) -> (LoadOpti
         on_error: "stop".into(),
         max_errors: None,
         force: false,
+        on_conflict: None,
         format,
     };
     let mut seen = Vec::new();

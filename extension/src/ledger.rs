@@ -118,6 +118,11 @@ pub fn start_load(
 }
 
 /// Closes a load record with its result and the first rejected line, if any.
+/// Lines of an `on_conflict` load whose row met an existing one.
+pub fn record_conflicts(load_id: i64, n: i64) {
+    write("UPDATE ingest.loads SET rows_conflicting = $2 WHERE load_id = $1", &[load_id.into(), n.into()]);
+}
+
 pub fn finish_load(load_id: i64, c: &LoadSummary, first_error: Option<String>) {
     write(
         "UPDATE ingest.loads SET finished_at = clock_timestamp(), status = $2, lines = $3, rows_inserted = $4, \

@@ -13,6 +13,7 @@ pub mod rows;
 pub mod skip;
 pub mod stream;
 pub mod target;
+pub mod upsert;
 pub mod writers;
 
 use std::fs::File;
@@ -53,6 +54,8 @@ pub struct LoadOptions {
     pub force: bool,
     /// How values are laid out (`jsonl`, `json` or `auto`).
     pub format: Format,
+    /// Rows that meet an existing row on a unique key: `INSERT … ON CONFLICT` instead of COPY.
+    pub on_conflict: Option<upsert::OnConflict>,
 }
 
 pub use pg_ingest_core::report::LoadSummary;
@@ -289,7 +292,10 @@ fn load_alone(
     if span.start_offset > 0 {
         input.shape = Some(layout.shape.clone());
     }
-    let done = load_span(path, input, target, sources, checked, &span, load_id, plan.status, started);
+    let done = match opts.on_conflict {
+        Some(mode) => upsert::upsert_span(path, input, target, sources, checked, &span, load_id, plan.status, mode),
+        None => load_span(path, input, target, sources, checked, &span, load_id, plan.status, started),
+    };
     // a whole file is loaded up to its end, its values counted as its lines
     let end = if layout.whole { plan.facts.size } else { done.end_offset };
     plan.save(file, target, end, (span.start_line - 1 + done.lines) as i64, load_id);
@@ -374,18 +380,7 @@ pub fn load_span(
     let Checked { skip, max_errors, .. } = *checked;
     let start_offset = span.start_offset;
     let Input { reader, total, raw_read, decompress, format, shape, hold_back, pump } = input;
-    let mut ios = Vec::with_capacity(target.columns.len());
-    let mut specs = Vec::with_capacity(target.columns.len());
-    for (col, source) in target.columns.iter().zip(sources) {
-        let mut io = ColumnIo::new(&col.name, col.typid, col.typmod);
-        io.finished = col.finished;
-        let (default, expr) = target.default_for(col, |d| io.send(d));
-        if default == DefaultValue::PerRow {
-            io.default_state = unsafe { pg_sys::ExecInitExpr(expr, std::ptr::null_mut()) };
-        }
-        specs.push(ColumnSpec { name: col.name.clone(), kind: col.kind, default, source, finished: col.finished });
-        ios.push(io);
-    }
+    let (ios, specs) = column_specs(target, sources);
     let raw_limit = gucs::reject_line_bytes();
     let threads = Threads { reader, decompress, format, shape, hold_back };
     let pipeline = start_pipeline(threads, specs, checked, span);
@@ -425,6 +420,24 @@ pub fn load_span(
         lines: feed.lines,
         first_error: rejects.first_error(),
     }
+}
+
+/// How each column is encoded on the threads and made on the main thread: its source, and
+/// its DEFAULT for a line without a value (as COPY gives it).
+pub fn column_specs(target: &Target, sources: Vec<Source>) -> (Vec<ColumnIo>, Vec<ColumnSpec>) {
+let mut ios = Vec::with_capacity(target.columns.len());
+let mut specs = Vec::with_capacity(target.columns.len());
+for (col, source) in target.columns.iter().zip(sources) {
+    let mut io = ColumnIo::new(&col.name, col.typid, col.typmod);
+    io.finished = col.finished;
+    let (default, expr) = target.default_for(col, |d| io.send(d));
+    if default == DefaultValue::PerRow {
+        io.default_state = unsafe { pg_sys::ExecInitExpr(expr, std::ptr::null_mut()) };
+    }
+    specs.push(ColumnSpec { name: col.name.clone(), kind: col.kind, default, source, finished: col.finished });
+    ios.push(io);
+}
+    (ios, specs)
 }
 
 /// What the parse threads read, and how.

@@ -68,6 +68,16 @@ impl RowType {
     }
 }
 
+impl RowType {
+    /// The row type of a load's table: the columns it writes, at their attribute numbers.
+    pub fn of_target(target: &super::target::Target) -> Self {
+        let natts = unsafe { (*(*target.rel).rd_att).natts } as usize;
+        let columns = target.columns.iter().map(|c| (c.attnum as usize - 1, c.clone())).collect();
+        let oid = target.oid;
+        Self { natts, columns, name: target.name.clone(), ledger_target: (target.name.clone(), oid) }
+    }
+}
+
 /// How one column's datums are made here.
 struct Column {
     index: usize,
@@ -77,9 +87,19 @@ struct Column {
     input: Box<pg_sys::FmgrInfo>,
     receive: Box<pg_sys::FmgrInfo>,
     finished: bool,
+    /// Its per-row DEFAULT, for a line without a value (else null: NULL).
+    default: *mut pg_sys::ExprState,
     /// Its receive function checks more than the parse threads did (a domain, a type they
     /// hand over as text): in skip mode a row with a value here is made in a subtransaction.
     may_fail: bool,
+}
+
+/// Where a read's rejected lines are recorded.
+pub enum Ledger {
+    /// A record of its own in `ingest.loads` (status `read`), in skip mode.
+    Own,
+    /// Under this load (a load built on rows), whose record is its caller's.
+    Load(i64),
 }
 
 /// Rows of one input, pulled one at a time.
@@ -100,6 +120,8 @@ pub struct RowSource {
     pub rows: u64,
     started: Instant,
     ended: bool,
+    own_ledger: bool,
+    econtext: *mut pg_sys::ExprContext,
     last_line: u64,
     any_may_fail: bool,
     ledger_target: String,
@@ -140,22 +162,44 @@ impl RowSource {
                 finished: c.finished,
             })
             .collect();
+        let span = Span { start_offset: 0, start_line: 1, end_offset: None };
+        let defaults = vec![std::ptr::null_mut(); columns.len()];
+        Self::new(path, input, &span, rowtype, specs, defaults, checked, Ledger::Own)
+    }
+
+    /// Rows of `input` from `span`'s start, encoded as `specs` say (one per column of
+    /// `rowtype`, in order); `defaults` are the per-row DEFAULT expressions of the columns
+    /// that have one (else null).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        path: &str,
+        input: Input,
+        span: &Span,
+        rowtype: &RowType,
+        specs: Vec<ColumnSpec>,
+        defaults: Vec<*mut pg_sys::ExprState>,
+        checked: &Checked,
+        ledger: Ledger,
+    ) -> Self {
         let Input { reader, decompress, format, shape, hold_back, .. } = input;
         let threads = Threads { reader, decompress, format, shape, hold_back };
-        let span = Span { start_offset: 0, start_line: 1, end_offset: None };
-        let pipeline = super::start_pipeline(threads, specs, checked, &span);
+        let pipeline = super::start_pipeline(threads, specs, checked, span);
         let feed = Box::new(Feed::new(path.to_owned(), pipeline, Vec::new(), super::progress::Progress::silent(path)));
-        let (load_id, rejects) = if checked.skip {
-            let (target, oid) = &rowtype.ledger_target;
-            let id = ledger::start_load(path, target, *oid, "skip", 0, None);
-            (id, Some(Rejects::new(id, path, checked.max_errors)))
-        } else {
-            (0, None)
+        let own = matches!(ledger, Ledger::Own);
+        let (load_id, rejects) = match ledger {
+            _ if !checked.skip => (0, None),
+            Ledger::Own => {
+                let (target, oid) = &rowtype.ledger_target;
+                let id = ledger::start_load(path, target, *oid, "skip", 0, None);
+                (id, Some(Rejects::new(id, path, checked.max_errors)))
+            }
+            Ledger::Load(id) => (id, Some(Rejects::new(id, path, checked.max_errors))),
         };
         let columns: Vec<Column> = rowtype
             .columns
             .iter()
-            .map(|(index, c)| unsafe {
+            .zip(defaults)
+            .map(|((index, c), default)| unsafe {
                 let (mut input_fn, mut receive_fn, mut typioparam) = (Oid::INVALID, Oid::INVALID, Oid::INVALID);
                 pg_sys::getTypeInputInfo(c.typid, &mut input_fn, &mut typioparam);
                 pg_sys::getTypeBinaryInputInfo(c.typid, &mut receive_fn, &mut typioparam);
@@ -172,7 +216,8 @@ impl RowSource {
                     input,
                     receive,
                     finished: c.finished,
-                    may_fail: !(c.finished || plain),
+                    may_fail: !(c.finished || plain) || !default.is_null(),
+                    default,
                 }
             })
             .collect();
@@ -202,6 +247,8 @@ impl RowSource {
             rows: 0,
             started: Instant::now(),
             ended: false,
+            own_ledger: own,
+            econtext: unsafe { pg_sys::CreateStandaloneExprContext() },
             last_line: 0,
             any_may_fail,
             ledger_target: rowtype.ledger_target.0.clone(),
@@ -265,6 +312,7 @@ impl RowSource {
         let (values, nulls) = (values as usize, nulls as usize);
         let made = unsafe {
             pg_sys::MemoryContextReset(self.memory);
+            pg_sys::MemoryContextReset((*self.econtext).ecxt_per_tuple_memory);
             let (old_context, old_owner) = (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner);
             if guarded {
                 pg_sys::BeginInternalSubTransaction(std::ptr::null());
@@ -364,7 +412,12 @@ impl RowSource {
                             )
                         })
                     }
-                    None => None,
+                    None if column.default.is_null() => None,
+                    None => unsafe {
+                        let mut isnull = false;
+                        let datum = pg_sys::ExecEvalExprSwitchContext(column.default, self.econtext, &mut isnull);
+                        (!isnull).then_some(datum)
+                    },
                 }
             } else {
                 let len = i32::from_be_bytes(bytes[pos..pos + 4].try_into().expect("4 bytes"));
@@ -398,6 +451,9 @@ impl RowSource {
         self.feed.stop();
         let Some(rejects) = &mut self.rejects else { return };
         rejects.flush();
+        if !self.own_ledger {
+            return;
+        }
         let summary = super::LoadSummary {
             file: self.feed.file.clone(),
             target: self.ledger_target.clone(),
@@ -420,6 +476,26 @@ impl RowSource {
                 self.load_id
             );
         }
+    }
+
+    /// Lines read, rows handed over, lines rejected, and the file offset after the last line.
+    pub fn counts(&self) -> (u64, u64, u64, Option<u64>) {
+        (self.feed.lines, self.rows, self.rejects.as_ref().map_or(0, |r| r.count), self.feed.end_offset)
+    }
+
+    /// Every row was read.
+    pub fn exhausted(&self) -> bool {
+        self.feed.exhausted
+    }
+
+    /// The first rejected line, for `ingest.loads.first_error`.
+    pub fn first_error(&self) -> Option<String> {
+        self.rejects.as_ref().and_then(|r| r.first_error())
+    }
+
+    /// Bytes of input read.
+    pub fn bytes_read(&self) -> u64 {
+        self.feed.bytes_read()
     }
 
     /// Stops reading before the end (a LIMIT was reached): the threads stop; a read in skip

@@ -229,6 +229,7 @@ pub fn load_range(
         on_error: options["on_error"].as_str().unwrap_or("stop").to_owned(),
         max_errors: options["max_errors"].as_i64(),
         force: false,
+        on_conflict: None,
         format: pg_ingest_core::input::Format::Lines,
     };
     let checked: Checked = opts.check();

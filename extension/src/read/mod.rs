@@ -36,6 +36,17 @@ AS 'MODULE_PATHNAME', 'read_jsonl_rows';
     requires = ["bootstrap"]
 );
 
+pgrx::extension_sql!(
+    r#"
+-- The rows ingest_jsonl(…, on_conflict => …) prepared for the INSERT it runs (only that INSERT can take them).
+CREATE FUNCTION ingest.prepared_rows(token bigint, rowtype anyelement)
+RETURNS SETOF anyelement LANGUAGE c VOLATILE PARALLEL UNSAFE ROWS 100000
+AS 'MODULE_PATHNAME', 'prepared_rows';
+"#,
+    name = "prepared_rows",
+    requires = ["bootstrap"]
+);
+
 /// Arguments after `path` (and `rowtype`), in their SQL order.
 const OPTION_ARGS: usize = 7;
 
@@ -58,6 +69,7 @@ pub fn read_args(args: &[(Datum, bool)]) -> (String, LoadOptions) {
             max_errors: i64::from_datum(args[o + 4].0, args[o + 4].1),
             threads: i32::from_datum(args[o + 5].0, args[o + 5].1),
             force: false,
+            on_conflict: None,
             format: ingest::parse_format(&text(o + 6).unwrap_or_else(|| "auto".into())),
         };
         (path, opts)
@@ -81,6 +93,13 @@ pub extern "C" fn pg_finfo_read_jsonl_rows() -> &'static pg_sys::Pg_finfo_record
     &V1
 }
 
+/// Version-1 calling convention record of [`prepared_rows`].
+#[no_mangle]
+pub extern "C" fn pg_finfo_prepared_rows() -> &'static pg_sys::Pg_finfo_record {
+    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
 /// `read_jsonl` called as a function (not planned as a custom scan): every row into a
 /// tuplestore, handed over in materialize mode.
 ///
@@ -89,6 +108,25 @@ pub extern "C" fn pg_finfo_read_jsonl_rows() -> &'static pg_sys::Pg_finfo_record
 #[no_mangle]
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn read_jsonl_rows(fcinfo: pg_sys::FunctionCallInfo) -> Datum {
+    unsafe { materialize(fcinfo, false) }
+}
+
+/// `ingest.prepared_rows(token, rowtype)` called as a function.
+///
+/// # Safety
+/// Called by the function manager.
+#[no_mangle]
+#[pgrx::pg_guard]
+pub unsafe extern "C-unwind" fn prepared_rows(fcinfo: pg_sys::FunctionCallInfo) -> Datum {
+    unsafe { materialize(fcinfo, true) }
+}
+
+/// The token argument of `ingest.prepared_rows`.
+pub fn token_arg(args: &[(Datum, bool)]) -> i64 {
+    unsafe { i64::from_datum(args[0].0, args[0].1) }.unwrap_or(0)
+}
+
+unsafe fn materialize(fcinfo: pg_sys::FunctionCallInfo, prepared: bool) -> Datum {
     unsafe {
         let rsinfo = (*fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo;
         if rsinfo.is_null()
@@ -110,7 +148,6 @@ pub unsafe extern "C-unwind" fn read_jsonl_rows(fcinfo: pg_sys::FunctionCallInfo
         let nargs = (*fcinfo).nargs as usize;
         let args: Vec<(Datum, bool)> =
             (0..nargs).map(|i| *(*fcinfo).args.as_ptr().add(i)).map(|a| (a.value, a.isnull)).collect();
-        let (path, opts) = read_args(&args);
 
         let per_query = (*(*rsinfo).econtext).ecxt_per_query_memory;
         let old = pg_sys::MemoryContextSwitchTo(per_query);
@@ -121,7 +158,13 @@ pub unsafe extern "C-unwind" fn read_jsonl_rows(fcinfo: pg_sys::FunctionCallInfo
 
         let rowtype = RowType::of(tupdesc);
         let natts = rowtype.natts;
-        let mut source = RowSource::open_file(&path, &rowtype, &opts);
+        let mut own = None;
+        let source: &mut RowSource = if prepared {
+            &mut *crate::ingest::upsert::take_prepared(token_arg(&args))
+        } else {
+            let (path, opts) = read_args(&args);
+            own.insert(RowSource::open_file(&path, &rowtype, &opts))
+        };
         let (mut values, mut nulls) = (vec![Datum::from(0); natts], vec![true; natts]);
         while source.next(values.as_mut_ptr(), nulls.as_mut_ptr(), natts) {
             pg_sys::tuplestore_putvalues(store, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());

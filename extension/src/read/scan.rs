@@ -11,7 +11,7 @@ use std::ffi::c_void;
 
 use pgrx::pg_sys;
 
-use super::{read_args, read_jsonl_rows};
+use super::{prepared_rows, read_args, read_jsonl_rows, token_arg};
 use crate::ingest::rows::{RowSource, RowType};
 
 const NAME: &std::ffi::CStr = c"ReadJsonl";
@@ -57,16 +57,34 @@ unsafe fn methods() -> &'static Methods {
     unsafe { &*METHODS }
 }
 
-/// Whether `funcid` is a `read_jsonl` of this library.
-unsafe fn is_read_jsonl(funcid: pg_sys::Oid) -> bool {
+/// Which function of this library `funcid` is: `read_jsonl`, `ingest.prepared_rows`, or
+/// neither.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rows {
+    Read,
+    Prepared,
+}
+
+unsafe fn rows_function(funcid: pg_sys::Oid) -> Option<Rows> {
     unsafe {
         let name = pg_sys::get_func_name(funcid);
-        if name.is_null() || std::ffi::CStr::from_ptr(name) != c"read_jsonl" {
-            return false;
+        if name.is_null() {
+            return None;
+        }
+        let name = std::ffi::CStr::from_ptr(name);
+        if name != c"read_jsonl" && name != c"prepared_rows" {
+            return None;
         }
         let mut f: pg_sys::FmgrInfo = std::mem::zeroed();
         pg_sys::fmgr_info(funcid, &mut f);
-        f.fn_addr.map(|a| a as usize) == Some(read_jsonl_rows as *const () as usize)
+        let addr = f.fn_addr.map(|a| a as usize);
+        if addr == Some(read_jsonl_rows as *const () as usize) {
+            Some(Rows::Read)
+        } else if addr == Some(prepared_rows as *const () as usize) {
+            Some(Rows::Prepared)
+        } else {
+            None
+        }
     }
 }
 
@@ -112,7 +130,7 @@ unsafe extern "C-unwind" fn set_rel_pathlist(
             return;
         }
         let func = expr as *mut pg_sys::FuncExpr;
-        if !is_read_jsonl((*func).funcid) || row_tupdesc(rtfunc).is_none() {
+        if rows_function((*func).funcid).is_none() || row_tupdesc(rtfunc).is_none() {
             return;
         }
         let path = pg_sys::palloc0(std::mem::size_of::<pg_sys::CustomPath>()) as *mut pg_sys::CustomPath;
@@ -187,6 +205,8 @@ struct ReadScan {
     args: *mut pg_sys::List,
     /// Started at the first row asked for (an EXPLAIN reads nothing).
     source: *mut RowSource,
+    /// The source is a load's (`ingest.prepared_rows`): it owns and ends it.
+    borrowed: bool,
     rowtype: *mut RowType,
 }
 
@@ -209,7 +229,7 @@ unsafe extern "C-unwind" fn forget(arg: *mut c_void) {
 unsafe fn drop_source(state: *mut ReadScan, finish: bool) {
     unsafe {
         let source = std::mem::replace(&mut (*state).source, std::ptr::null_mut());
-        if !source.is_null() {
+        if !source.is_null() && !(*state).borrowed {
             let mut source = Box::from_raw(source);
             if finish {
                 // ExecutorEnd runs with no snapshot: the ledger's statements need one
@@ -256,10 +276,15 @@ unsafe fn start(state: *mut ReadScan) {
             let value = pg_sys::ExecEvalExprSwitchContext(expr, econtext, &mut isnull);
             args.push((value, isnull));
         }
-        let (path, opts) = read_args(&args);
-        let old = pg_sys::MemoryContextSwitchTo((*(*state).css.ss.ps.state).es_query_cxt);
         let cscan = (*state).css.ss.ps.plan as *mut pg_sys::CustomScan;
         let rtfunc = pg_sys::list_nth((*cscan).custom_private, 0) as *mut pg_sys::RangeTblFunction;
+        if rows_function((*((*rtfunc).funcexpr as *mut pg_sys::FuncExpr)).funcid) == Some(Rows::Prepared) {
+            (*state).borrowed = true;
+            (*state).source = crate::ingest::upsert::take_prepared(token_arg(&args));
+            return;
+        }
+        let (path, opts) = read_args(&args);
+        let old = pg_sys::MemoryContextSwitchTo((*(*state).css.ss.ps.state).es_query_cxt);
         let rowtype = Box::new(RowType::of(row_tupdesc(rtfunc).expect("checked when planned")));
         let source = Box::new(RowSource::open_file(&path, &rowtype, &opts));
         pg_sys::MemoryContextSwitchTo(old);

@@ -1,0 +1,212 @@
+//! `ingest_jsonl(…, on_conflict => 'nothing' | 'update')`: a load whose rows may meet rows
+//! already in the table (batches that repeat records). The plan, the ledger and the rejects
+//! are a load's; the rows come from [`RowSource`] (the same threads) and are written by
+//! `INSERT … SELECT … ON CONFLICT`, planned by PostgreSQL (and routed by Citus). Lines whose
+//! row met an existing one are counted (`ingest.loads.rows_conflicting`), never lost silently.
+
+use std::cell::RefCell;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
+
+use pg_ingest_core::mapping::Source;
+
+use super::rows::{Ledger, RowSource, RowType};
+use super::target::Target;
+use super::{Checked, Input, LoadSummary, Span, SpanResult};
+use crate::error::IngestError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnConflict {
+    /// `ON CONFLICT DO NOTHING`: the existing row stays, the line is skipped.
+    Nothing,
+    /// `ON CONFLICT (primary key) DO UPDATE`: the line's values replace the existing row's.
+    Update,
+}
+
+impl OnConflict {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "nothing" => Self::Nothing,
+            "update" => Self::Update,
+            other => IngestError::new(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("invalid on_conflict \"{other}\""),
+            )
+            .hint("Use 'nothing' (keep the existing row) or 'update' (replace it; needs a primary key).")
+            .raise(),
+        }
+    }
+}
+
+/// Refuses what an upsert cannot do, before anything is written.
+pub fn check_writers(on_conflict: Option<OnConflict>, writers: usize) {
+    if on_conflict.is_some() && writers > 1 {
+        IngestError::new(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, "on_conflict loads with one writer")
+            .detail("Writers in separate transactions could each insert the same new key.")
+            .hint("Drop writers, or load with COPY semantics (no on_conflict).")
+            .raise()
+    }
+}
+
+thread_local! {
+    /// Row sources handed to the INSERT this backend runs, by token.
+    static PREPARED: RefCell<Vec<(i64, usize)>> = const { RefCell::new(Vec::new()) };
+    static NEXT_TOKEN: std::cell::Cell<i64> = const { std::cell::Cell::new(1) };
+}
+
+/// The row source prepared under `token`, taken (once) by the scan of `ingest.prepared_rows`.
+pub fn take_prepared(token: i64) -> *mut RowSource {
+    PREPARED.with(|p| {
+        let mut p = p.borrow_mut();
+        match p.iter().position(|&(t, _)| t == token) {
+            Some(i) => p.swap_remove(i).1 as *mut RowSource,
+            None => IngestError::new(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("no rows prepared under token {token}"),
+            )
+            .detail("ingest.prepared_rows is read by the INSERT that ingest_jsonl(…, on_conflict => …) runs, once.")
+            .raise(),
+        }
+    })
+}
+
+/// Keeps a source in [`PREPARED`] while the INSERT runs; removed when dropped (an ERROR too).
+struct Prepared(i64);
+
+impl Prepared {
+    fn offer(source: &mut RowSource) -> Self {
+        let token = NEXT_TOKEN.with(|n| {
+            let t = n.get();
+            n.set(t + 1);
+            t
+        });
+        PREPARED.with(|p| p.borrow_mut().push((token, source as *mut RowSource as usize)));
+        Self(token)
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        PREPARED.with(|p| p.borrow_mut().retain(|&(t, _)| t != self.0));
+    }
+}
+
+fn quote(name: &str) -> String {
+    let c = std::ffi::CString::new(name).expect("a name has no NUL");
+    unsafe { std::ffi::CStr::from_ptr(pg_sys::quote_identifier(c.as_ptr())) }.to_string_lossy().into_owned()
+}
+
+/// The INSERT: every loaded column from the prepared rows, and what a conflict does. It
+/// runs as the caller, with the caller's search_path (triggers see what a COPY's would);
+/// what it names itself is schema-qualified.
+fn statement(target: &Target, mode: OnConflict, token: i64) -> String {
+    let cols: Vec<String> = target.columns.iter().map(|c| quote(&c.name)).collect();
+    let cols = cols.join(", ");
+    let conflict = match mode {
+        OnConflict::Nothing => "ON CONFLICT DO NOTHING".to_owned(),
+        OnConflict::Update => {
+            let (constraint, key) = primary_key(target);
+            let set: Vec<String> = target
+                .columns
+                .iter()
+                .filter(|c| !key.contains(&c.attnum))
+                .map(|c| format!("{0} = EXCLUDED.{0}", quote(&c.name)))
+                .collect();
+            if set.is_empty() {
+                "ON CONFLICT DO NOTHING".to_owned()
+            } else {
+                format!("ON CONFLICT ON CONSTRAINT {} DO UPDATE SET {}", quote(&constraint), set.join(", "))
+            }
+        }
+    };
+    format!(
+        "WITH written AS (INSERT INTO {name} AS t ({cols}) SELECT {cols} FROM ingest.prepared_rows({token}, NULL::{name}) \
+         {conflict} RETURNING (t.xmax::pg_catalog.text OPERATOR(pg_catalog.=) '0') AS inserted) \
+         SELECT pg_catalog.count(*) FILTER (WHERE inserted), pg_catalog.count(*) FILTER (WHERE NOT inserted) FROM written",
+        name = target.name
+    )
+}
+
+/// The primary key's constraint name and columns; an error when there is none.
+fn primary_key(target: &Target) -> (String, Vec<i16>) {
+    unsafe {
+        let index = pg_sys::RelationGetPrimaryKeyIndex(target.rel);
+        if index == pg_sys::InvalidOid {
+            IngestError::new(
+                PgSqlErrorCode::ERRCODE_INVALID_COLUMN_REFERENCE,
+                format!("on_conflict => 'update' needs a primary key on {}", target.name),
+            )
+            .hint("Add a primary key, or use on_conflict => 'nothing', or write INSERT … ON CONFLICT (…) DO UPDATE from read_jsonl().")
+            .raise()
+        }
+        let name = std::ffi::CStr::from_ptr(pg_sys::get_rel_name(index)).to_string_lossy().into_owned();
+        let rel = pg_sys::index_open(index, pg_sys::AccessShareLock as _);
+        let info = (*rel).rd_index;
+        let n = (*info).indnkeyatts as usize;
+        let key = (0..n).map(|i| *(*info).indkey.values.as_ptr().add(i)).collect();
+        pg_sys::index_close(rel, pg_sys::AccessShareLock as _);
+        (name, key)
+    }
+}
+
+/// Loads one span through `INSERT … ON CONFLICT`: what [`super::load_span`] does with COPY.
+#[allow(clippy::too_many_arguments)]
+pub fn upsert_span(
+    path: &str,
+    input: Input,
+    target: &Target,
+    sources: Vec<Source>,
+    checked: &Checked,
+    span: &Span,
+    load_id: i64,
+    status: &str,
+    mode: OnConflict,
+) -> SpanResult {
+    let started = std::time::Instant::now();
+    if mode == OnConflict::Update {
+        primary_key(target); // checked before the threads start
+    }
+    let (ios, specs) = super::column_specs(target, sources);
+    let defaults = ios.iter().map(|io| io.default_state).collect();
+    let rowtype = RowType::of_target(target);
+    let mut source =
+        Box::new(RowSource::new(path, input, span, &rowtype, specs, defaults, checked, Ledger::Load(load_id)));
+    let prepared = Prepared::offer(&mut source);
+    let sql = statement(target, mode, prepared.0);
+    let (inserted, updated) = Spi::connect_mut(|c| {
+        let row = c.update(&sql, None, &[])?.first();
+        Ok::<_, pgrx::spi::Error>((row.get::<i64>(1)?.unwrap_or(0), row.get::<i64>(2)?.unwrap_or(0)))
+    })
+    .unwrap_or_else(|e| crate::ledger::spi_error(e));
+    drop(prepared);
+    let (lines, rows, rejected, end_offset) = source.counts();
+    if !source.exhausted() {
+        IngestError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "the INSERT did not read every row of the load")
+            .raise()
+    }
+    let written = (inserted + updated) as u64;
+    let conflicting = rows - inserted as u64;
+    crate::ledger::record_conflicts(load_id, conflicting as i64);
+    if conflicting > 0 {
+        let what = match mode {
+            OnConflict::Nothing => "kept the existing row (skipped)",
+            OnConflict::Update => "updated the existing row",
+        };
+        pgrx::notice!("{path}: {conflicting} line(s) met an existing row and {what}");
+    }
+    let summary = LoadSummary {
+        file: path.to_owned(),
+        target: target.name.clone(),
+        status: status.into(),
+        lines: lines as i64,
+        rows_inserted: written as i64,
+        rows_rejected: rejected as i64,
+        lines_skipped: lines.saturating_sub(written + rejected) as i64,
+        bytes: source.bytes_read() as i64,
+        seconds: started.elapsed().as_secs_f64(),
+        load_id,
+    };
+    SpanResult { summary, end_offset: end_offset.unwrap_or(span.start_offset), lines, first_error: source.first_error() }
+}
