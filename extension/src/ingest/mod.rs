@@ -425,18 +425,18 @@ pub fn load_span(
 /// How each column is encoded on the threads and made on the main thread: its source, and
 /// its DEFAULT for a line without a value (as COPY gives it).
 pub fn column_specs(target: &Target, sources: Vec<Source>) -> (Vec<ColumnIo>, Vec<ColumnSpec>) {
-let mut ios = Vec::with_capacity(target.columns.len());
-let mut specs = Vec::with_capacity(target.columns.len());
-for (col, source) in target.columns.iter().zip(sources) {
-    let mut io = ColumnIo::new(&col.name, col.typid, col.typmod);
-    io.finished = col.finished;
-    let (default, expr) = target.default_for(col, |d| io.send(d));
-    if default == DefaultValue::PerRow {
-        io.default_state = unsafe { pg_sys::ExecInitExpr(expr, std::ptr::null_mut()) };
+    let mut ios = Vec::with_capacity(target.columns.len());
+    let mut specs = Vec::with_capacity(target.columns.len());
+    for (col, source) in target.columns.iter().zip(sources) {
+        let mut io = ColumnIo::new(&col.name, col.typid, col.typmod);
+        io.finished = col.finished;
+        let (default, expr) = target.default_for(col, |d| io.send(d));
+        if default == DefaultValue::PerRow {
+            io.default_state = unsafe { pg_sys::ExecInitExpr(expr, std::ptr::null_mut()) };
+        }
+        specs.push(ColumnSpec { name: col.name.clone(), kind: col.kind, default, source, finished: col.finished });
+        ios.push(io);
     }
-    specs.push(ColumnSpec { name: col.name.clone(), kind: col.kind, default, source, finished: col.finished });
-    ios.push(io);
-}
     (ios, specs)
 }
 

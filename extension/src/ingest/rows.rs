@@ -207,7 +207,8 @@ impl RowSource {
                 let mut receive: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
                 pg_sys::fmgr_info(input_fn, input.as_mut());
                 pg_sys::fmgr_info(receive_fn, receive.as_mut());
-                let plain = pg_sys::getBaseType(c.typid) == c.typid && c.kind != pg_ingest_core::encode::ColumnKind::Other;
+                let plain =
+                    pg_sys::getBaseType(c.typid) == c.typid && c.kind != pg_ingest_core::encode::ColumnKind::Other;
                 Column {
                     index: *index,
                     name: c.name.clone(),

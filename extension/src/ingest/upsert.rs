@@ -208,5 +208,10 @@ pub fn upsert_span(
         seconds: started.elapsed().as_secs_f64(),
         load_id,
     };
-    SpanResult { summary, end_offset: end_offset.unwrap_or(span.start_offset), lines, first_error: source.first_error() }
+    SpanResult {
+        summary,
+        end_offset: end_offset.unwrap_or(span.start_offset),
+        lines,
+        first_error: source.first_error(),
+    }
 }

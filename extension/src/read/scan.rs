@@ -106,6 +106,18 @@ unsafe fn row_tupdesc(rtfunc: *mut pg_sys::RangeTblFunction) -> Option<pg_sys::T
     }
 }
 
+/// Whether the query uses the row as a whole (`r`, `r.*` passed on, MERGE's source row): the
+/// scan's tuple has the columns only, so such a call runs as a function.
+unsafe fn wants_whole_row(rel: *mut pg_sys::RelOptInfo) -> bool {
+    unsafe {
+        let mut attrs: *mut pg_sys::Bitmapset = std::ptr::null_mut();
+        pg_sys::pull_varattnos((*(*rel).reltarget).exprs as *mut pg_sys::Node, (*rel).relid, &mut attrs);
+        let quals = pg_sys::extract_actual_clauses((*rel).baserestrictinfo, false);
+        pg_sys::pull_varattnos(quals as *mut pg_sys::Node, (*rel).relid, &mut attrs);
+        pg_sys::bms_is_member(-pg_sys::FirstLowInvalidHeapAttributeNumber, attrs)
+    }
+}
+
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn set_rel_pathlist(
     root: *mut pg_sys::PlannerInfo,
@@ -130,7 +142,7 @@ unsafe extern "C-unwind" fn set_rel_pathlist(
             return;
         }
         let func = expr as *mut pg_sys::FuncExpr;
-        if rows_function((*func).funcid).is_none() || row_tupdesc(rtfunc).is_none() {
+        if rows_function((*func).funcid).is_none() || row_tupdesc(rtfunc).is_none() || wants_whole_row(rel) {
             return;
         }
         let path = pg_sys::palloc0(std::mem::size_of::<pg_sys::CustomPath>()) as *mut pg_sys::CustomPath;
@@ -256,10 +268,9 @@ unsafe extern "C-unwind" fn begin(node: *mut pg_sys::CustomScanState, estate: *m
         let state = node as *mut ReadScan;
         let cscan = (*node).ss.ps.plan as *mut pg_sys::CustomScan;
         (*state).args = pg_sys::ExecInitExprList((*cscan).custom_exprs, node as *mut pg_sys::PlanState);
-        let callback = pg_sys::MemoryContextAlloc(
-            (*estate).es_query_cxt,
-            std::mem::size_of::<pg_sys::MemoryContextCallback>(),
-        ) as *mut pg_sys::MemoryContextCallback;
+        let callback =
+            pg_sys::MemoryContextAlloc((*estate).es_query_cxt, std::mem::size_of::<pg_sys::MemoryContextCallback>())
+                as *mut pg_sys::MemoryContextCallback;
         (*callback).func = Some(forget);
         (*callback).arg = state as *mut c_void;
         pg_sys::MemoryContextRegisterResetCallback((*estate).es_query_cxt, callback);
