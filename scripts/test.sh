@@ -27,6 +27,14 @@ chown "$PG_OS_USER" "$PG_DIR" "$PGRX_TEST_DATA"
 "$REPO/scripts/install.sh"
 "$REPO/scripts/cluster.sh" start
 
+# Citus: a coordinator and two workers, when Citus is installed or its source is at hand
+if "$REPO/scripts/citus.sh" available; then
+    "$REPO/scripts/citus.sh" start
+    export PG_INGEST_CITUS_PORT=54330
+else
+    say "the Citus tests will be skipped (see above for how to get Citus)"
+fi
+
 say "end-to-end tests against the private cluster ($PGHOST:$PGPORT)"
 cargo test --locked -p pg_ingest_tests -- --test-threads 2
 say "all test suites passed"

@@ -7,6 +7,7 @@
 
 mod api;
 mod batch;
+mod citus;
 mod copy_hook;
 mod error;
 mod gucs;

@@ -181,6 +181,7 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions, writers:
     let key = plan::resolved_path(&file, path);
     let oid = target::resolve(target, path);
     let target = Target::open(oid);
+    crate::citus::refuse_unsupported(oid, &target.name, checked.skip, writers);
     let sources = sources(&target.columns, &target.name, opts);
     if writers > 1 {
         writers::refuse_if_locked_here(&target, writers);
@@ -293,7 +294,9 @@ fn load_alone(
         input.shape = Some(layout.shape.clone());
     }
     let done = match opts.on_conflict {
-        Some(mode) => upsert::upsert_span(path, input, target, sources, checked, &span, load_id, plan.status, mode),
+        Some(mode) => {
+            upsert::upsert_span(path, input, target, sources, checked, &span, load_id, plan.status, Some(mode))
+        }
         None => load_span(path, input, target, sources, checked, &span, load_id, plan.status, started),
     };
     // a whole file is loaded up to its end, its values counted as its lines
@@ -377,6 +380,10 @@ pub fn load_span(
     status: &str,
     started: Instant,
 ) -> SpanResult {
+    if crate::citus::manages(target.oid) {
+        // routed by Citus: an INSERT … SELECT of the same rows
+        return upsert::upsert_span(path, input, target, sources, checked, span, load_id, status, None);
+    }
     let Checked { skip, max_errors, .. } = *checked;
     let start_offset = span.start_offset;
     let Input { reader, total, raw_read, decompress, format, shape, hold_back, pump } = input;

@@ -101,12 +101,13 @@ fn quote(name: &str) -> String {
 /// The INSERT: every loaded column from the prepared rows, and what a conflict does. It
 /// runs as the caller, with the caller's search_path (triggers see what a COPY's would);
 /// what it names itself is schema-qualified.
-fn statement(target: &Target, mode: OnConflict, token: i64) -> String {
+fn statement(target: &Target, mode: Option<OnConflict>, token: i64) -> String {
     let cols: Vec<String> = target.columns.iter().map(|c| quote(&c.name)).collect();
     let cols = cols.join(", ");
     let conflict = match mode {
-        OnConflict::Nothing => "ON CONFLICT DO NOTHING".to_owned(),
-        OnConflict::Update => {
+        None => String::new(),
+        Some(OnConflict::Nothing) => "ON CONFLICT DO NOTHING".to_owned(),
+        Some(OnConflict::Update) => {
             let (constraint, key) = primary_key(target);
             let set: Vec<String> = target
                 .columns
@@ -151,7 +152,8 @@ fn primary_key(target: &Target) -> (String, Vec<i16>) {
     }
 }
 
-/// Loads one span through `INSERT … ON CONFLICT`: what [`super::load_span`] does with COPY.
+/// Loads one span through `INSERT … SELECT` (with `ON CONFLICT` when `mode` says): what
+/// [`super::load_span`] does with COPY, for upserts and for Citus tables.
 #[allow(clippy::too_many_arguments)]
 pub fn upsert_span(
     path: &str,
@@ -162,10 +164,10 @@ pub fn upsert_span(
     span: &Span,
     load_id: i64,
     status: &str,
-    mode: OnConflict,
+    mode: Option<OnConflict>,
 ) -> SpanResult {
     let started = std::time::Instant::now();
-    if mode == OnConflict::Update {
+    if mode == Some(OnConflict::Update) {
         primary_key(target); // checked before the threads start
     }
     let (ios, specs) = super::column_specs(target, sources);
@@ -188,13 +190,15 @@ pub fn upsert_span(
     }
     let written = (inserted + updated) as u64;
     let conflicting = rows - inserted as u64;
-    crate::ledger::record_conflicts(load_id, conflicting as i64);
-    if conflicting > 0 {
-        let what = match mode {
-            OnConflict::Nothing => "kept the existing row (skipped)",
-            OnConflict::Update => "updated the existing row",
-        };
-        pgrx::notice!("{path}: {conflicting} line(s) met an existing row and {what}");
+    if let Some(mode) = mode {
+        crate::ledger::record_conflicts(load_id, conflicting as i64);
+        if conflicting > 0 {
+            let what = match mode {
+                OnConflict::Nothing => "kept the existing row (skipped)",
+                OnConflict::Update => "updated the existing row",
+            };
+            pgrx::notice!("{path}: {conflicting} line(s) met an existing row and {what}");
+        }
     }
     let summary = LoadSummary {
         file: path.to_owned(),

@@ -1,0 +1,53 @@
+//! Citus: a distributed or reference table is written through `INSERT … SELECT` from the
+//! load's rows, which Citus plans and routes to the shards (COPY's executor would write into
+//! the coordinator's shell table, where no query sees the rows). What cannot hold there is
+//! refused before anything is written.
+
+use pgrx::pg_sys::Oid;
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
+
+use crate::error::IngestError;
+use crate::identity::with_safe_search_path;
+
+/// Whether Citus manages the table (distributed, reference, or a Citus local table).
+pub fn manages(table: Oid) -> bool {
+    with_safe_search_path(|| {
+        let present =
+            Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL")?;
+        if present != Some(true) {
+            return Ok(Some(false));
+        }
+        Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition WHERE logicalrelid OPERATOR(pg_catalog.=) $1)",
+            &[table.into()],
+        )
+    })
+    .unwrap_or_else(|e| crate::ledger::spi_error(e))
+    .unwrap_or(false)
+}
+
+/// Refuses, before anything is written, what a load into a Citus table cannot do: rows a
+/// worker refuses cannot be skipped one by one (the statement fails on the worker), and
+/// writers in separate transactions are not routed.
+pub fn refuse_unsupported(table: Oid, name: &str, skip: bool, writers: usize) {
+    if !manages(table) {
+        return;
+    }
+    let refuse = |what: &str, hint: &str| -> ! {
+        IngestError::new(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, format!("{name} is a Citus table: {what}"))
+            .detail("Loads into Citus tables go through INSERT … SELECT, which Citus routes to the shards.")
+            .hint(hint.to_owned())
+            .raise()
+    };
+    if skip {
+        refuse(
+            "on_error => 'skip' is not supported",
+            "Rows a Citus worker refuses cannot be skipped one by one. Load with on_error => 'stop', or select the good \
+             lines yourself: INSERT INTO t SELECT … FROM read_jsonl(…, on_error => 'skip').",
+        )
+    }
+    if writers > 1 {
+        refuse("writers are not supported", "Load with one writer: Citus spreads the rows over its workers.")
+    }
+}
