@@ -123,6 +123,9 @@ pub struct BatchArgs {
     /// Cancel a statement that runs longer than this many seconds
     #[arg(long, value_name = "SECONDS", value_parser = parse_interval)]
     pub timeout: Option<f64>,
+    /// Print each statement's rows (a table; with --json, under "result")
+    #[arg(long)]
+    pub results: bool,
 }
 
 #[derive(Debug, Args)]

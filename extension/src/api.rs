@@ -94,6 +94,7 @@ fn run_batch(
     workers: default!(i32, 4),
     stop_on_error: default!(bool, false),
     timeout: default!(Option<pgrx::datum::Interval>, "NULL"),
+    results: default!(bool, false),
 ) -> TableIterator<
     'static,
     (
@@ -103,6 +104,8 @@ fn run_batch(
         name!(seconds, f64),
         name!(error, Option<String>),
         name!(sqlstate, Option<String>),
+        name!(result, Option<JsonB>),
+        name!(truncated, Option<bool>),
     ),
 > {
     use crate::error::IngestError;
@@ -125,7 +128,7 @@ fn run_batch(
         return TableIterator::new(Vec::new());
     }
     let workers = (workers as usize).min(crate::gucs::max_batch_workers());
-    TableIterator::new(crate::batch::Batch::start(queries, workers, stop_on_error, timeout))
+    TableIterator::new(crate::batch::Batch::start(queries, workers, stop_on_error, timeout, results))
 }
 
 /// `chunks` ranges (lo, hi, inclusive) of an integer column that split the table's rows

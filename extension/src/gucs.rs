@@ -12,6 +12,7 @@ static MEMORY_BUDGET: GucSetting<i32> =
 static MAX_THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
 static REJECT_LINE_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4096);
 static MAX_BATCH_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(16);
+static BATCH_RESULT_BYTES: GucSetting<i32> = GucSetting::<i32>::new(16 * 1024 * 1024);
 static PROGRESS_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(1000);
 static PROGRESS_NOTICES: GucSetting<ProgressNotices> = GucSetting::<ProgressNotices>::new(ProgressNotices::Milestones);
 
@@ -94,6 +95,16 @@ pub fn init() {
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
+        c"pg_ingest.batch_result_bytes",
+        c"Most bytes of rows (as JSON) that run_batch(…, results => true) returns, all queries together.",
+        c"A query whose rows do not fit gets those that fit, flagged truncated.",
+        &BATCH_RESULT_BYTES,
+        1024,
+        1024 * 1024 * 1024,
+        GucContext::Userset,
+        GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
         c"pg_ingest.progress_interval",
         c"How often a running load may send a progress NOTICE.",
         c"ingest.progress is updated continuously; this paces the NOTICEs.",
@@ -160,6 +171,10 @@ pub fn reject_line_bytes() -> usize {
 
 pub fn max_batch_workers() -> usize {
     MAX_BATCH_WORKERS.get() as usize
+}
+
+pub fn batch_result_bytes() -> usize {
+    BATCH_RESULT_BYTES.get() as usize
 }
 
 pub fn progress_interval() -> std::time::Duration {

@@ -255,3 +255,54 @@ fn chunk_ranges_split_a_table_evenly() {
         .collect();
     assert_eq!(rows, vec![(1, 1, 250), (2, 251, 500), (3, 501, 750), (4, 751, 1000)]);
 }
+
+#[test]
+fn results_come_back_in_query_order_and_are_bounded() {
+    let mut db = pg_ingest_tests::TestDb::new("batch_results");
+    let c = &mut db.client;
+    c.batch_execute("CREATE TABLE nums AS SELECT g AS id, g % 3 AS k FROM generate_series(1, 9000) g").unwrap();
+    // chunked computation over the table, per-chunk answers combined in one statement
+    let total: i64 = c
+        .query_one(
+            "WITH b AS (SELECT * FROM run_batch(
+                 (SELECT array_agg(format('SELECT count(*) AS n, sum(id) AS s FROM nums WHERE id BETWEEN %s AND %s', lo, hi)
+                                   ORDER BY chunk) FROM chunk_ranges('nums', 'id', 4)),
+                 workers => 4, results => true))
+             SELECT sum((r->>'s')::bigint)::bigint FROM b, jsonb_array_elements(b.result) r",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(total, (1..=9000i64).sum::<i64>());
+    let rows = c
+        .query(
+            "SELECT query_no, status, result::text, truncated FROM run_batch(ARRAY[
+                 'SELECT 1 AS a, ''x'' AS b, ''{\"k\": [1, 2]}''::jsonb AS j, true AS t, NULL::int AS z',
+                 'UPDATE nums SET k = k WHERE id <= 2 RETURNING id',
+                 'SELECT 1/0'], results => true) ORDER BY query_no",
+            &[],
+        )
+        .unwrap();
+    let result =
+        |i: usize| rows[i].get::<_, Option<String>>(2).map(|t| serde_json::from_str::<serde_json::Value>(&t).unwrap());
+    assert_eq!(result(0), Some(serde_json::json!([{"a": 1, "b": "x", "j": {"k": [1, 2]}, "t": true, "z": null}])));
+    assert_eq!(result(1), Some(serde_json::json!([{"id": 1}, {"id": 2}])));
+    assert_eq!(rows[2].get::<_, String>(1), "error");
+    assert_eq!(result(2), None);
+    // past pg_ingest.batch_result_bytes: the rows that fit, flagged
+    c.batch_execute("SET pg_ingest.batch_result_bytes = '4kB'").unwrap();
+    let r = c
+        .query_one(
+            "SELECT result::text, truncated FROM run_batch(ARRAY['SELECT id FROM nums ORDER BY id'], results => true)",
+            &[],
+        )
+        .unwrap();
+    let got: serde_json::Value = serde_json::from_str(&r.get::<_, String>(0)).unwrap();
+    let got = got.as_array().unwrap();
+    assert!(r.get::<_, bool>(1));
+    assert!(!got.is_empty() && got.len() < 9000);
+    assert_eq!(got[0], serde_json::json!({"id": 1}));
+    // without results => true: no result column values
+    let r = c.query_one("SELECT result::text, truncated FROM run_batch(ARRAY['SELECT 1'])", &[]).unwrap();
+    assert_eq!((r.get::<_, Option<String>>(0), r.get::<_, Option<bool>>(1)), (None, None));
+}

@@ -13,8 +13,10 @@ use serde_json::json;
 use crate::cli::{BatchArgs, ConnectionArgs};
 use crate::{conn, exit, interrupt, statements};
 
-const BATCH_SQL: &str = "SELECT (r).* FROM (SELECT run_batch($1::text[], workers => $2, stop_on_error => $3, \
-                         timeout => make_interval(secs => $4::float8)) AS r OFFSET 0) AS s";
+const BATCH_SQL: &str = "SELECT (r).query_no, (r).status, (r).rows, (r).seconds, (r).error, (r).sqlstate, \
+                         (r).result::text AS result, (r).truncated \
+                         FROM (SELECT run_batch($1::text[], workers => $2, stop_on_error => $3, \
+                         timeout => make_interval(secs => $4::float8), results => $5) AS r OFFSET 0) AS s";
 
 struct Outcome {
     query_no: i32,
@@ -23,6 +25,43 @@ struct Outcome {
     seconds: f64,
     error: Option<String>,
     sqlstate: Option<String>,
+    /// With --results: the statement's rows (objects), and whether some were left out.
+    result: Option<serde_json::Value>,
+    truncated: bool,
+}
+
+/// Rows (JSON objects) as an aligned text table, the columns of the first row.
+fn print_table(rows: &serde_json::Value, truncated: bool) {
+    let Some(rows) = rows.as_array() else { return };
+    let Some(first) = rows.first().and_then(|r| r.as_object()) else {
+        println!("      (no rows)");
+        return;
+    };
+    let columns: Vec<&String> = first.keys().collect();
+    let cell = |v: Option<&serde_json::Value>| match v {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    let cells: Vec<Vec<String>> =
+        rows.iter().map(|r| columns.iter().map(|c| cell(r.get(c.as_str()))).collect()).collect();
+    let widths: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| cells.iter().map(|r| r[i].chars().count()).max().unwrap_or(0).max(c.chars().count()))
+        .collect();
+    let line = |values: Vec<&str>| {
+        let parts: Vec<String> = values.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
+        println!("      {}", parts.join(" | ").trim_end());
+    };
+    line(columns.iter().map(|c| c.as_str()).collect());
+    println!("      {}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("-+-"));
+    for r in &cells {
+        line(r.iter().map(|v| v.as_str()).collect());
+    }
+    if truncated {
+        println!("      (truncated: more rows than pg_ingest.batch_result_bytes allows)");
+    }
 }
 
 /// A statement on one line, cut to `width` characters.
@@ -65,7 +104,8 @@ pub fn run(connection: &ConnectionArgs, args: &BatchArgs, json: bool) -> anyhow:
     let result: Result<(), postgres::Error> = (|| {
         let _cancellable = interrupt::Cancellable::new(&client, tls);
         let mut tx = client.transaction()?;
-        let portal = tx.bind(BATCH_SQL, &[&statements, &args.workers, &args.stop_on_error, &args.timeout])?;
+        let portal =
+            tx.bind(BATCH_SQL, &[&statements, &args.workers, &args.stop_on_error, &args.timeout, &args.results])?;
         loop {
             let rows = tx.query_portal(&portal, 1)?;
             let Some(row) = rows.first() else { break };
@@ -76,6 +116,8 @@ pub fn run(connection: &ConnectionArgs, args: &BatchArgs, json: bool) -> anyhow:
                 seconds: row.get("seconds"),
                 error: row.get("error"),
                 sqlstate: row.get("sqlstate"),
+                result: row.get::<_, Option<String>>("result").and_then(|t| serde_json::from_str(&t).ok()),
+                truncated: row.get::<_, Option<bool>>("truncated").unwrap_or(false),
             };
             if !json {
                 let statement = one_line(&statements[(o.query_no - 1) as usize], 60);
@@ -85,6 +127,9 @@ pub fn run(connection: &ConnectionArgs, args: &BatchArgs, json: bool) -> anyhow:
                     _ => format!("{} rows", o.rows),
                 };
                 println!("[{:>3}] {:<9} {:>8.3} s  {what}  | {statement}", o.query_no, o.status, o.seconds);
+                if let Some(rows) = &o.result {
+                    print_table(rows, o.truncated);
+                }
             }
             outcomes.push(o);
         }
@@ -122,6 +167,8 @@ pub fn run(connection: &ConnectionArgs, args: &BatchArgs, json: bool) -> anyhow:
                     "seconds": o.seconds,
                     "error": o.error,
                     "sqlstate": o.sqlstate,
+                    "result": o.result,
+                    "truncated": args.results.then_some(o.truncated),
                 })
             })
             .collect();

@@ -75,19 +75,26 @@ pub struct Batch {
 }
 
 /// One result row: query number (from 1), status, rows, seconds, error, sqlstate.
-pub type BatchRow = (i32, String, i64, f64, Option<String>, Option<String>);
+pub type BatchRow = (i32, String, i64, f64, Option<String>, Option<String>, Option<pgrx::JsonB>, Option<bool>);
 
 impl Batch {
-    pub fn start(queries: Vec<String>, workers: usize, stop_on_error: bool, timeout: Option<Duration>) -> Self {
+    pub fn start(
+        queries: Vec<String>,
+        workers: usize,
+        stop_on_error: bool,
+        timeout: Option<Duration>,
+        results: bool,
+    ) -> Self {
         let n = queries.len();
         let search_path = crate::identity::current_search_path();
+        let results = if results { crate::gucs::batch_result_bytes() } else { 0 };
         unsafe {
-            let size = Segment::size(&search_path, &queries);
+            let size = Segment::size(&search_path, &queries, results);
             let dsm = pg_sys::dsm_create(size, 0);
             let seg = Segment { base: pg_sys::dsm_segment_address(dsm) as *mut u8 };
             std::ptr::write_bytes(seg.base, 0, size);
             let latch = std::ptr::addr_of_mut!((*pg_sys::MyProc).procLatch) as usize;
-            seg.init(Caller::current(), pg_sys::MyProcPid, latch, stop_on_error, &search_path, &queries);
+            seg.init(Caller::current(), pg_sys::MyProcPid, latch, stop_on_error, &search_path, &queries, results);
 
             // handles live in the transaction's memory; its end terminates the workers
             let old = pg_sys::MemoryContextSwitchTo(pg_sys::CurTransactionContext);
@@ -176,7 +183,16 @@ impl Batch {
             Status::Ok => (None, None),
             _ => (Some(slot.error_text().to_owned()), Some(slot.sqlstate_text().to_owned())),
         };
-        (i as i32 + 1, status.name().to_owned(), slot.rows as i64, slot.seconds, error, sqlstate)
+        let wanted = self.seg.header().results_len > 0;
+        let result = self.seg.result(i).map(|text| {
+            pgrx::JsonB(serde_json::from_str(text).unwrap_or_else(|e| {
+                IngestError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("a query's rows are not JSON: {e}"))
+                    .raise()
+            }))
+        });
+        let truncated = wanted.then_some(slot.truncated != 0);
+        let result = result.or_else(|| (wanted && status == Status::Ok).then(|| pgrx::JsonB(serde_json::json!([]))));
+        (i as i32 + 1, status.name().to_owned(), slot.rows as i64, slot.seconds, error, sqlstate, result, truncated)
     }
 
     fn synthetic(&mut self, i: usize, status: Status, sqlstate: &str, message: &str) -> BatchRow {

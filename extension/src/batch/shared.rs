@@ -132,6 +132,10 @@ pub struct Header {
     pub search_path: (u32, u32),
     pub queries_at: u32,
     pub slots_at: u32,
+    /// The area queries' rows go to (`results => true`), and how much of it is taken.
+    pub results_at: u32,
+    pub results_len: u32,
+    pub results_used: AtomicU32,
 }
 
 #[repr(C)]
@@ -145,6 +149,9 @@ pub struct Slot {
     pub sqlstate: [u8; 5],
     pub error_len: u32,
     pub error: [u8; ERROR_BYTES],
+    /// The query's rows as a JSON array, in the results area; and whether rows were left out.
+    pub result: (u32, u32),
+    pub truncated: u32,
 }
 
 /// A view of the segment.
@@ -155,9 +162,42 @@ pub struct Segment {
 
 impl Segment {
     /// Bytes needed for these texts.
-    pub fn size(search_path: &str, queries: &[String]) -> usize {
+    pub fn size(search_path: &str, queries: &[String], results: usize) -> usize {
         let texts: usize = search_path.len() + queries.iter().map(|q| q.len()).sum::<usize>();
-        std::mem::size_of::<Header>() + 8 * queries.len() + std::mem::size_of::<Slot>() * queries.len() + texts + 64
+        std::mem::size_of::<Header>()
+            + 8 * queries.len()
+            + std::mem::size_of::<Slot>() * queries.len()
+            + texts
+            + 64
+            + results
+    }
+
+    /// Takes up to `want` bytes of the results area; where, and how many.
+    pub fn reserve(&self, want: usize) -> (usize, usize) {
+        let h = self.header();
+        let mut used = h.results_used.load(std::sync::atomic::Ordering::Acquire);
+        loop {
+            let take = want.min((h.results_len - used) as usize);
+            match h.results_used.compare_exchange(
+                used,
+                used + take as u32,
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Acquire,
+            ) {
+                Ok(_) => return (h.results_at as usize + used as usize, take),
+                Err(now) => used = now,
+            }
+        }
+    }
+
+    /// Query `i`'s rows, as JSON text.
+    pub fn result(&self, i: usize) -> Option<&str> {
+        let (at, len) = self.slot(i).result;
+        (at > 0).then(|| self.text((at, len)))
+    }
+
+    pub fn write_at(&self, at: usize, bytes: &[u8]) {
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.add(at), bytes.len()) };
     }
 
     pub fn header(&self) -> &Header {
@@ -189,7 +229,8 @@ impl Segment {
         self.text((at, len))
     }
 
-    /// Lays out a zeroed segment: header, query table, slots, texts.
+    /// Lays out a zeroed segment: header, query table, slots, texts, results area.
+    #[allow(clippy::too_many_arguments)]
     pub fn init(
         &self,
         caller: Caller,
@@ -198,6 +239,7 @@ impl Segment {
         stop_on_error: bool,
         search_path: &str,
         queries: &[String],
+        results: usize,
     ) {
         let n = queries.len();
         let queries_at = std::mem::size_of::<Header>().next_multiple_of(8);
@@ -221,6 +263,8 @@ impl Segment {
         h.search_path = sp;
         h.queries_at = queries_at as u32;
         h.slots_at = slots_at as u32;
+        h.results_at = at as u32;
+        h.results_len = results as u32;
         for (i, t) in texts.into_iter().enumerate() {
             unsafe { *(self.base.add(queries_at + 8 * i) as *mut (u32, u32)) = t };
         }

@@ -27,6 +27,49 @@ fn run_sql(sql: &str) -> u64 {
     }
 }
 
+/// Puts the rows query `i` returned into the results area as a JSON array of row objects
+/// (`row_to_json`: numbers, booleans and json values stay what they are); when the area has
+/// not room for all, the rows that fit, flagged truncated.
+fn keep_rows(seg: Segment, i: usize) {
+    unsafe {
+        let table = pg_sys::SPI_tuptable;
+        if table.is_null() {
+            return;
+        }
+        let tupdesc = pg_sys::BlessTupleDesc((*table).tupdesc);
+        let room = (seg.header().results_len - seg.header().results_used.load(Ordering::Acquire)) as usize;
+        let mut json = String::from("[");
+        let mut truncated = false;
+        for r in 0..pg_sys::SPI_processed as usize {
+            let tuple = *(*table).vals.add(r);
+            let datum = pg_sys::heap_copy_tuple_as_datum(tuple, tupdesc);
+            let text = pg_sys::OidFunctionCall1Coll(pg_sys::Oid::from(ROW_TO_JSON), pg_sys::InvalidOid, datum);
+            let text = pgrx::text_to_rust_str_unchecked(text.cast_mut_ptr());
+            if json.len() + text.len() + 2 > room {
+                truncated = true;
+                break;
+            }
+            if r > 0 {
+                json.push(',');
+            }
+            json.push_str(text);
+        }
+        json.push(']');
+        let (at, got) = seg.reserve(json.len());
+        if got < json.len() {
+            // other queries took the room meanwhile: none of its rows (the leader says [])
+            truncated = true;
+        } else {
+            seg.write_at(at, json.as_bytes());
+            seg.slot(i).result = (at as u32, json.len() as u32);
+        }
+        seg.slot(i).truncated = truncated as u32;
+    }
+}
+
+/// `row_to_json(record)`.
+const ROW_TO_JSON: u32 = 3155;
+
 /// Runs query `i` in a transaction of its own; the rows it processed.
 fn run_query(seg: Segment, i: usize) -> u64 {
     unsafe {
@@ -43,6 +86,9 @@ fn run_query(seg: Segment, i: usize) -> u64 {
             std::ffi::CString::new(query).unwrap_or_default().as_ptr(),
         );
         let rows = run_sql(query);
+        if seg.header().results_len > 0 {
+            keep_rows(seg, i);
+        }
         pg_sys::PopActiveSnapshot();
         pg_sys::SPI_finish();
         pg_sys::CommitTransactionCommand();

@@ -158,9 +158,9 @@ pub fn load_with_writers(
         let n = queries.len();
         // Dropping the batch (also when an ERROR or a cancel unwinds from here) ends the
         // writers and waits until they are gone: none commits after this transaction ends.
-        let batch = crate::batch::Batch::start(queries, writers.min(n), true, None);
+        let batch = crate::batch::Batch::start(queries, writers.min(n), true, None, false);
         let mut failure: Option<(usize, String, String, String)> = None;
-        for (no, status, _, _, error, code) in batch {
+        for (no, status, _, _, error, code, _, _) in batch {
             let worse = failure.as_ref().is_none_or(|f| f.1 != "error" && status == "error");
             if status != "ok" && worse {
                 failure = Some((no as usize, status, error.unwrap_or_default(), code.unwrap_or_default()));
