@@ -177,3 +177,18 @@ pub fn slow_inserts(client: &mut Client, table: &str, seconds: f64, when: Option
         ))
         .unwrap();
 }
+
+/// Peak private memory of backend `pid`, in MB (VmHWM less shared memory and mapped files,
+/// which only grow during a load).
+pub fn peak_private_mb(pid: i32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb = |key: &str| -> f64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (kb("VmHWM:") - kb("RssShmem:") - kb("RssFile:")) / 1024.0
+}

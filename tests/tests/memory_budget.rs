@@ -6,23 +6,8 @@
 
 use std::io::Write;
 
-use pg_ingest_tests::{connect_as, DataDir, TestDb};
+use pg_ingest_tests::{connect_as, peak_private_mb, DataDir, TestDb};
 use postgres::Client;
-
-/// Peak private memory of backend `pid`, in MB (VmHWM less shared memory and mapped files,
-/// which only grow during a load).
-fn peak_private_mb(pid: i32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb = |key: &str| -> f64 {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (kb("VmHWM:") - kb("RssShmem:") - kb("RssFile:")) / 1024.0
-}
 
 /// A fresh backend (its peak starts low), its pid.
 fn backend(db: &TestDb, settings: &str) -> (Client, i32) {

@@ -6,7 +6,7 @@
 use std::io::Write;
 
 use pg_ingest_core::sample::{write_chat_lines, write_tweet_lines, CHAT_TABLE_DDL, TWEETS_TABLE_DDL};
-use pg_ingest_tests::{connect_as, db_error, DataDir, TestDb};
+use pg_ingest_tests::{connect_as, db_error, peak_private_mb, DataDir, TestDb};
 
 fn sample(dir: &DataDir, name: &str, lines: u64, tweets: bool) -> String {
     let path = dir.path(name);
@@ -161,19 +161,6 @@ fn bad_lines_stop_the_query_or_are_recorded() {
 fn read_bytes(pid: i32) -> u64 {
     let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
     io.lines().find(|l| l.starts_with("rchar:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-fn peak_private_mb(pid: i32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb = |key: &str| -> f64 {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (kb("VmHWM:") - kb("RssShmem:") - kb("RssFile:")) / 1024.0
 }
 
 #[test]
