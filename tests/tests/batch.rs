@@ -258,6 +258,8 @@ fn chunk_ranges_split_a_table_evenly() {
 
 #[test]
 fn results_come_back_in_query_order_and_are_bounded() {
+    // its workers would free slots while no_free_worker_slot_is_a_clear_error counts them
+    let _serial = serial();
     let mut db = pg_ingest_tests::TestDb::new("batch_results");
     let c = &mut db.client;
     c.batch_execute("CREATE TABLE nums AS SELECT g AS id, g % 3 AS k FROM generate_series(1, 9000) g").unwrap();
