@@ -34,15 +34,8 @@ available() {
 install() {
     if installed; then say "Citus $CITUS_VERSION is installed"; return; fi
     local src; src=$(tarball) || { available; exit 3; }
-    local packages=(liblz4-dev libzstd-dev libcurl4-openssl-dev libkrb5-dev make gcc) missing=() p
-    for p in "${packages[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-    done
-    if [ ${#missing[@]} -gt 0 ]; then
-        say "installing Debian packages for Citus: ${missing[*]}"
-        as_root apt-get update -qq
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-    fi
+    # what Citus's configure and build need
+    install_packages liblz4-dev libzstd-dev libcurl4-openssl-dev libkrb5-dev make gcc
     local build; build=$(mktemp -d)
     say "building Citus $CITUS_VERSION from $src (about 3 minutes)"
     tar -xzf "$src" -C "$build"

@@ -6,15 +6,7 @@ packages=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MA
           libclang-dev clang pkg-config libssl-dev openssl sudo
           # the end-to-end tests drive real clients: psql (with the server), psycopg 3, gzip and zstd
           python3 python3-psycopg gzip zstd)
-missing=()
-for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    say "installing Debian packages: ${missing[*]}"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+install_packages "${packages[@]}"
 
 if ! cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION\$"; then
     say "installing cargo-pgrx $PGRX_VERSION (takes about 5 minutes)"

@@ -9,6 +9,7 @@ use pgrx::PgSqlErrorCode;
 
 use crate::error::IngestError;
 use crate::identity::with_safe_search_path;
+use crate::ingest::target::Target;
 
 /// Whether Citus manages the table (distributed, reference, or a Citus local table).
 pub fn manages(table: Oid) -> bool {
@@ -30,10 +31,11 @@ pub fn manages(table: Oid) -> bool {
 /// Refuses, before anything is written, what a load into a Citus table cannot do: rows a
 /// worker refuses cannot be skipped one by one (the statement fails on the worker), and
 /// writers in separate transactions are not routed.
-pub fn refuse_unsupported(table: Oid, name: &str, skip: bool, writers: usize) {
-    if !manages(table) {
+pub fn refuse_unsupported(target: &Target, skip: bool, writers: usize) {
+    if !target.citus {
         return;
     }
+    let name = &target.name;
     let refuse = |what: &str, hint: &str| -> ! {
         IngestError::new(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, format!("{name} is a Citus table: {what}"))
             .detail("Loads into Citus tables go through INSERT … SELECT, which Citus routes to the shards.")

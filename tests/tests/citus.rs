@@ -8,6 +8,9 @@
 use pg_ingest_tests::{db_error, DataDir};
 use postgres::{Client, NoTls};
 
+/// One test at a time: Citus DDL (create_distributed_table) of two sessions at once can fail.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn coordinator() -> Option<Client> {
     let Ok(port) = std::env::var("PG_INGEST_CITUS_PORT") else {
         eprintln!(
@@ -38,6 +41,7 @@ fn lines(n: i64, from: i64) -> String {
 
 #[test]
 fn loads_land_in_the_shards() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(mut c) = coordinator() else { return };
     let dir = DataDir::new();
     let path = dir.write("citus.jsonl", lines(20_000, 1));
@@ -98,6 +102,7 @@ fn loads_land_in_the_shards() {
 
 #[test]
 fn what_cannot_work_on_citus_is_refused_before_anything_is_written() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(mut c) = coordinator() else { return };
     let dir = DataDir::new();
     let path = dir.write("refused.jsonl", lines(100, 1));

@@ -181,7 +181,7 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions, writers:
     let key = plan::resolved_path(&file, path);
     let oid = target::resolve(target, path);
     let target = Target::open(oid);
-    crate::citus::refuse_unsupported(oid, &target.name, checked.skip, writers);
+    crate::citus::refuse_unsupported(&target, checked.skip, writers);
     let sources = sources(&target.columns, &target.name, opts);
     if writers > 1 {
         writers::refuse_if_locked_here(&target, writers);
@@ -295,7 +295,7 @@ fn load_alone(
     }
     let done = match opts.on_conflict {
         Some(mode) => {
-            upsert::upsert_span(path, input, target, sources, checked, &span, load_id, plan.status, Some(mode))
+            upsert::upsert_span(path, input, target, sources, checked, &span, load_id, plan.status, Some(mode), started)
         }
         None => load_span(path, input, target, sources, checked, &span, load_id, plan.status, started),
     };
@@ -380,9 +380,9 @@ pub fn load_span(
     status: &str,
     started: Instant,
 ) -> SpanResult {
-    if crate::citus::manages(target.oid) {
+    if target.citus {
         // routed by Citus: an INSERT … SELECT of the same rows
-        return upsert::upsert_span(path, input, target, sources, checked, span, load_id, status, None);
+        return upsert::upsert_span(path, input, target, sources, checked, span, load_id, status, None, started);
     }
     let Checked { skip, max_errors, .. } = *checked;
     let start_offset = span.start_offset;

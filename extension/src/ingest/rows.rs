@@ -311,14 +311,13 @@ impl RowSource {
         let first_hole = self.hole;
         let me = self as *mut Self as usize;
         let (values, nulls) = (values as usize, nulls as usize);
-        let made = unsafe {
-            pg_sys::MemoryContextReset(self.memory);
+        let memory = self.memory;
+        unsafe {
+            pg_sys::MemoryContextReset(memory);
             pg_sys::MemoryContextReset((*self.econtext).ecxt_per_tuple_memory);
-            let (old_context, old_owner) = (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner);
-            if guarded {
-                pg_sys::BeginInternalSubTransaction(std::ptr::null());
-            }
-            pg_sys::MemoryContextSwitchTo(self.memory);
+        }
+        let make = || unsafe {
+            let old_context = pg_sys::MemoryContextSwitchTo(memory);
             let result = PgTryBuilder::new(|| {
                 (*(me as *mut Self)).decode(row, values as *mut pg_sys::Datum, nulls as *mut bool, natts);
                 Ok(())
@@ -326,16 +325,9 @@ impl RowSource {
             .catch_others(Err)
             .execute();
             pg_sys::MemoryContextSwitchTo(old_context);
-            if guarded {
-                match &result {
-                    Ok(_) => pg_sys::ReleaseCurrentSubTransaction(),
-                    Err(_) => pg_sys::RollbackAndReleaseCurrentSubTransaction(),
-                }
-                pg_sys::MemoryContextSwitchTo(old_context);
-                pg_sys::CurrentResourceOwner = old_owner;
-            }
             result
         };
+        let made = if guarded { super::skip::in_subtransaction(make) } else { make() };
         let Err(error) = made else { return true };
         let chunk = self.chunk.as_ref().expect("a chunk");
         // the holes of the row are behind us, whichever field failed
@@ -441,8 +433,10 @@ impl RowSource {
         self.failed_column = None;
     }
 
-    /// The end of the input: a read in skip mode is recorded, and says what it rejected.
-    fn end(&mut self) {
+    /// The end of the read, at the end of the input or before (a LIMIT was reached): the
+    /// threads stop; a read in skip mode is recorded with what was read, and says what it
+    /// rejected.
+    pub fn end(&mut self) {
         if self.ended {
             return;
         }
@@ -497,12 +491,6 @@ impl RowSource {
     /// Bytes of input read.
     pub fn bytes_read(&self) -> u64 {
         self.feed.bytes_read()
-    }
-
-    /// Stops reading before the end (a LIMIT was reached): the threads stop; a read in skip
-    /// mode is recorded with what was read.
-    pub fn finish_early(&mut self) {
-        self.end();
     }
 }
 

@@ -78,11 +78,25 @@ impl Rejects {
 /// blocks): left in the subtransaction's context it would be kept to the end of the
 /// transaction, and a file with many bad rows would grow the backend without bound.
 fn attempt(target: &Target, feed: &mut Feed, memory: pg_sys::MemoryContext) -> Result<u64, CopyFailure> {
+    let result = in_subtransaction(|| {
+        unsafe { pg_sys::MemoryContextSwitchTo(memory) };
+        run_copy(target, feed as *mut Feed)
+    });
+    unsafe { pg_sys::MemoryContextReset(memory) };
+    match result {
+        Err(f) if f.raised_by_feed || !f.is_about_a_row() => f.rethrow(),
+        other => other,
+    }
+}
+
+/// Runs `f` in a subtransaction of its own: released when it returns `Ok`, rolled back when it
+/// returns `Err` (it catches its own ERROR); the caller's memory context and resource owner
+/// are current again afterwards, as PL/pgSQL's exception blocks leave them.
+pub fn in_subtransaction<T, E>(f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
     unsafe {
         let (old_context, old_owner) = (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner);
         pg_sys::BeginInternalSubTransaction(std::ptr::null());
-        pg_sys::MemoryContextSwitchTo(memory);
-        let result = run_copy(target, feed as *mut Feed);
+        let result = f();
         pg_sys::MemoryContextSwitchTo(old_context);
         match &result {
             Ok(_) => pg_sys::ReleaseCurrentSubTransaction(),
@@ -90,11 +104,7 @@ fn attempt(target: &Target, feed: &mut Feed, memory: pg_sys::MemoryContext) -> R
         }
         pg_sys::MemoryContextSwitchTo(old_context);
         pg_sys::CurrentResourceOwner = old_owner;
-        pg_sys::MemoryContextReset(memory);
-        match result {
-            Err(f) if f.raised_by_feed || !f.is_about_a_row() => f.rethrow(),
-            other => other,
-        }
+        result
     }
 }
 

@@ -29,6 +29,8 @@ pub struct Target {
     /// `schema.table`, quoted where needed.
     pub name: String,
     pub columns: Vec<TargetColumn>,
+    /// Citus manages it: rows go through `INSERT … SELECT`, which Citus routes.
+    pub citus: bool,
 }
 
 /// The table a load goes to: `target` when given, else the table named after the file's stem
@@ -140,7 +142,8 @@ impl Target {
                 finished: finishes(att.type_oid().value(), att.type_mod()),
             });
         }
-        let target = Self { rel, oid, name, columns };
+        let citus = crate::citus::manages(oid);
+        let target = Self { rel, oid, name, columns, citus };
         target.check_columns_and_rls();
         target
     }

@@ -76,14 +76,17 @@ pub fn take_prepared(token: i64) -> *mut RowSource {
 struct Prepared(i64);
 
 impl Prepared {
-    fn offer(source: &mut RowSource) -> Self {
-        let token = NEXT_TOKEN.with(|n| {
+    /// A token of its own, with nothing offered under it yet.
+    fn new() -> Self {
+        Self(NEXT_TOKEN.with(|n| {
             let t = n.get();
             n.set(t + 1);
             t
-        });
-        PREPARED.with(|p| p.borrow_mut().push((token, source as *mut RowSource as usize)));
-        Self(token)
+        }))
+    }
+
+    fn offer(&self, source: &mut RowSource) {
+        PREPARED.with(|p| p.borrow_mut().push((self.0, source as *mut RowSource as usize)));
     }
 }
 
@@ -165,18 +168,17 @@ pub fn upsert_span(
     load_id: i64,
     status: &str,
     mode: Option<OnConflict>,
+    started: std::time::Instant,
 ) -> SpanResult {
-    let started = std::time::Instant::now();
-    if mode == Some(OnConflict::Update) {
-        primary_key(target); // checked before the threads start
-    }
+    // the statement first: a missing primary key is refused before the threads start
+    let prepared = Prepared::new();
+    let sql = statement(target, mode, prepared.0);
     let (ios, specs) = super::column_specs(target, sources);
     let defaults = ios.iter().map(|io| io.default_state).collect();
     let rowtype = RowType::of_target(target);
     let mut source =
         Box::new(RowSource::new(path, input, span, &rowtype, specs, defaults, checked, Ledger::Load(load_id)));
-    let prepared = Prepared::offer(&mut source);
-    let sql = statement(target, mode, prepared.0);
+    prepared.offer(&mut source);
     let (inserted, updated) = Spi::connect_mut(|c| {
         let row = c.update(&sql, None, &[])?.first();
         Ok::<_, pgrx::spi::Error>((row.get::<i64>(1)?.unwrap_or(0), row.get::<i64>(2)?.unwrap_or(0)))

@@ -249,7 +249,7 @@ unsafe fn drop_source(state: *mut ReadScan, finish: bool) {
                 if pushed {
                     pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
                 }
-                source.finish_early();
+                source.end();
                 if pushed {
                     pg_sys::PopActiveSnapshot();
                 }
