@@ -216,6 +216,9 @@ pub struct Pipeline {
     reader: Option<JoinHandle<()>>,
     tasks: Arc<InFlight>,
     pool: Option<Arc<rayon::ThreadPool>>,
+    /// The pool's threads: dropping a rayon pool only asks them to end, and a stopped
+    /// pipeline leaves none behind.
+    pool_threads: Vec<JoinHandle<()>>,
     waiting: BTreeMap<u64, (EncodedChunk, usize)>,
     budget: Arc<Budget>,
     next_seq: u64,
@@ -232,10 +235,16 @@ impl Pipeline {
         encoder: Arc<RowEncoder>,
         opts: &PipelineOptions,
     ) -> std::io::Result<Self> {
+        // the pool's threads are spawned here, so that stopping joins them
+        let mut pool_threads = Vec::with_capacity(opts.threads);
         let pool = Arc::new(
             rayon::ThreadPoolBuilder::new()
                 .num_threads(opts.threads)
-                .thread_name(|i| format!("pg_ingest parse {i}"))
+                .spawn_handler(|thread| {
+                    let name = format!("pg_ingest parse {}", thread.index());
+                    pool_threads.push(std::thread::Builder::new().name(name).spawn(|| thread.run())?);
+                    Ok(())
+                })
                 .build()
                 .map_err(std::io::Error::other)?,
         );
@@ -331,6 +340,7 @@ impl Pipeline {
             reader: Some(reader),
             tasks,
             pool: Some(pool),
+            pool_threads,
             waiting: BTreeMap::new(),
             budget,
             next_seq: 0,
@@ -398,6 +408,9 @@ impl Pipeline {
         }
         self.tasks.wait_idle();
         self.pool.take();
+        for thread in self.pool_threads.drain(..) {
+            let _ = thread.join();
+        }
         self.waiting.clear();
     }
 }
