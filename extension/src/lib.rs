@@ -5,6 +5,7 @@
 // returned by value: they are made once per failure, not per row.
 #![allow(clippy::result_large_err)]
 
+mod alloc;
 mod api;
 mod batch;
 mod citus;
@@ -20,6 +21,9 @@ mod regclass;
 mod schema;
 
 ::pgrx::pg_module_magic!(name, version);
+
+#[global_allocator]
+static ALLOCATOR: alloc::Allocator = alloc::Allocator;
 
 pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 pgrx::extension_sql_file!("../sql/ledger.sql", name = "ledger", requires = ["bootstrap"]);

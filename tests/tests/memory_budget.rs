@@ -46,7 +46,10 @@ fn long_lines_on_many_threads_stay_within_the_memory_budget() {
     c.query("SELECT * FROM ingest_jsonl($1, 't', threads => 16, force => true)", &[&path]).unwrap();
     let bounded = peak_private_mb(pid);
     eprintln!("peak private memory: {unbounded:.0} MB without a budget, {bounded:.0} MB with 32 MB");
-    assert!(bounded < 32.0 + 3.0 * 8.0 + 40.0, "{bounded:.0} MB with a 32 MB budget");
+    // the budget, the row COPY is making (its line, its datum, its tuple: a few lines' worth)
+    // and the backend's own; freed chunks are not kept by the threads' malloc arenas (they
+    // were: the peak then went anywhere from 70 to 100 MB, differently each run)
+    assert!(bounded < 32.0 + 3.0 * 8.0 + 16.0, "{bounded:.0} MB with a 32 MB budget");
     assert!(unbounded > bounded + 60.0, "the budget made no difference: {unbounded:.0} vs {bounded:.0} MB");
     let n: i64 = admin.query_one("SELECT count(*) FROM t", &[]).unwrap().get(0);
     assert_eq!(n, 80);

@@ -121,6 +121,9 @@ pub struct Feed {
     /// With the offset the count starts at.
     pub raw_read: Option<(std::sync::Arc<std::sync::atomic::AtomicU64>, u64)>,
     pipeline: Pipeline,
+    /// Freed chunks kept for the next ones while the feed lives (after `pipeline`: dropped
+    /// once its threads are gone).
+    _reuse: crate::alloc::Reuse,
     io: Vec<ColumnIo>,
     econtext: *mut pg_sys::ExprContext,
     scratch: pg_sys::MemoryContext,
@@ -198,6 +201,7 @@ impl Feed {
             pump: None,
             raw_read: None,
             pipeline,
+            _reuse: crate::alloc::Reuse::new(crate::gucs::memory_budget() / 4),
             io,
             econtext,
             scratch,
