@@ -97,12 +97,24 @@ unsafe fn reuse(size: usize) -> Option<*mut u8> {
         return Some(p as *mut u8);
     }
     // SAFETY: a mapping of `len` bytes owned by no one else
-    let q = unsafe { libc::mremap(p as *mut libc::c_void, len, want, libc::MREMAP_MAYMOVE) };
-    if q == libc::MAP_FAILED {
+    let q = unsafe { remap(p as *mut u8, len, want) };
+    if q.is_null() {
         unsafe { libc::munmap(p as *mut libc::c_void, len) };
         return None;
     }
-    Some(q.cast())
+    Some(q)
+}
+
+/// A mapping of `old` bytes resized to `new`, moved if need be (its bytes kept); null if the
+/// kernel refuses, the mapping then unchanged.
+unsafe fn remap(p: *mut u8, old: usize, new: usize) -> *mut u8 {
+    // SAFETY: the caller owns the mapping
+    let q = unsafe { libc::mremap(p.cast(), old, new, libc::MREMAP_MAYMOVE) };
+    if q == libc::MAP_FAILED {
+        std::ptr::null_mut()
+    } else {
+        q.cast()
+    }
 }
 
 /// Keeps a freed block if there is room; false if it is to be unmapped.
@@ -176,15 +188,8 @@ unsafe impl GlobalAlloc for Allocator {
         let new = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
         match (mapped(&layout), mapped(&new)) {
             (false, false) => unsafe { System.realloc(ptr, layout, new_size) },
-            (true, true) => {
-                // SAFETY: `ptr` is a mapping of `layout.size()` bytes; the kernel moves it if need be
-                let p = unsafe { libc::mremap(ptr.cast(), layout.size(), new_size, libc::MREMAP_MAYMOVE) };
-                if p == libc::MAP_FAILED {
-                    std::ptr::null_mut()
-                } else {
-                    p.cast()
-                }
-            }
+            // SAFETY: `ptr` is a mapping of `layout.size()` bytes
+            (true, true) => unsafe { remap(ptr, layout.size(), new_size) },
             _ => unsafe {
                 let p = self.alloc(new);
                 if !p.is_null() {
