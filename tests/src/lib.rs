@@ -178,6 +178,18 @@ pub fn slow_inserts(client: &mut Client, table: &str, seconds: f64, when: Option
         .unwrap();
 }
 
+/// Private memory backend `pid` holds now, in MB (its anonymous resident pages).
+pub fn private_mb(pid: i32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("RssAnon:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
 /// Peak private memory of backend `pid`, in MB (VmHWM less shared memory and mapped files,
 /// which only grow during a load).
 pub fn peak_private_mb(pid: i32) -> f64 {
