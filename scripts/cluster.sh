@@ -69,6 +69,8 @@ CONF
     chown "$PG_OS_USER" "$PG_DATA/pg_ingest_cluster.conf"
 }
 
+library_stamp() { md5sum < "$(installed_library)" 2>/dev/null | cut -d' ' -f1; }
+
 psql_q() { PGOPTIONS="-c client_min_messages=warning" "$PG_BIN/psql" -X -v ON_ERROR_STOP=1 -q "$@"; }
 
 # Creates the extensions in database postgres. When the installed pg_ingest SQL has changed
@@ -94,12 +96,18 @@ start() {
         say "initdb $PG_DATA"
         as_pg "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
     fi
+    if running && [ "$(cat "$PG_DIR/pg_ingest.so.md5" 2>/dev/null)" != "$(library_stamp)" ]; then
+        say "the installed pg_ingest library changed since the private cluster started: restarting it"
+        stop
+    fi
     if running; then
         say "private cluster already running on $PGHOST:$PGPORT"
     else
         write_config
         say "starting the private cluster on $PGHOST:$PGPORT (log: $PG_LOG)"
         # Rust backtraces in the server environment would end up in every error's DETAIL.
+        # the library it preloads, as it was when it started
+        library_stamp > "$PG_DIR/pg_ingest.so.md5"
         if ! as_pg env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 start >/dev/null; then
             tail -n 40 "$PG_LOG" >&2
             exit 1

@@ -44,3 +44,25 @@ install_packages() {
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
     fi
 }
+
+# The installed extension library, which the private cluster preloads.
+installed_library() { echo "$("$PG_CONFIG" --pkglibdir)/pg_ingest.so"; }
+
+# Puts a file in place by renaming a full copy over it: a running server that maps the old
+# library keeps its (now unlinked) file; writing into the mapped file in place would crash
+# its next backends with signal 11.
+install_atomically() {
+    local src=$1 dst=$2 mode=$3 tmp
+    tmp=$(dirname "$dst")/.$(basename "$dst").tmp.$$
+    as_root install -m "$mode" "$src" "$tmp"
+    as_root mv -f "$tmp" "$dst"
+}
+
+# Gives the installed library a new inode with the same bytes, so that a tool that writes
+# over it in place (cargo pgrx test does) writes into a file no running server maps.
+detach_installed_library() {
+    local lib
+    lib=$(installed_library)
+    [ -f "$lib" ] && install_atomically "$lib" "$lib" 0755
+    return 0
+}

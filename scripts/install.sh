@@ -5,7 +5,16 @@ source "$(dirname "$0")/common.sh"
 BINDIR=${BINDIR:-/usr/local/bin}
 
 say "building and installing the pg_ingest extension (release)"
-(cd "$REPO/extension" && as_root env "PATH=$PATH" "HOME=$HOME" cargo pgrx install --release --pg-config "$PG_CONFIG")
+# cargo pgrx package builds into target/; the files are then put in place by renaming (see
+# install_atomically): the private cluster may be running with the old library mapped
+(cd "$REPO/extension" && as_root env "PATH=$PATH" "HOME=$HOME" cargo pgrx package --pg-config "$PG_CONFIG" >/dev/null)
+staged=$REPO/target/release/pg_ingest-pg$PG_MAJOR
+libdir=$("$PG_CONFIG" --pkglibdir)
+extdir=$("$PG_CONFIG" --sharedir)/extension
+install_atomically "$staged$libdir/pg_ingest.so" "$libdir/pg_ingest.so" 0755
+for f in "$staged$extdir"/pg_ingest*; do
+    install_atomically "$f" "$extdir/$(basename "$f")" 0644
+done
 
 say "building pg-ingest (release)"
 (cd "$REPO" && cargo build --release --locked -p pg_ingest_client)

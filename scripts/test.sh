@@ -21,9 +21,12 @@ cargo test --locked -p pg_ingest_core -p pg_ingest_client
 say "extension tests: #[pg_test] in a temporary cluster"
 mkdir -p "$PG_DIR" "$PGRX_TEST_DATA"
 chown "$PG_OS_USER" "$PG_DIR" "$PGRX_TEST_DATA"
+# `cargo pgrx test` writes its test build over the installed library in place: the private
+# cluster (make demo's) maps that file, so it gets a file of its own first
+detach_installed_library
 (cd extension && cargo pgrx test pg$PG_MAJOR --runas "$PG_OS_USER" --pgdata "$PGRX_TEST_DATA")
 
-# `cargo pgrx test` installs its test build of the library; put the release build back.
+# put the release build back; the private cluster restarts if its library changed
 "$REPO/scripts/install.sh"
 "$REPO/scripts/cluster.sh" start
 

@@ -30,7 +30,13 @@ CREATE TABLE ingest.job_records (
 );
 COMMENT ON TABLE ingest.job_records IS 'pg_ingest: background load jobs as recorded (read ingest.jobs)';
 
-CREATE VIEW ingest.jobs AS
+-- A role sees the jobs a role whose privileges it has submitted; pg_read_all_stats and superusers
+-- see all (the view runs as its reader, so the policy applies).
+ALTER TABLE ingest.job_records ENABLE ROW LEVEL SECURITY;
+CREATE POLICY visible ON ingest.job_records FOR SELECT
+    USING (ingest.visible(0::pg_catalog.oid, submitted_by));
+
+CREATE VIEW ingest.jobs WITH (security_invoker = true) AS
 SELECT j.job_id,
        s.state,
        j.submitted_by,

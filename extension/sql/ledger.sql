@@ -67,6 +67,8 @@ CREATE TABLE ingest.files (
     tail_fingerprint text NOT NULL DEFAULT '',
     load_id          bigint NOT NULL,
     loaded_at        timestamptz NOT NULL,
+    -- the role whose load made the entry: only a role with its privileges moves it
+    loaded_by        name NOT NULL,
     PRIMARY KEY (target_oid, device, inode)
 );
 CREATE INDEX ON ingest.files (target_oid, path);
@@ -89,6 +91,7 @@ CREATE TABLE ingest.file_ranges (
     load_id          bigint NOT NULL,
     parent_load_id   bigint NOT NULL,
     loaded_at        timestamptz NOT NULL DEFAULT clock_timestamp(),
+    loaded_by        name NOT NULL,
     -- keyed by the load too: a leader that forgets earlier ranges (force, a replaced file) in
     -- its open transaction never makes its own writers wait on those rows
     PRIMARY KEY (target_oid, device, inode, parent_load_id, range_start)
@@ -112,8 +115,36 @@ CREATE TABLE ingest.client_files (
     tail_fingerprint text NOT NULL DEFAULT '',
     load_id          bigint NOT NULL,
     loaded_at        timestamptz NOT NULL,
+    loaded_by        name NOT NULL,
     PRIMARY KEY (target_oid, source)
 );
 COMMENT ON TABLE ingest.client_files IS 'pg_ingest: how far each client file (host:path) has been loaded into each table';
+
+-- Who sees what: a role sees the loads, rejects and ledger entries of tables it may SELECT, or
+-- that a role whose privileges it has made; pg_read_all_stats (and pg_monitor) and superusers
+-- see all. Rejected lines are where personal data and secrets end up. Row-level security: the
+-- extension's owner, who writes these tables on loaders' behalf, is not subject to it.
+CREATE FUNCTION ingest.visible(target_oid oid, loaded_by name) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+  SELECT pg_catalog.pg_has_role('pg_read_all_stats'::pg_catalog.name, 'USAGE'::pg_catalog.text)
+      OR coalesce(pg_catalog.has_table_privilege(target_oid, 'SELECT'::pg_catalog.text), false)
+      OR coalesce((SELECT pg_catalog.pg_has_role(r.oid, 'USAGE'::pg_catalog.text)
+                     FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) loaded_by), false)
+$$;
+COMMENT ON FUNCTION ingest.visible(oid, name) IS 'pg_ingest: whether the current user may see a ledger row of this table made by this role';
+
+ALTER TABLE ingest.loads ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ingest.rejects ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ingest.files ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ingest.file_ranges ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ingest.client_files ENABLE ROW LEVEL SECURITY;
+CREATE POLICY visible ON ingest.loads FOR SELECT USING (ingest.visible(target_oid, loaded_by));
+-- a rejected line is seen with its load
+CREATE POLICY visible ON ingest.rejects FOR SELECT
+    USING (EXISTS (SELECT FROM ingest.loads l WHERE l.load_id OPERATOR(pg_catalog.=) rejects.load_id));
+CREATE POLICY visible ON ingest.files FOR SELECT USING (ingest.visible(target_oid, loaded_by));
+CREATE POLICY visible ON ingest.file_ranges FOR SELECT USING (ingest.visible(target_oid, loaded_by));
+CREATE POLICY visible ON ingest.client_files FOR SELECT USING (ingest.visible(target_oid, loaded_by));
 
 GRANT SELECT ON ingest.loads, ingest.rejects, ingest.files, ingest.file_ranges, ingest.client_files TO PUBLIC;

@@ -128,7 +128,7 @@ fn run_batch(
         return TableIterator::new(Vec::new());
     }
     let workers = (workers as usize).min(crate::gucs::max_batch_workers());
-    TableIterator::new(crate::batch::Batch::start(queries, workers, stop_on_error, timeout, results))
+    TableIterator::new(crate::batch::Batch::start(queries, workers, stop_on_error, timeout, results, None))
 }
 
 /// `chunks` ranges (lo, hi, inclusive) of an integer column that split the table's rows

@@ -31,7 +31,9 @@ pub fn manages(table: Oid) -> bool {
 /// Refuses, before anything is written, what a load into a Citus table cannot do: rows a
 /// worker refuses cannot be skipped one by one (the statement fails on the worker), and
 /// writers in separate transactions are not routed.
-pub fn refuse_unsupported(target: &Target, skip: bool, writers: usize) {
+/// `from_client`: COPY … FROM STDIN (psql's `\copy`, `pg-ingest load` of a local file), whose
+/// rows the routed INSERT does not reach: refused before the client is asked for data.
+pub fn refuse_unsupported(target: &Target, skip: bool, writers: usize, from_client: bool) {
     if !target.citus {
         return;
     }
@@ -51,5 +53,12 @@ pub fn refuse_unsupported(target: &Target, skip: bool, writers: usize) {
     }
     if writers > 1 {
         refuse("writers are not supported", "Load with one writer: Citus spreads the rows over its workers.")
+    }
+    if from_client {
+        refuse(
+            "COPY … FROM STDIN in FORMAT jsonl is not supported",
+            "Load a file on the server (COPY … FROM 'file', ingest_jsonl, pg-ingest load --server), or load into a \
+             local staging table and INSERT … SELECT from it.",
+        )
     }
 }

@@ -237,7 +237,7 @@ unsafe fn copy_from(copy: *mut pg_sys::CopyStmt, format: Format) -> u64 {
     let oid: Oid =
         pg_sys::RangeVarGetRelidExtended((*copy).relation, pg_sys::NoLock as _, 0, None, std::ptr::null_mut());
     let mut target = Target::open(oid);
-    crate::citus::refuse_unsupported(&target, opts.on_error == "skip", 1);
+    crate::citus::refuse_unsupported(&target, opts.on_error == "skip", 1, source.is_none());
     restrict_columns(&mut target, (*copy).attlist);
     let sources = ingest::sources(&target.columns, &target.name, &opts);
 
@@ -277,13 +277,18 @@ unsafe fn copy_from(copy: *mut pg_sys::CopyStmt, format: Format) -> u64 {
         input.total = c.size as u64;
     }
     let load_id = ledger::start_load(&name, &target.name, oid, &opts.on_error, span.start_offset as i64, None);
+    // the bytes as they came (compressed ones too)
+    let received = input.raw_read.clone();
     let done = ingest::load_span(&name, input, &target, sources, &checked, &span, load_id, status, started);
     if let Some(c) = &client {
-        let end = if c.whole { c.size } else { done.end_offset.max(span.start_offset) as i64 };
+        // where the load stopped is what the server received and read, never what the client
+        // says: the last complete line, or for a file loaded as a whole, the bytes it sent
+        let received = received.map_or(0, |r| r.load(std::sync::atomic::Ordering::Relaxed));
+        let end = if c.whole { span.start_offset + received } else { done.end_offset.max(span.start_offset) };
         let entry = ledger::ClientFile {
-            byte_offset: end,
+            byte_offset: end as i64,
             lines: (span.start_line - 1 + done.lines) as i64,
-            size: c.size,
+            size: if c.whole { end as i64 } else { c.size },
             device: c.device,
             inode: c.inode,
             head_fingerprint: c.head_fingerprint.clone(),
@@ -313,6 +318,11 @@ unsafe fn copy_from(copy: *mut pg_sys::CopyStmt, format: Format) -> u64 {
 /// The client decided where to start from what the ledger said under the file's lock
 /// (`ingest.client_file_state`, in this transaction): it must still say so.
 fn check_client_ledger(oid: Oid, c: &ClientLedger) {
+    ledger::check_client_grant(oid, &c.source, false);
+    if c.whole && c.status == "appended" {
+        IngestError::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "invalid LEDGER: a whole file is not appended to")
+            .raise()
+    }
     ledger::lock_client_file(oid, &c.source);
     let at = ledger::client_file(oid, &c.source).map_or(0, |f| f.byte_offset);
     let expected = if c.status == "loaded" { 0 } else { at };

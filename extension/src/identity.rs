@@ -148,6 +148,13 @@ pub fn has_privs_of(role: &str) -> bool {
     }
 }
 
+/// The current user's name (`current_user`).
+pub fn current_user_name() -> String {
+    unsafe {
+        std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false)).to_string_lossy().into_owned()
+    }
+}
+
 /// Who started a worker: enough for the worker to become exactly that, and no more.
 /// Fixed size, so that it fits in `bgw_extra` or shared memory.
 #[repr(C)]

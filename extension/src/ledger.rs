@@ -2,12 +2,12 @@
 //! caller's transaction (so they commit or roll back with the rows), as the extension's owner
 //! (loaders need no privileges on them; everyone may read them).
 
-use pgrx::pg_sys::Oid;
+use pgrx::pg_sys::{self, Oid};
 use pgrx::prelude::*;
 
 use pg_ingest_core::error::RowError;
 
-use crate::identity::{run_as_owner, with_safe_search_path};
+use crate::identity::run_as_owner;
 use crate::ingest::LoadSummary;
 
 /// What the ledger knows of one file in one table.
@@ -42,21 +42,40 @@ fn write(sql: &str, args: &[pgrx::datum::DatumWithOid]) {
 /// same table until the end of the transaction: a second load waits for the first, then sees
 /// what it did.
 pub fn lock_file(target: Oid, device: u64, inode: u64) {
-    let key = format!("pg_ingest:{}:{device}:{inode}", u32::from(target));
-    with_safe_search_path(|| {
-        Spi::run_with_args("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 0))", &[key.into()])
-    })
-    .unwrap_or_else(|e| spi_error(e));
+    lock_key(&format!("pg_ingest:{}:{device}:{inode}", u32::from(target)));
+}
+
+/// What distinguishes pg_ingest's locks from every advisory lock SQL can take: SQL's
+/// `pg_advisory_*` functions set the tag's last field to 1 (one bigint key) or 2 (two int4
+/// keys), never this.
+const LOCK_TAG_KIND: u16 = 0x7067;
+
+/// Takes pg_ingest's own exclusive lock on `key` to the end of the transaction, waiting for
+/// it as `pg_advisory_xact_lock` waits (deadlock detection, cancel, `lock_timeout`), shown in
+/// `pg_locks` as an advisory lock with `objsubid` 28775, but on a tag no SQL can produce: a
+/// role cannot take or hold it to stall others' loads.
+fn lock_key(key: &str) {
+    // FNV-1a: the same key in every backend
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    let mut tag = pg_sys::LOCKTAG {
+        locktag_field1: u32::from(unsafe { pg_sys::MyDatabaseId }),
+        locktag_field2: (hash >> 32) as u32,
+        locktag_field3: hash as u32,
+        locktag_field4: LOCK_TAG_KIND,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
+        locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
+    };
+    unsafe { pg_sys::LockAcquire(&mut tag, pg_sys::ExclusiveLock as _, false, false) };
 }
 
 /// What the ledger knows of the file with this device and inode in this table, and the path
 /// it was last loaded from.
 pub fn file_entry(target: Oid, device: u64, inode: u64) -> Option<(String, FileEntry)> {
-    run_as_owner(|| {
+    let found = run_as_owner(|| {
         Spi::connect_mut(|c| {
             let rows = c.update(
                 "SELECT byte_offset, lines, head_bytes, head_fingerprint, tail_bytes, tail_fingerprint, \
-                        load_id, loaded_at::text, path \
+                        load_id, loaded_at::text, path, loaded_by::text \
                    FROM ingest.files WHERE target_oid = $1 AND device = $2 AND inode = $3",
                 None,
                 &[target.into(), (device as i64).into(), (inode as i64).into()],
@@ -71,12 +90,30 @@ pub fn file_entry(target: Oid, device: u64, inode: u64) -> Option<(String, FileE
                     load_id: row.get(7)?.unwrap_or(0),
                     loaded_at: row.get(8)?.unwrap_or_default(),
                 };
-                entry = Some((row.get(9)?.unwrap_or_default(), e));
+                entry = Some((row.get::<String>(9)?.unwrap_or_default(), e, row.get::<String>(10)?.unwrap_or_default()));
             }
             Ok::<_, pgrx::spi::Error>(entry)
         })
     })
-    .unwrap_or_else(|e| spi_error(e))
+    .unwrap_or_else(|e| spi_error(e));
+    found.map(|(path, e, owner)| {
+        check_owner(&owner, &path);
+        (path, e)
+    })
+}
+
+/// A ledger entry moves only under its own role's load: another role may use it only with
+/// that role's privileges (a member of it, or a superuser), as for any object it owns.
+fn check_owner(owner: &str, what: &str) {
+    if !crate::identity::has_privs_of(owner) {
+        crate::error::IngestError::new(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("the ledger entry of \"{what}\" in this table belongs to role \"{owner}\""),
+        )
+        .detail("A load moves a file's ledger entry; only a role with the privileges of the role that made it may.")
+        .hint(format!("Load it as \"{owner}\" (or a member of it), or load the file into another table."))
+        .raise()
+    }
 }
 
 /// The latest load of another file (device and inode) from this path into this table.
@@ -105,12 +142,23 @@ pub fn start_load(
     start_offset: i64,
     parent_load_id: Option<i64>,
 ) -> i64 {
+    // the role that loads: current_user (after SET ROLE, in a SECURITY DEFINER function), not
+    // the session's
+    let loaded_by = crate::identity::current_user_name();
     run_as_owner(|| {
         Spi::get_one_with_args::<i64>(
             "INSERT INTO ingest.loads (file, target, target_oid, loaded_by, started_at, status, on_error, start_offset, \
                                        parent_load_id) \
-             VALUES ($1, $2, $3, session_user, clock_timestamp(), 'running', $4, $5, $6) RETURNING load_id",
-            &[file.into(), target.into(), target_oid.into(), on_error.into(), start_offset.into(), parent_load_id.into()],
+             VALUES ($1, $2, $3, $7, clock_timestamp(), 'running', $4, $5, $6) RETURNING load_id",
+            &[
+                file.into(),
+                target.into(),
+                target_oid.into(),
+                on_error.into(),
+                start_offset.into(),
+                parent_load_id.into(),
+                loaded_by.as_str().into(),
+            ],
         )
     })
     .unwrap_or_else(|e| spi_error(e))
@@ -197,13 +245,14 @@ pub struct FileState<'a> {
 pub fn save_file(s: &FileState) {
     write(
         "INSERT INTO ingest.files (target_oid, path, target, byte_offset, lines, size, mtime, device, inode, \
-                                   head_bytes, head_fingerprint, tail_bytes, tail_fingerprint, load_id, loaded_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), $8, $9, $10, $11, $12, $13, $14, clock_timestamp()) \
+                                   head_bytes, head_fingerprint, tail_bytes, tail_fingerprint, load_id, loaded_at, \
+                                   loaded_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), $8, $9, $10, $11, $12, $13, $14, clock_timestamp(), $15) \
          ON CONFLICT (target_oid, device, inode) DO UPDATE SET path = EXCLUDED.path, target = EXCLUDED.target, \
            byte_offset = EXCLUDED.byte_offset, lines = EXCLUDED.lines, size = EXCLUDED.size, mtime = EXCLUDED.mtime, \
            head_bytes = EXCLUDED.head_bytes, head_fingerprint = EXCLUDED.head_fingerprint, \
            tail_bytes = EXCLUDED.tail_bytes, tail_fingerprint = EXCLUDED.tail_fingerprint, \
-           load_id = EXCLUDED.load_id, loaded_at = EXCLUDED.loaded_at",
+           load_id = EXCLUDED.load_id, loaded_at = EXCLUDED.loaded_at, loaded_by = EXCLUDED.loaded_by",
         &[
             s.target_oid.into(),
             s.path.into(),
@@ -219,6 +268,7 @@ pub fn save_file(s: &FileState) {
             s.tail.bytes.into(),
             s.tail.hash.as_str().into(),
             s.load_id.into(),
+            crate::identity::current_user_name().as_str().into(),
         ],
     );
 }
@@ -238,17 +288,19 @@ pub struct FileRange {
 
 /// The committed ranges of a file (device and inode) in a table, in file order.
 pub fn file_ranges(target: Oid, device: u64, inode: u64) -> Vec<FileRange> {
-    run_as_owner(|| {
+    let found = run_as_owner(|| {
         Spi::connect_mut(|c| {
             let rows = c.update(
-                "SELECT range_start, range_end, first_line, lines, device, inode, head_bytes, head_fingerprint, load_id \
+                "SELECT range_start, range_end, first_line, lines, device, inode, head_bytes, head_fingerprint, load_id, \
+                        loaded_by::text, path \
                    FROM ingest.file_ranges WHERE target_oid = $1 AND device = $2 AND inode = $3 ORDER BY range_start",
                 None,
                 &[target.into(), (device as i64).into(), (inode as i64).into()],
             )?;
             let mut ranges = Vec::new();
             for r in rows {
-                ranges.push(FileRange {
+                let owner: (String, String) = (r.get(10)?.unwrap_or_default(), r.get(11)?.unwrap_or_default());
+                ranges.push((owner, FileRange {
                     start: r.get(1)?.unwrap_or(0),
                     end: r.get(2)?.unwrap_or(0),
                     first_line: r.get(3)?.unwrap_or(1),
@@ -257,19 +309,26 @@ pub fn file_ranges(target: Oid, device: u64, inode: u64) -> Vec<FileRange> {
                     inode: r.get(6)?.unwrap_or(-1),
                     head: Fingerprint { bytes: r.get(7)?.unwrap_or(0), hash: r.get(8)?.unwrap_or_default() },
                     load_id: r.get(9)?.unwrap_or(0),
-                });
+                }));
             }
             Ok::<_, pgrx::spi::Error>(ranges)
         })
     })
-    .unwrap_or_else(|e| spi_error(e))
+    .unwrap_or_else(|e| spi_error(e));
+    found
+        .into_iter()
+        .map(|((owner, path), range)| {
+            check_owner(&owner, &path);
+            range
+        })
+        .collect()
 }
 
 pub fn save_range(target: Oid, path: &str, r: &FileRange, parent_load_id: i64) {
     write(
         "INSERT INTO ingest.file_ranges (target_oid, path, range_start, range_end, first_line, lines, device, inode, \
-                                         head_bytes, head_fingerprint, load_id, parent_load_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                                         head_bytes, head_fingerprint, load_id, parent_load_id, loaded_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         &[
             target.into(),
             path.into(),
@@ -283,6 +342,7 @@ pub fn save_range(target: Oid, path: &str, r: &FileRange, parent_load_id: i64) {
             r.head.hash.as_str().into(),
             r.load_id.into(),
             parent_load_id.into(),
+            crate::identity::current_user_name().as_str().into(),
         ],
     );
 }
@@ -337,27 +397,90 @@ pub struct ClientFile {
     pub load_id: i64,
 }
 
+thread_local! {
+    /// Client files whose state `ingest.client_file_state` handed out in this backend: which
+    /// transaction, table, file and role, and whether the COPY that moves the entry ran.
+    static CLIENT_GRANTS: std::cell::RefCell<Vec<ClientGrant>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+#[derive(Clone, PartialEq, Eq)]
+struct ClientGrant {
+    transaction: u32,
+    target: Oid,
+    source: String,
+    user: Oid,
+    copied: bool,
+}
+
+/// This transaction of this backend (grants of an earlier one are worthless).
+fn transaction_marker() -> u32 {
+    unsafe { (*pg_sys::MyProc).lxid }
+}
+
+/// `ingest.client_file_state` told the current role what the ledger knows of `source` in
+/// `target`, under the file's lock: a COPY with `LEDGER` for it may follow in this transaction.
+pub fn grant_client_load(target: Oid, source: &str) {
+    let grant = ClientGrant {
+        transaction: transaction_marker(),
+        target,
+        source: source.to_owned(),
+        user: unsafe { pg_sys::GetUserId() },
+        copied: false,
+    };
+    CLIENT_GRANTS.with(|g| {
+        let mut g = g.borrow_mut();
+        g.retain(|x| x.transaction == grant.transaction && !(x.target == target && x.source == source));
+        g.push(grant);
+    });
+}
+
+/// A client's ledger moves only under the load that asked for its state: by the same role, in
+/// the same transaction, after `ingest.client_file_state` (`copied`: and after its COPY).
+pub fn check_client_grant(target: Oid, source: &str, copied: bool) {
+    let (transaction, user) = (transaction_marker(), unsafe { pg_sys::GetUserId() });
+    let ok = CLIENT_GRANTS.with(|g| {
+        g.borrow_mut().iter_mut().any(|x| {
+            let hit = x.transaction == transaction && x.target == target && x.source == source && x.user == user;
+            let ok = hit && (!copied || x.copied);
+            if hit && !copied {
+                x.copied = true;
+            }
+            ok
+        })
+    });
+    if !ok {
+        crate::error::IngestError::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("the ledger of client file \"{source}\" moves only under its own load"),
+        )
+        .detail(if copied {
+            "ingest.client_file_tail follows the COPY … (LEDGER …) of the same file, in the same transaction, by the same role."
+        } else {
+            "COPY … WITH (LEDGER …) follows ingest.client_file_state for the same file, in the same transaction, by the same role."
+        })
+        .hint("pg-ingest load FILE does this; call ingest.client_file_state first.")
+        .raise()
+    }
+}
+
 /// Serializes loads of one client file into one table to the end of the transaction.
 pub fn lock_client_file(target: Oid, source: &str) {
-    let key = format!("pg_ingest:{}:client:{source}", u32::from(target));
-    with_safe_search_path(|| {
-        Spi::run_with_args("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 0))", &[key.into()])
-    })
-    .unwrap_or_else(|e| spi_error(e));
+    lock_key(&format!("pg_ingest:{}:client:{source}", u32::from(target)));
 }
 
 pub fn client_file(target: Oid, source: &str) -> Option<ClientFile> {
-    run_as_owner(|| {
+    let found = run_as_owner(|| {
         Spi::connect_mut(|c| {
             let rows = c.update(
-                "SELECT byte_offset, lines, size, device, inode, head_fingerprint, tail_fingerprint, load_id \
+                "SELECT byte_offset, lines, size, device, inode, head_fingerprint, tail_fingerprint, load_id, \
+                        loaded_by::text \
                    FROM ingest.client_files WHERE target_oid OPERATOR(pg_catalog.=) $1 AND source OPERATOR(pg_catalog.=) $2",
                 None,
                 &[target.into(), source.into()],
             )?;
             let mut found = None;
             for r in rows {
-                found = Some(ClientFile {
+                found = Some((r.get::<String>(9)?.unwrap_or_default(), ClientFile {
                     byte_offset: r.get(1)?.unwrap_or(0),
                     lines: r.get(2)?.unwrap_or(0),
                     size: r.get(3)?.unwrap_or(0),
@@ -366,23 +489,27 @@ pub fn client_file(target: Oid, source: &str) -> Option<ClientFile> {
                     head_fingerprint: r.get(6)?.unwrap_or_default(),
                     tail_fingerprint: r.get(7)?.unwrap_or_default(),
                     load_id: r.get(8)?.unwrap_or(0),
-                });
+                }));
             }
             Ok::<_, pgrx::spi::Error>(found)
         })
     })
-    .unwrap_or_else(|e| spi_error(e))
+    .unwrap_or_else(|e| spi_error(e));
+    found.map(|(owner, f)| {
+        check_owner(&owner, source);
+        f
+    })
 }
 
 pub fn save_client_file(target: Oid, target_name: &str, source: &str, f: &ClientFile) {
     write(
         "INSERT INTO ingest.client_files AS f (target_oid, source, target, byte_offset, lines, size, device, inode, \
-                                              head_fingerprint, tail_fingerprint, load_id, loaded_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, pg_catalog.clock_timestamp()) \
+                                              head_fingerprint, tail_fingerprint, load_id, loaded_at, loaded_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, pg_catalog.clock_timestamp(), $12) \
          ON CONFLICT (target_oid, source) DO UPDATE SET target = EXCLUDED.target, byte_offset = EXCLUDED.byte_offset, \
            lines = EXCLUDED.lines, size = EXCLUDED.size, device = EXCLUDED.device, inode = EXCLUDED.inode, \
            head_fingerprint = EXCLUDED.head_fingerprint, tail_fingerprint = EXCLUDED.tail_fingerprint, \
-           load_id = EXCLUDED.load_id, loaded_at = EXCLUDED.loaded_at",
+           load_id = EXCLUDED.load_id, loaded_at = EXCLUDED.loaded_at, loaded_by = EXCLUDED.loaded_by",
         &[
             target.into(),
             source.into(),
@@ -395,6 +522,7 @@ pub fn save_client_file(target: Oid, target_name: &str, source: &str, f: &Client
             f.head_fingerprint.as_str().into(),
             f.tail_fingerprint.as_str().into(),
             f.load_id.into(),
+            crate::identity::current_user_name().as_str().into(),
         ],
     );
 }

@@ -61,7 +61,9 @@ pub mod ingest {
     > {
         crate::identity::check_insert_before_lock(target.0);
         crate::ledger::lock_client_file(target.0, source);
-        let rows: Vec<_> = crate::ledger::client_file(target.0, source)
+        let entry = crate::ledger::client_file(target.0, source);
+        crate::ledger::grant_client_load(target.0, source);
+        let rows: Vec<_> = entry
             .into_iter()
             .map(|f| {
                 (f.byte_offset, f.lines, f.size, f.device, f.inode, f.head_fingerprint, f.tail_fingerprint, f.load_id)
@@ -75,6 +77,7 @@ pub mod ingest {
     #[pg_extern(volatile, parallel_unsafe)]
     pub fn client_file_tail(target: crate::regclass::Regclass, source: &str, tail_fingerprint: &str) {
         crate::identity::check_insert_before_lock(target.0);
+        crate::ledger::check_client_grant(target.0, source, true);
         crate::ledger::lock_client_file(target.0, source);
         if let Some(mut f) = crate::ledger::client_file(target.0, source) {
             let name = crate::identity::with_safe_search_path(|| {

@@ -84,6 +84,7 @@ impl Batch {
         stop_on_error: bool,
         timeout: Option<Duration>,
         results: bool,
+        writers_of: Option<i64>,
     ) -> Self {
         let n = queries.len();
         let search_path = crate::identity::current_search_path();
@@ -95,6 +96,7 @@ impl Batch {
             std::ptr::write_bytes(seg.base, 0, size);
             let latch = std::ptr::addr_of_mut!((*pg_sys::MyProc).procLatch) as usize;
             seg.init(Caller::current(), pg_sys::MyProcPid, latch, stop_on_error, &search_path, &queries, results);
+            seg.header_mut().writers_of = writers_of.unwrap_or(0);
 
             // handles live in the transaction's memory; its end terminates the workers
             let old = pg_sys::MemoryContextSwitchTo(pg_sys::CurTransactionContext);

@@ -70,6 +70,8 @@ pub fn process_exists(pid: i32) -> bool {
 }
 
 pub const MAGIC: u32 = 0x7067_6962; // "pgib"
+/// The largest segment a batch makes: its offsets are 32-bit.
+pub const MAX_SEGMENT_BYTES: usize = i32::MAX as usize;
 pub const ERROR_BYTES: usize = 2048;
 
 /// Slot states.
@@ -136,6 +138,8 @@ pub struct Header {
     pub results_at: u32,
     pub results_len: u32,
     pub results_used: AtomicU32,
+    /// A writers' batch (`ingest_jsonl(…, writers => N)`): the leader's load id; else 0.
+    pub writers_of: i64,
 }
 
 #[repr(C)]
@@ -161,15 +165,26 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// Bytes needed for these texts.
+    /// Bytes needed for these texts: an ERROR (54000) past what the segment's 32-bit offsets
+    /// address (a batch of millions of queries), before anything is allocated.
     pub fn size(search_path: &str, queries: &[String], results: usize) -> usize {
         let texts: usize = search_path.len() + queries.iter().map(|q| q.len()).sum::<usize>();
-        std::mem::size_of::<Header>()
+        let size = std::mem::size_of::<Header>()
             + 8 * queries.len()
             + std::mem::size_of::<Slot>() * queries.len()
             + texts
             + 64
-            + results
+            + results;
+        if size > MAX_SEGMENT_BYTES {
+            crate::error::IngestError::new(
+                pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                format!("run_batch: {} queries need {size} bytes of shared memory, more than one batch may use", queries.len()),
+            )
+            .detail(format!("A batch's shared memory holds about {} bytes per query plus their texts, at most {MAX_SEGMENT_BYTES} bytes.", std::mem::size_of::<Slot>()))
+            .hint("Split the queries into several run_batch calls, or lower pg_ingest.batch_result_bytes.")
+            .raise()
+        }
+        size
     }
 
     /// Takes up to `want` bytes of the results area; where, and how many.

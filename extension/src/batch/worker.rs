@@ -97,6 +97,17 @@ fn run_query(seg: Segment, i: usize) -> u64 {
     }
 }
 
+thread_local! {
+    /// In a writers' batch, while a query runs: the load it writes for, taken once by
+    /// `ingest.load_range` (the query's own call, before any SQL of the load runs).
+    static WRITER_PERMIT: std::cell::Cell<Option<i64>> = const { std::cell::Cell::new(None) };
+}
+
+/// The permit of the query running in this writer (taken: a second call finds none).
+pub fn take_writer_permit() -> Option<i64> {
+    WRITER_PERMIT.with(|p| p.take())
+}
+
 /// The worker's entry point (bgw_function_name); its argument is the segment's handle.
 #[pgrx::pg_guard]
 #[unsafe(no_mangle)]
@@ -129,6 +140,8 @@ pub extern "C-unwind" fn pg_ingest_batch_worker(arg: pg_sys::Datum) {
             pg_sys::SetLatch(latch);
             let started = Instant::now();
             let addr = seg.base as usize;
+            let writers_of = seg.header().writers_of;
+            WRITER_PERMIT.with(|p| p.set((writers_of != 0).then_some(writers_of)));
             let result = PgTryBuilder::new(|| Ok(run_query(Segment { base: addr as *mut u8 }, i)))
                 .catch_others(|e| {
                     let (code, message) = match &e {
@@ -142,6 +155,7 @@ pub extern "C-unwind" fn pg_ingest_batch_worker(arg: pg_sys::Datum) {
                     Err((code, message))
                 })
                 .execute();
+            WRITER_PERMIT.with(|p| p.set(None));
             let slot = seg.slot(i);
             slot.seconds = started.elapsed().as_secs_f64();
             match result {

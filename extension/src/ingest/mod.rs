@@ -181,7 +181,7 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions, writers:
     let key = plan::resolved_path(&file, path);
     let oid = target::resolve(target, path);
     let target = Target::open(oid);
-    crate::citus::refuse_unsupported(&target, checked.skip, writers);
+    crate::citus::refuse_unsupported(&target, checked.skip, writers, false);
     let sources = sources(&target.columns, &target.name, opts);
     if writers > 1 {
         writers::refuse_if_locked_here(&target, writers);

@@ -52,7 +52,9 @@ pub fn resolved_path(file: &File, path: &str) -> String {
 
 /// FNV-1a over bytes `from..to` of the file (fewer at its end), as hex and length.
 pub fn fingerprint(file: &File, path: &str, from: u64, to: u64) -> Fingerprint {
-    let mut buf = vec![0u8; to.saturating_sub(from) as usize];
+    // never more than a fingerprint's bytes, whatever a caller asks: what sizes the buffer
+    // is bounded here
+    let mut buf = vec![0u8; to.saturating_sub(from).min(HEAD_BYTES.max(TAIL_BYTES)) as usize];
     let mut read = 0;
     while read < buf.len() {
         match file.read_at(&mut buf[read..], from + read as u64) {

@@ -68,6 +68,42 @@ impl RowType {
     }
 }
 
+/// Whether two row types are the same row: as many attributes, each of the same type where
+/// neither is dropped (a dropped attribute is only ever NULL). What PostgreSQL's FunctionScan
+/// checks of a function's rows (`tupledesc_match`) before it lets them into a slot.
+///
+/// # Safety
+/// Both are valid tuple descriptors.
+pub unsafe fn same_row_type(a: pg_sys::TupleDesc, b: pg_sys::TupleDesc) -> bool {
+    unsafe {
+        if (*a).natts != (*b).natts {
+            return false;
+        }
+        (0..(*a).natts as usize).all(|i| {
+            let (x, y) = (&*(*a).attrs.as_ptr().add(i), &*(*b).attrs.as_ptr().add(i));
+            x.attisdropped || y.attisdropped || x.atttypid == y.atttypid
+        })
+    }
+}
+
+/// Refuses rows of one type where another is expected: `what` names the call.
+///
+/// # Safety
+/// Both are valid tuple descriptors.
+pub unsafe fn check_row_type(expected: pg_sys::TupleDesc, got: pg_sys::TupleDesc, what: &str) {
+    if !unsafe { same_row_type(expected, got) } {
+        IngestError::new(
+            PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+            format!("{what}: function return row and query-specified return row do not match"),
+        )
+        .detail(unsafe {
+            format!("Returned row has {} attributes, but query expects {}.", (*expected).natts, (*got).natts)
+        })
+        .hint("A prepared statement whose row type changed (ALTER TABLE) must be prepared again.")
+        .raise()
+    }
+}
+
 impl RowType {
     /// The row type of a load's table: the columns it writes, at their attribute numbers.
     pub fn of_target(target: &super::target::Target) -> Self {
@@ -378,6 +414,14 @@ impl RowSource {
         let fields = i16::from_be_bytes([bytes[pos], bytes[pos + 1]]) as usize;
         pos += 2;
         debug_assert_eq!(fields, self.columns.len());
+        // never past the row the caller holds, whatever it is
+        if let Some(c) = self.columns.iter().find(|c| c.index >= natts) {
+            IngestError::new(
+                PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                format!("column \"{}\" is not in the row being filled ({natts} attributes)", c.name),
+            )
+            .raise()
+        }
         unsafe {
             for i in 0..natts {
                 *values.add(i) = pg_sys::Datum::from(0);

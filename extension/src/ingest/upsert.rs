@@ -51,48 +51,55 @@ pub fn check_writers(on_conflict: Option<OnConflict>, writers: usize) {
 }
 
 thread_local! {
-    /// Row sources handed to the INSERT this backend runs, by token.
-    static PREPARED: RefCell<Vec<(i64, usize)>> = const { RefCell::new(Vec::new()) };
-    static NEXT_TOKEN: std::cell::Cell<i64> = const { std::cell::Cell::new(1) };
+    /// Row sources handed to the INSERT this backend runs: (token, the target's row type,
+    /// the source).
+    static PREPARED: RefCell<Vec<(i64, usize, usize)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The row source prepared under `token`, taken (once) by the scan of `ingest.prepared_rows`.
-pub fn take_prepared(token: i64) -> *mut RowSource {
-    PREPARED.with(|p| {
+/// The row source prepared under `token`, taken (once) by the scan of `ingest.prepared_rows`
+/// that fills rows of `rowtype`: only the INSERT the load built knows the token (a secret,
+/// passed as a parameter, never in SQL text), and the rows go only into the target's row type.
+///
+/// # Safety
+/// `rowtype` is a valid tuple descriptor.
+pub unsafe fn take_prepared(token: i64, rowtype: pg_sys::TupleDesc) -> *mut RowSource {
+    let found = PREPARED.with(|p| {
         let mut p = p.borrow_mut();
-        match p.iter().position(|&(t, _)| t == token) {
-            Some(i) => p.swap_remove(i).1 as *mut RowSource,
-            None => IngestError::new(
-                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                format!("no rows prepared under token {token}"),
-            )
+        let i = p.iter().position(|&(t, _, _)| t == token)?;
+        Some(p.swap_remove(i))
+    });
+    let Some((_, expected, source)) = found else {
+        IngestError::new(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, "no rows prepared under this token")
             .detail("ingest.prepared_rows is read by the INSERT that ingest_jsonl(…, on_conflict => …) runs, once.")
-            .raise(),
-        }
-    })
+            .raise()
+    };
+    unsafe { super::rows::check_row_type(expected as pg_sys::TupleDesc, rowtype, "ingest.prepared_rows") };
+    source as *mut RowSource
 }
 
 /// Keeps a source in [`PREPARED`] while the INSERT runs; removed when dropped (an ERROR too).
 struct Prepared(i64);
 
 impl Prepared {
-    /// A token of its own, with nothing offered under it yet.
+    /// A token of its own, random (unguessable by SQL a trigger runs meanwhile), with nothing
+    /// offered under it yet.
     fn new() -> Self {
-        Self(NEXT_TOKEN.with(|n| {
-            let t = n.get();
-            n.set(t + 1);
-            t
-        }))
+        let mut bytes = [0u8; 8];
+        if !unsafe { pg_sys::pg_strong_random(bytes.as_mut_ptr() as *mut _, bytes.len()) } {
+            IngestError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "could not generate a random token").raise()
+        }
+        Self(i64::from_ne_bytes(bytes))
     }
 
-    fn offer(&self, source: &mut RowSource) {
-        PREPARED.with(|p| p.borrow_mut().push((self.0, source as *mut RowSource as usize)));
+    fn offer(&self, source: &mut RowSource, target: &Target) {
+        let rowtype = unsafe { (*target.rel).rd_att } as usize;
+        PREPARED.with(|p| p.borrow_mut().push((self.0, rowtype, source as *mut RowSource as usize)));
     }
 }
 
 impl Drop for Prepared {
     fn drop(&mut self) {
-        PREPARED.with(|p| p.borrow_mut().retain(|&(t, _)| t != self.0));
+        PREPARED.with(|p| p.borrow_mut().retain(|&(t, _, _)| t != self.0));
     }
 }
 
@@ -104,7 +111,7 @@ fn quote(name: &str) -> String {
 /// The INSERT: every loaded column from the prepared rows, and what a conflict does. It
 /// runs as the caller, with the caller's search_path (triggers see what a COPY's would);
 /// what it names itself is schema-qualified.
-fn statement(target: &Target, mode: Option<OnConflict>, token: i64) -> String {
+fn statement(target: &Target, mode: Option<OnConflict>) -> String {
     let cols: Vec<String> = target.columns.iter().map(|c| quote(&c.name)).collect();
     let cols = cols.join(", ");
     let conflict = match mode {
@@ -126,7 +133,7 @@ fn statement(target: &Target, mode: Option<OnConflict>, token: i64) -> String {
         }
     };
     format!(
-        "WITH written AS (INSERT INTO {name} AS t ({cols}) SELECT {cols} FROM ingest.prepared_rows({token}, NULL::{name}) \
+        "WITH written AS (INSERT INTO {name} AS t ({cols}) SELECT {cols} FROM ingest.prepared_rows($1, NULL::{name}) \
          {conflict} RETURNING (t.xmax::pg_catalog.text OPERATOR(pg_catalog.=) '0') AS inserted) \
          SELECT pg_catalog.count(*) FILTER (WHERE inserted), pg_catalog.count(*) FILTER (WHERE NOT inserted) FROM written",
         name = target.name
@@ -172,15 +179,15 @@ pub fn upsert_span(
 ) -> SpanResult {
     // the statement first: a missing primary key is refused before the threads start
     let prepared = Prepared::new();
-    let sql = statement(target, mode, prepared.0);
+    let sql = statement(target, mode);
     let (ios, specs) = super::column_specs(target, sources);
     let defaults = ios.iter().map(|io| io.default_state).collect();
     let rowtype = RowType::of_target(target);
     let mut source =
         Box::new(RowSource::new(path, input, span, &rowtype, specs, defaults, checked, Ledger::Load(load_id)));
-    prepared.offer(&mut source);
+    prepared.offer(&mut source, target);
     let (inserted, updated) = Spi::connect_mut(|c| {
-        let row = c.update(&sql, None, &[])?.first();
+        let row = c.update(&sql, None, &[prepared.0.into()])?.first();
         Ok::<_, pgrx::spi::Error>((row.get::<i64>(1)?.unwrap_or(0), row.get::<i64>(2)?.unwrap_or(0)))
     })
     .unwrap_or_else(|e| crate::ledger::spi_error(e));

@@ -158,7 +158,7 @@ pub fn load_with_writers(
         let n = queries.len();
         // Dropping the batch (also when an ERROR or a cancel unwinds from here) ends the
         // writers and waits until they are gone: none commits after this transaction ends.
-        let batch = crate::batch::Batch::start(queries, writers.min(n), true, None, false);
+        let batch = crate::batch::Batch::start(queries, writers.min(n), true, None, false, Some(load_id));
         let mut failure: Option<(usize, String, String, String)> = None;
         for (no, status, _, _, error, code, _, _) in batch {
             let worse = failure.as_ref().is_none_or(|f| f.1 != "error" && status == "error");
@@ -220,6 +220,16 @@ pub fn load_range(
     parent_load_id: i64,
 ) {
     let started = Instant::now();
+    // only the query a leader's writer runs for it: not SQL a role writes (run_batch, a
+    // trigger inside the writer's own load), which could record ranges no load wrote
+    if crate::batch::worker::take_writer_permit() != Some(parent_load_id) {
+        IngestError::new(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "ingest.load_range is called only by the writers of ingest_jsonl(…, writers => N)",
+        )
+        .hint("Call ingest_jsonl(path, target, writers => N).")
+        .raise()
+    }
     target::check_file_permission();
     let opts: LoadOptions = LoadOptions {
         columns: options.get("columns").filter(|v| !v.is_null()).cloned(),

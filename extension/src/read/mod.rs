@@ -160,7 +160,7 @@ unsafe fn materialize(fcinfo: pg_sys::FunctionCallInfo, prepared: bool) -> Datum
         let natts = rowtype.natts;
         let mut own = None;
         let source: &mut RowSource = if prepared {
-            &mut *crate::ingest::upsert::take_prepared(token_arg(&args))
+            &mut *crate::ingest::upsert::take_prepared(token_arg(&args), tupdesc)
         } else {
             let (path, opts) = read_args(&args);
             own.insert(RowSource::open_file(&path, &rowtype, &opts))

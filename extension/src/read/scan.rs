@@ -267,6 +267,9 @@ unsafe extern "C-unwind" fn begin(node: *mut pg_sys::CustomScanState, estate: *m
     unsafe {
         let state = node as *mut ReadScan;
         let cscan = (*node).ss.ps.plan as *mut pg_sys::CustomScan;
+        // what the executor does for a function it calls: EXECUTE, then the execute hook
+        let rtfunc = pg_sys::list_nth((*cscan).custom_private, 0) as *mut pg_sys::RangeTblFunction;
+        check_execute((*((*rtfunc).funcexpr as *mut pg_sys::FuncExpr)).funcid);
         (*state).args = pg_sys::ExecInitExprList((*cscan).custom_exprs, node as *mut pg_sys::PlanState);
         let callback =
             pg_sys::MemoryContextAlloc((*estate).es_query_cxt, std::mem::size_of::<pg_sys::MemoryContextCallback>())
@@ -274,6 +277,20 @@ unsafe extern "C-unwind" fn begin(node: *mut pg_sys::CustomScanState, estate: *m
         (*callback).func = Some(forget);
         (*callback).arg = state as *mut c_void;
         pg_sys::MemoryContextRegisterResetCallback((*estate).es_query_cxt, callback);
+    }
+}
+
+/// The checks PostgreSQL makes of a function it is about to call (`init_sexpr`): EXECUTE
+/// for the current user, then `InvokeFunctionExecuteHook` (sepgsql and the like).
+unsafe fn check_execute(funcid: pg_sys::Oid) {
+    unsafe {
+        let acl = pg_sys::pg_proc_aclcheck(funcid, pg_sys::GetUserId(), pg_sys::ACL_EXECUTE as _);
+        if acl != pg_sys::AclResult::ACLCHECK_OK {
+            pg_sys::aclcheck_error(acl, pg_sys::ObjectType::OBJECT_FUNCTION, pg_sys::get_func_name(funcid));
+        }
+        if (*std::ptr::addr_of!(pg_sys::object_access_hook)).is_some() {
+            pg_sys::RunFunctionExecuteHook(funcid);
+        }
     }
 }
 
@@ -289,14 +306,19 @@ unsafe fn start(state: *mut ReadScan) {
         }
         let cscan = (*state).css.ss.ps.plan as *mut pg_sys::CustomScan;
         let rtfunc = pg_sys::list_nth((*cscan).custom_private, 0) as *mut pg_sys::RangeTblFunction;
+        // the slot was made when the query was planned: the rows go into it only if the row
+        // type is still that one (a prepared statement outlives an ALTER TABLE)
+        let slot_type = (*(*state).css.ss.ss_ScanTupleSlot).tts_tupleDescriptor;
         if rows_function((*((*rtfunc).funcexpr as *mut pg_sys::FuncExpr)).funcid) == Some(Rows::Prepared) {
             (*state).borrowed = true;
-            (*state).source = crate::ingest::upsert::take_prepared(token_arg(&args));
+            (*state).source = crate::ingest::upsert::take_prepared(token_arg(&args), slot_type);
             return;
         }
         let (path, opts) = read_args(&args);
+        let now = row_tupdesc(rtfunc).unwrap_or_else(|| super::not_a_row_type());
+        crate::ingest::rows::check_row_type(now, slot_type, "read_jsonl");
         let old = pg_sys::MemoryContextSwitchTo((*(*state).css.ss.ps.state).es_query_cxt);
-        let rowtype = Box::new(RowType::of(row_tupdesc(rtfunc).expect("checked when planned")));
+        let rowtype = Box::new(RowType::of(now));
         let source = Box::new(RowSource::open_file(&path, &rowtype, &opts));
         pg_sys::MemoryContextSwitchTo(old);
         (*state).rowtype = Box::into_raw(rowtype);
