@@ -79,7 +79,12 @@ timezone = 'UTC'
 CONF
             echo "host all all 127.0.0.1/32 trust" > "$data/pg_hba.conf"
         fi
+        if node_running "$data" && [ "$(cat "$data/pg_ingest.so.md5" 2>/dev/null)" != "$(library_stamp)" ]; then
+            say "the installed pg_ingest library changed since Citus node ${CITUS_NAMES[$i]} started: restarting it"
+            as_pg "$PG_BIN/pg_ctl" -D "$data" -m fast -w stop >/dev/null
+        fi
         node_running "$data" && continue
+        library_stamp | as_pg tee "$data/pg_ingest.so.md5" >/dev/null
         as_pg env -u RUST_BACKTRACE "$PG_BIN/pg_ctl" -D "$data" -l "$CITUS_DIR/${CITUS_NAMES[$i]}.log" -w -t 60 start >/dev/null \
             || { tail -n 40 "$CITUS_DIR/${CITUS_NAMES[$i]}.log" >&2; exit 1; }
     done

@@ -69,8 +69,6 @@ CONF
     chown "$PG_OS_USER" "$PG_DATA/pg_ingest_cluster.conf"
 }
 
-library_stamp() { md5sum < "$(installed_library)" 2>/dev/null | cut -d' ' -f1; }
-
 psql_q() { PGOPTIONS="-c client_min_messages=warning" "$PG_BIN/psql" -X -v ON_ERROR_STOP=1 -q "$@"; }
 
 # Creates the extensions in database postgres. When the installed pg_ingest SQL has changed

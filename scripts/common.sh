@@ -48,6 +48,9 @@ install_packages() {
 # The installed extension library, which the private cluster preloads.
 installed_library() { echo "$("$PG_CONFIG" --pkglibdir)/pg_ingest.so"; }
 
+# What the installed library is now: a server started with another must restart to load it.
+library_stamp() { md5sum < "$(installed_library)" 2>/dev/null | cut -d' ' -f1; }
+
 # Puts a file in place by renaming a full copy over it: a running server that maps the old
 # library keeps its (now unlinked) file; writing into the mapped file in place would crash
 # its next backends with signal 11.

@@ -241,6 +241,17 @@ unsafe fn copy_from(copy: *mut pg_sys::CopyStmt, format: Format) -> u64 {
     restrict_columns(&mut target, (*copy).attlist);
     let sources = ingest::sources(&target.columns, &target.name, &opts);
 
+    // a client ledger is checked before the client is asked for its bytes
+    let (span, status) = match &client {
+        Some(c) => {
+            check_client_ledger(oid, c);
+            (
+                Span { start_offset: c.start_offset as u64, start_line: c.start_line as u64, end_offset: None },
+                c.status.as_str(),
+            )
+        }
+        None => (Span { start_offset: 0, start_line: 1, end_offset: None }, "copy"),
+    };
     let (name, input, program) = match (&source, (*copy).is_program) {
         (None, _) => {
             let (pump, bytes) = stream::from_client(target.columns.len());
@@ -259,16 +270,6 @@ unsafe fn copy_from(copy: *mut pg_sys::CopyStmt, format: Format) -> u64 {
             input.hold_back = false;
             (path.clone(), input, None)
         }
-    };
-    let (span, status) = match &client {
-        Some(c) => {
-            check_client_ledger(oid, c);
-            (
-                Span { start_offset: c.start_offset as u64, start_line: c.start_line as u64, end_offset: None },
-                c.status.as_str(),
-            )
-        }
-        None => (Span { start_offset: 0, start_line: 1, end_offset: None }, "copy"),
     };
     let (name, mut input) = (client.as_ref().map_or(name.clone(), |c| c.source.clone()), input);
     // a client's growing file: a last line still being written waits for the next load
@@ -320,8 +321,11 @@ unsafe fn copy_from(copy: *mut pg_sys::CopyStmt, format: Format) -> u64 {
 fn check_client_ledger(oid: Oid, c: &ClientLedger) {
     ledger::check_client_grant(oid, &c.source, false);
     if c.whole && c.status == "appended" {
-        IngestError::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "invalid LEDGER: a whole file is not appended to")
-            .raise()
+        IngestError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "invalid LEDGER: a whole file is not appended to",
+        )
+        .raise()
     }
     ledger::lock_client_file(oid, &c.source);
     let at = ledger::client_file(oid, &c.source).map_or(0, |f| f.byte_offset);

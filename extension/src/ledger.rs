@@ -90,7 +90,8 @@ pub fn file_entry(target: Oid, device: u64, inode: u64) -> Option<(String, FileE
                     load_id: row.get(7)?.unwrap_or(0),
                     loaded_at: row.get(8)?.unwrap_or_default(),
                 };
-                entry = Some((row.get::<String>(9)?.unwrap_or_default(), e, row.get::<String>(10)?.unwrap_or_default()));
+                entry =
+                    Some((row.get::<String>(9)?.unwrap_or_default(), e, row.get::<String>(10)?.unwrap_or_default()));
             }
             Ok::<_, pgrx::spi::Error>(entry)
         })

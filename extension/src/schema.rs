@@ -91,6 +91,13 @@ pub mod ingest {
         }
     }
 
+    pgrx::extension_sql!(
+        "-- for the differential tests, not for roles: they read values through SQL\n\
+         REVOKE EXECUTE ON FUNCTION ingest.datum_bytes(anyelement) FROM PUBLIC;",
+        name = "datum_bytes_revoked",
+        requires = [datum_bytes]
+    );
+
     /// The bytes of a varlena value as stored (after its header, detoasted): what the
     /// differential tests compare to hold values built on the parse threads byte for byte
     /// against PostgreSQL's own input functions.

@@ -204,3 +204,20 @@ pub fn peak_private_mb(pid: i32) -> f64 {
     };
     (kb("VmHWM:") - kb("RssShmem:") - kb("RssFile:")) / 1024.0
 }
+
+/// A role created once per cluster (roles are shared by the test databases), reset to a
+/// plain role at each use.
+pub fn role(admin: &mut Client, name: &str, options: &str) {
+    admin
+        .batch_execute(&format!(
+            "DO $$ BEGIN CREATE ROLE {name}; EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
+             ALTER ROLE {name} NOSUPERUSER NOCREATEROLE {options}"
+        ))
+        .unwrap();
+}
+
+/// When the postmaster started: a backend that crashed makes it restart every session, and
+/// this changes.
+pub fn postmaster_started(client: &mut Client) -> String {
+    client.query_one("SELECT pg_postmaster_start_time()::text", &[]).unwrap().get(0)
+}

@@ -4,19 +4,8 @@
 //! get back to the session user's rights; triggers on a job's table try the same; a role that
 //! may not insert tries to queue for a lock. Every statement runs under statement_timeout.
 
-use pg_ingest_tests::{connect, db_error, DataDir, TestDb};
+use pg_ingest_tests::{connect, db_error, role, DataDir, TestDb};
 use postgres::Client;
-
-/// A role created once per cluster (roles are shared by the test databases), reset to a
-/// plain role at each use.
-fn role(admin: &mut Client, name: &str, options: &str) {
-    admin
-        .batch_execute(&format!(
-            "DO $$ BEGIN CREATE ROLE {name}; EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
-             ALTER ROLE {name} NOSUPERUSER NOCREATEROLE {options}"
-        ))
-        .unwrap();
-}
 
 fn is_superuser(client: &mut Client, role: &str) -> bool {
     client.query_one("SELECT rolsuper FROM pg_roles WHERE rolname = $1", &[&role]).unwrap().get(0)
