@@ -107,9 +107,11 @@ fn what_cannot_work_on_citus_is_refused_before_anything_is_written() {
     let dir = DataDir::new();
     let path = dir.write("refused.jsonl", lines(100, 1));
     c.batch_execute(
-        "DROP TABLE IF EXISTS pgi_dist2;
+        "DROP TABLE IF EXISTS pgi_dist2, pgi_ref2;
          CREATE TABLE pgi_dist2 (id bigint PRIMARY KEY, v text, n int);
-         SELECT create_distributed_table('pgi_dist2', 'id');",
+         SELECT create_distributed_table('pgi_dist2', 'id');
+         CREATE TABLE pgi_ref2 (id bigint PRIMARY KEY, v text, n int);
+         SELECT create_reference_table('pgi_ref2');",
     )
     .unwrap();
     for extra in [", on_error => 'skip'", ", writers => 2"] {
@@ -120,6 +122,24 @@ fn what_cannot_work_on_citus_is_refused_before_anything_is_written() {
     }
     let e = c.batch_execute(&format!("COPY pgi_dist2 FROM '{path}' (FORMAT jsonl, ON_ERROR skip)")).unwrap_err();
     assert_eq!(db_error(&e).0, "0A000");
+    // FROM STDIN (psql's \copy, a client's stream) used to answer COPY 0 and drop the rows:
+    // refused before the client is asked for data, and nothing is recorded
+    let loads = count(&mut c, "SELECT count(*) FROM ingest.loads");
+    for table in ["pgi_dist2", "pgi_ref2"] {
+        let e = c.batch_execute(&format!("COPY {table} FROM STDIN (FORMAT jsonl)")).unwrap_err();
+        let (state, message, _) = db_error(&e);
+        assert_eq!(state, "0A000", "{message}");
+        assert!(message.contains("STDIN"), "{message}");
+    }
+    let psql = std::process::Command::new("/usr/lib/postgresql/15/bin/psql")
+        .args(["-X", "-h", "127.0.0.1", "-p", &std::env::var("PG_INGEST_CITUS_PORT").unwrap(), "-U", "postgres"])
+        .args(["-c", &format!("\\copy pgi_dist2 FROM '{path}' WITH (FORMAT jsonl)")])
+        .output()
+        .unwrap();
+    assert!(!psql.status.success());
+    let stderr = String::from_utf8_lossy(&psql.stderr);
+    assert!(stderr.contains("FROM STDIN"), "{stderr}");
+    assert_eq!(count(&mut c, "SELECT count(*) FROM ingest.loads"), loads);
     assert_eq!(count(&mut c, "SELECT count(*) FROM pgi_dist2"), 0);
     assert_eq!(count(&mut c, "SELECT count(*) FROM ingest.files WHERE target_oid = 'pgi_dist2'::regclass"), 0);
 }

@@ -72,10 +72,12 @@ pub fn submit(path: &str, target: Option<String>, opts: &LoadOptions, writers: u
 }
 
 /// Stops a job: a queued one is marked cancelled, a running one's load is cancelled (its rows
-/// roll back). False when the job had ended already. Who may cancel is checked first, as the
-/// caller; only then is the job record changed, as the owner.
+/// roll back). False when the job had ended already. Who may cancel is checked first (the
+/// record is looked up as the owner: row-level security hides others' jobs from the caller,
+/// and as pg_cancel_backend does, a job that exists is told from one that does not); only then
+/// is the job record changed.
 pub fn cancel(job_id: i64) -> bool {
-    let row = with_safe_search_path(|| {
+    let row = run_as_owner(|| {
         Spi::connect(|c| {
             let rows = c.select(
                 "SELECT state, pid, submitted_by::pg_catalog.text FROM ingest.job_records \
@@ -100,7 +102,7 @@ pub fn cancel(job_id: i64) -> bool {
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!("permission denied to cancel job {job_id}"),
         )
-        .detail(format!("Only roles with the privileges of {owner} may cancel it."))
+        .detail("Only roles with the privileges of the role that submitted it may cancel it.")
         .raise()
     }
     // a queued job is cancelled in the record (its worker then finds nothing to take)
