@@ -98,7 +98,7 @@ CREATE TABLE ingest.file_ranges (
 );
 COMMENT ON TABLE ingest.file_ranges IS 'pg_ingest: ranges of files committed by multi-writer loads';
 
--- One row per client file and table: files that `pg-ingest load` streams from the machine it
+-- One row per client file, table and role: files that `pg-ingest load` streams from the machine it
 -- runs on (COPY … FROM STDIN with the LEDGER option). Known by the client host and the
 -- file's resolved path there; device, inode and the fingerprints tell the client whether it
 -- is still the file that was loaded, grown, or another one.
@@ -115,8 +115,10 @@ CREATE TABLE ingest.client_files (
     tail_fingerprint text NOT NULL DEFAULT '',
     load_id          bigint NOT NULL,
     loaded_at        timestamptz NOT NULL,
+    -- a client file is what its client says it is: each role has entries of its own, and a
+    -- load trusts only its own role's
     loaded_by        name NOT NULL,
-    PRIMARY KEY (target_oid, source)
+    PRIMARY KEY (target_oid, source, loaded_by)
 );
 COMMENT ON TABLE ingest.client_files IS 'pg_ingest: how far each client file (host:path) has been loaded into each table';
 

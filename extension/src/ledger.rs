@@ -98,21 +98,24 @@ pub fn file_entry(target: Oid, device: u64, inode: u64) -> Option<(String, FileE
     })
     .unwrap_or_else(|e| spi_error(e));
     found.map(|(path, e, owner)| {
-        check_owner(&owner, &path);
+        check_owner(&owner);
         (path, e)
     })
 }
 
 /// A ledger entry moves only under its own role's load: another role may use it only with
 /// that role's privileges (a member of it, or a superuser), as for any object it owns.
-fn check_owner(owner: &str, what: &str) {
+///
+/// The error names neither the role nor the path the entry was loaded from: the caller may not
+/// be allowed to see the entry (`ingest.files`).
+fn check_owner(owner: &str) {
     if !crate::identity::has_privs_of(owner) {
         crate::error::IngestError::new(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("the ledger entry of \"{what}\" in this table belongs to role \"{owner}\""),
+            "permission denied to load this file into this table: its ledger entry belongs to another role",
         )
         .detail("A load moves a file's ledger entry; only a role with the privileges of the role that made it may.")
-        .hint(format!("Load it as \"{owner}\" (or a member of it), or load the file into another table."))
+        .hint("Load it as the role that loaded it before (or a member of that role), or into another table.")
         .raise()
     }
 }
@@ -293,14 +296,14 @@ pub fn file_ranges(target: Oid, device: u64, inode: u64) -> Vec<FileRange> {
         Spi::connect_mut(|c| {
             let rows = c.update(
                 "SELECT range_start, range_end, first_line, lines, device, inode, head_bytes, head_fingerprint, load_id, \
-                        loaded_by::text, path \
+                        loaded_by::text \
                    FROM ingest.file_ranges WHERE target_oid = $1 AND device = $2 AND inode = $3 ORDER BY range_start",
                 None,
                 &[target.into(), (device as i64).into(), (inode as i64).into()],
             )?;
             let mut ranges = Vec::new();
             for r in rows {
-                let owner: (String, String) = (r.get(10)?.unwrap_or_default(), r.get(11)?.unwrap_or_default());
+                let owner: String = r.get(10)?.unwrap_or_default();
                 ranges.push((owner, FileRange {
                     start: r.get(1)?.unwrap_or(0),
                     end: r.get(2)?.unwrap_or(0),
@@ -318,8 +321,8 @@ pub fn file_ranges(target: Oid, device: u64, inode: u64) -> Vec<FileRange> {
     .unwrap_or_else(|e| spi_error(e));
     found
         .into_iter()
-        .map(|((owner, path), range)| {
-            check_owner(&owner, &path);
+        .map(|(owner, range)| {
+            check_owner(&owner);
             range
         })
         .collect()
@@ -464,24 +467,31 @@ pub fn check_client_grant(target: Oid, source: &str, copied: bool) {
     }
 }
 
-/// Serializes loads of one client file into one table to the end of the transaction.
+/// Serializes loads of one client file by the current role into one table to the end of the
+/// transaction (another role's loads of the same name are another entry: they do not wait).
 pub fn lock_client_file(target: Oid, source: &str) {
-    lock_key(&format!("pg_ingest:{}:client:{source}", u32::from(target)));
+    let user = u32::from(unsafe { pg_sys::GetUserId() });
+    lock_key(&format!("pg_ingest:{}:client:{user}:{source}", u32::from(target)));
 }
 
+/// The current role's entry for a client file in a table. A client file is what its client
+/// says it is (name, device, inode, fingerprints: nothing the server can check), so each role
+/// has entries of its own and a load trusts only its own role's: another role's, even a less
+/// privileged one's, could make it skip lines that role never loaded.
 pub fn client_file(target: Oid, source: &str) -> Option<ClientFile> {
-    let found = run_as_owner(|| {
+    let user = crate::identity::current_user_name();
+    run_as_owner(|| {
         Spi::connect_mut(|c| {
             let rows = c.update(
-                "SELECT byte_offset, lines, size, device, inode, head_fingerprint, tail_fingerprint, load_id, \
-                        loaded_by::text \
-                   FROM ingest.client_files WHERE target_oid OPERATOR(pg_catalog.=) $1 AND source OPERATOR(pg_catalog.=) $2",
+                "SELECT byte_offset, lines, size, device, inode, head_fingerprint, tail_fingerprint, load_id \
+                   FROM ingest.client_files WHERE target_oid OPERATOR(pg_catalog.=) $1 AND source OPERATOR(pg_catalog.=) $2 \
+                    AND loaded_by OPERATOR(pg_catalog.=) $3",
                 None,
-                &[target.into(), source.into()],
+                &[target.into(), source.into(), user.as_str().into()],
             )?;
             let mut found = None;
             for r in rows {
-                found = Some((r.get::<String>(9)?.unwrap_or_default(), ClientFile {
+                found = Some(ClientFile {
                     byte_offset: r.get(1)?.unwrap_or(0),
                     lines: r.get(2)?.unwrap_or(0),
                     size: r.get(3)?.unwrap_or(0),
@@ -490,16 +500,12 @@ pub fn client_file(target: Oid, source: &str) -> Option<ClientFile> {
                     head_fingerprint: r.get(6)?.unwrap_or_default(),
                     tail_fingerprint: r.get(7)?.unwrap_or_default(),
                     load_id: r.get(8)?.unwrap_or(0),
-                }));
+                });
             }
             Ok::<_, pgrx::spi::Error>(found)
         })
     })
-    .unwrap_or_else(|e| spi_error(e));
-    found.map(|(owner, f)| {
-        check_owner(&owner, source);
-        f
-    })
+    .unwrap_or_else(|e| spi_error(e))
 }
 
 pub fn save_client_file(target: Oid, target_name: &str, source: &str, f: &ClientFile) {
@@ -507,10 +513,10 @@ pub fn save_client_file(target: Oid, target_name: &str, source: &str, f: &Client
         "INSERT INTO ingest.client_files AS f (target_oid, source, target, byte_offset, lines, size, device, inode, \
                                               head_fingerprint, tail_fingerprint, load_id, loaded_at, loaded_by) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, pg_catalog.clock_timestamp(), $12) \
-         ON CONFLICT (target_oid, source) DO UPDATE SET target = EXCLUDED.target, byte_offset = EXCLUDED.byte_offset, \
-           lines = EXCLUDED.lines, size = EXCLUDED.size, device = EXCLUDED.device, inode = EXCLUDED.inode, \
-           head_fingerprint = EXCLUDED.head_fingerprint, tail_fingerprint = EXCLUDED.tail_fingerprint, \
-           load_id = EXCLUDED.load_id, loaded_at = EXCLUDED.loaded_at, loaded_by = EXCLUDED.loaded_by",
+         ON CONFLICT (target_oid, source, loaded_by) DO UPDATE SET target = EXCLUDED.target, \
+           byte_offset = EXCLUDED.byte_offset, lines = EXCLUDED.lines, size = EXCLUDED.size, device = EXCLUDED.device, \
+           inode = EXCLUDED.inode, head_fingerprint = EXCLUDED.head_fingerprint, \
+           tail_fingerprint = EXCLUDED.tail_fingerprint, load_id = EXCLUDED.load_id, loaded_at = EXCLUDED.loaded_at",
         &[
             target.into(),
             source.into(),

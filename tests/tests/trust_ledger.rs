@@ -48,41 +48,60 @@ fn a_client_ledger_moves_only_under_its_own_load() {
         v.query_one("SELECT source, byte_offset FROM ingest.client_files", &[]).unwrap().get_pair();
 
     let mut a = connect_as(&db.name, attacker);
-    // the entry is not the attacker's to read, ask for, or move
+    // the entry is not the attacker's to read, and asking for the same name gives its own
     assert_eq!(a.query_one("SELECT count(*) FROM ingest.client_files", &[]).unwrap().get::<_, i64>(0), 0);
-    let e = a.query("SELECT * FROM ingest.client_file_state('t', $1)", &[&source]).unwrap_err();
-    assert_eq!(db_error(&e).0, "42501", "{e}");
-    let forged = |size: i64, whole: bool, status: &str| {
+    assert!(a.query("SELECT * FROM ingest.client_file_state('t', $1)", &[&source]).unwrap().is_empty());
+    let forged = |source: &str, size: i64, whole: bool, status: &str| {
         format!(
             "COPY t FROM STDIN WITH (FORMAT jsonl, LEDGER '{{\"source\": \"{source}\", \"device\": 1, \"inode\": 1, \
              \"size\": {size}, \"start_offset\": 0, \"start_line\": 1, \"head_fingerprint\": \"\", \"whole\": {whole}, \
              \"status\": \"{status}\"}}')"
         )
     };
-    for sql in [forged(0, false, "loaded"), forged(1 << 40, true, "loaded")] {
-        // without client_file_state, and after it was refused
-        // refused before the server asks for data (the simple protocol shows it plainly)
+    // without client_file_state in the same transaction: refused before the server asks for data
+    for sql in [forged(&source, 0, false, "loaded"), forged(&source, 1 << 40, true, "loaded")] {
         let e = a.batch_execute(&sql).unwrap_err();
         assert_eq!(db_error(&e).0, "55000", "{sql}: {e}");
-        let mut tx = a.transaction().unwrap();
-        assert!(tx.query("SELECT * FROM ingest.client_file_state('t', $1)", &[&source]).is_err());
-        tx.rollback().unwrap();
     }
     let e = a.query("SELECT ingest.client_file_tail('t', $1, 'x')", &[&source]).unwrap_err();
     assert_eq!(db_error(&e).0, "55000", "{e}");
-    // the victim's entry did not move: its next load adds only the new lines
+    // with it, under the victim's file name: an entry of the attacker's own, the victim's
+    // stays where it was
+    let mut tx = a.transaction().unwrap();
+    tx.query("SELECT * FROM ingest.client_file_state('t', $1)", &[&source]).unwrap();
+    tx.batch_execute(&forged(&source, 0, false, "loaded")).unwrap();
+    tx.commit().unwrap();
     let now: i64 = v.query_one("SELECT byte_offset FROM ingest.client_files", &[]).unwrap().get(0);
     assert_eq!(now, offset);
     std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(lines(111, 120).as_bytes()).unwrap();
     db.cli().env("PGUSER", victim).args(["load", &path, "--into", "t", "--quiet"]).assert().success();
     assert_eq!(rows(&mut v), (120, 120));
 
+    // the attacker prepares an entry for a file a superuser will load, standing in 50 fake
+    // lines for the first 50 of it: the superuser's load trusts only its own entries
+    let real = dir.write("export.jsonl", lines(1001, 1100));
+    let host_source = source.replace(&path, &real);
+    let fake: String = (1001..=1050).map(|i| format!("{{\"id\":{i},\"v\":\"FAKE\"}}\n")).collect();
+    let mut tx = a.transaction().unwrap();
+    tx.query("SELECT * FROM ingest.client_file_state('t', $1)", &[&host_source]).unwrap();
+    let mut w = tx.copy_in(&forged(&host_source, 1 << 20, false, "loaded")).unwrap();
+    w.write_all(fake.as_bytes()).unwrap();
+    assert_eq!(w.finish().unwrap(), 50);
+    tx.commit().unwrap();
+    db.cli().args(["load", &real, "--into", "t", "--quiet"]).assert().success();
+    let r = v
+        .query_one(
+            "SELECT count(*) FILTER (WHERE v LIKE 'line%'), count(*) FILTER (WHERE v = 'FAKE') FROM t WHERE id > 1000",
+            &[],
+        )
+        .unwrap();
+    assert_eq!((r.get::<_, i64>(0), r.get::<_, i64>(1)), (100, 50), "every real line, beside the attacker's own rows");
+
     // its own ledger: the offset is what the server received, not the size it was told
-    let own = format!("{}:/nowhere/own.jsonl", "attacker-host");
+    let own = "attacker-host:/nowhere/own.jsonl";
     let mut tx = a.transaction().unwrap();
     assert!(tx.query("SELECT * FROM ingest.client_file_state('t', $1)", &[&own]).unwrap().is_empty());
-    let sql = forged(1 << 40, true, "loaded").replace(&source, &own);
-    let mut w = tx.copy_in(&sql).unwrap();
+    let mut w = tx.copy_in(&forged(own, 1 << 40, true, "loaded")).unwrap();
     w.write_all(b"{\"id\": 1000}\n").unwrap();
     assert_eq!(w.finish().unwrap(), 1);
     let (at, size): (i64, i64) = tx
@@ -107,7 +126,8 @@ fn a_server_ledger_entry_moves_only_under_its_roles_loads() {
         let e = a.query(&format!("SELECT * FROM ingest_jsonl('{path}', 't'{extra})"), &[]).unwrap_err();
         let (code, message, _) = db_error(&e);
         assert_eq!(code, "42501", "{extra}: {message}");
-        assert!(message.contains(victim), "{message}");
+        // neither the owner nor the path it was loaded from: the attacker may not see them
+        assert!(!message.contains(victim) && !message.contains(&path), "{message}");
     }
     // a member of the victim's role may
     db.client.batch_execute(&format!("GRANT {victim} TO {attacker}")).unwrap();

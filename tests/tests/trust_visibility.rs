@@ -72,7 +72,7 @@ fn a_role_sees_only_the_loads_rejects_and_ledgers_it_may() {
 
     // loaded_by is the role that loaded (current_user after SET ROLE), in loads and the ledger
     let who: Vec<(String, String)> = c
-        .query("SELECT l.loaded_by::text, f.loaded_by::text FROM ingest.loads l JOIN ingest.files f USING (load_id) WHERE l.target = 'open'", &[])
+        .query("SELECT l.loaded_by::text, f.loaded_by::text FROM ingest.loads l JOIN ingest.files f USING (load_id) WHERE l.target_oid = 'open'::regclass", &[])
         .unwrap()
         .iter()
         .map(|r| (r.get(0), r.get(1)))

@@ -233,7 +233,8 @@ pub fn load_file(client: &mut Client, path: &str, args: &LoadArgs) -> anyhow::Re
         let end: i64 = tx
             .query_one(
                 "SELECT byte_offset FROM ingest.client_files \
-              WHERE target_oid OPERATOR(pg_catalog.=) $1::text::regclass AND source OPERATOR(pg_catalog.=) $2",
+              WHERE target_oid OPERATOR(pg_catalog.=) $1::text::regclass AND source OPERATOR(pg_catalog.=) $2 \
+                AND loaded_by OPERATOR(pg_catalog.=) current_user",
                 &[&table, &source],
             )?
             .get(0);
