@@ -69,9 +69,10 @@ fn a_client_ledger_moves_only_under_its_own_load() {
     // stays where it was
     let mut tx = a.transaction().unwrap();
     tx.query("SELECT * FROM ingest.client_file_state('t', $1)", &[&source]).unwrap();
-    tx.batch_execute(&forged(&source, 0, false, "loaded")).unwrap();
+    assert_eq!(tx.copy_in(&forged(&source, 0, false, "loaded")).unwrap().finish().unwrap(), 0);
     tx.commit().unwrap();
-    let now: i64 = v.query_one("SELECT byte_offset FROM ingest.client_files", &[]).unwrap().get(0);
+    let now: i64 =
+        v.query_one("SELECT byte_offset FROM ingest.client_files WHERE loaded_by = current_user", &[]).unwrap().get(0);
     assert_eq!(now, offset);
     std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(lines(111, 120).as_bytes()).unwrap();
     db.cli().env("PGUSER", victim).args(["load", &path, "--into", "t", "--quiet"]).assert().success();

@@ -108,7 +108,7 @@ fn a_role_sees_only_the_loads_rejects_and_ledgers_it_may() {
     let mut l = connect_as(&db.name, loader);
     let mine: i64 =
         l.query_one("SELECT count(*) FROM ingest.rejects WHERE file LIKE '%open.jsonl'", &[]).unwrap().get(0);
-    assert_eq!(mine, 2);
+    assert_eq!(mine, 1);
     for (t, count) in counts(&mut l, "secret") {
         assert_eq!(count, 0, "{loader} sees {count} rows of {t} for secret");
     }
