@@ -57,7 +57,7 @@ const LOCK_TAG_KIND: u16 = 0x7067;
 fn lock_key(key: &str) {
     // FNV-1a: the same key in every backend
     let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
-    let mut tag = pg_sys::LOCKTAG {
+    let tag = pg_sys::LOCKTAG {
         locktag_field1: u32::from(unsafe { pg_sys::MyDatabaseId }),
         locktag_field2: (hash >> 32) as u32,
         locktag_field3: hash as u32,
@@ -65,7 +65,7 @@ fn lock_key(key: &str) {
         locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
         locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
     };
-    unsafe { pg_sys::LockAcquire(&mut tag, pg_sys::ExclusiveLock as _, false, false) };
+    unsafe { pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as _, false, false) };
 }
 
 /// What the ledger knows of the file with this device and inode in this table, and the path
