@@ -1,6 +1,7 @@
 //! The ledger: `ingest.loads`, `ingest.rejects` and `ingest.files`, written through SPI in the
 //! caller's transaction (so they commit or roll back with the rows), as the extension's owner
-//! (loaders need no privileges on them; everyone may read them).
+//! (loaders need no privileges on them; row-level security lets each role read the rows of
+//! tables it may SELECT and of its own loads). An entry moves only under its own role's load.
 
 use pgrx::pg_sys::{self, Oid};
 use pgrx::prelude::*;
