@@ -548,7 +548,8 @@ fn skipped_loads_agree_with_postgresql_line_by_line() {
         }
         let name = format!("f{i:03}.jsonl");
         if let Err(e) = check_file(&mut c, &dir, &name, &file, target, &extra) {
-            failures.push(format!("file {i} ({target:?}, {} lines; {extra}): {e}", file.lines.len()));
+            let how = extra.trim_start_matches(", ");
+            failures.push(format!("file {i} ({target:?}, {} lines, {how}): {e}", file.lines.len()));
         }
     }
     println!(
