@@ -275,7 +275,10 @@ impl RowEncoder {
                 out.cancelled = true;
                 break;
             }
-            if line.is_blank() || chunk.header.as_ref().is_some_and(|h| h.line == line.no) {
+            // a header names the columns of positional arrays: a target whose column takes the
+            // whole line has none to name, and the line is a row like any other
+            let header = chunk.header.as_ref().filter(|_| self.needs_object);
+            if line.is_blank() || header.is_some_and(|h| h.line == line.no) {
                 out.blank_lines += 1;
                 continue;
             }

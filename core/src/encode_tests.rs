@@ -324,3 +324,29 @@ fn an_unfinished_last_line_waits() {
     let ch = encode(cols(), "{\"id\":\"\\u0000\"}", EncodeOptions::default());
     assert!(!ch.held_back && ch.errors.len() == 1);
 }
+
+#[test]
+fn a_header_names_columns_of_a_target_that_maps_keys_only() {
+    use crate::input::Header;
+    let input = "[\"id\",\"name\"]\n[1,\"a\"]\n";
+    let framed = |header: bool| {
+        let mut chunk = LineFramer::new(input.as_bytes(), 1 << 20, 1 << 20).next_chunk().unwrap().unwrap();
+        if header {
+            let names = vec![(b"id".to_vec(), false), (b"name".to_vec(), false)];
+            chunk.header = Some(std::sync::Arc::new(Header { names, line: 1 }));
+        }
+        chunk
+    };
+    let keys =
+        RowEncoder::new(vec![col("id", ColumnKind::Int8), col("name", ColumnKind::Text)], EncodeOptions::default())
+            .unwrap();
+    let ch = keys.encode_chunk(&framed(true), &AtomicBool::new(false));
+    assert_eq!((ch.rows, ch.blank_lines), (1, 1));
+    assert_eq!(decode(&ch, 2), vec![vec![t("\0\0\0\0\0\0\0\x01"), t("a")]]);
+    // a column that takes the whole line: the first line is a row, as every other
+    let whole = ColumnSpec { source: Source::WholeLine, ..col("doc", ColumnKind::Json) };
+    let lines = RowEncoder::new(vec![whole], EncodeOptions::default()).unwrap();
+    let ch = lines.encode_chunk(&framed(true), &AtomicBool::new(false));
+    assert_eq!((ch.rows, ch.blank_lines), (2, 0));
+    assert_eq!(decode(&ch, 1), vec![vec![t("[\"id\",\"name\"]")], vec![t("[1,\"a\"]")]]);
+}

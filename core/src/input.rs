@@ -177,14 +177,19 @@ pub fn detect(prefix: &[u8], eof: bool, format: Format) -> Option<Shape> {
     };
     let first = &prefix[p..end];
     let line = 1 + prefix[..p].iter().filter(|&&b| b == b'\n').count() as u64;
-    // the rest of the first value's line: only blanks, then a newline (or the end)
-    let rest_of_line = prefix[end..].iter().position(|&b| b == b'\n');
-    let alone = match rest_of_line {
-        Some(i) => prefix[end..end + i].iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')),
-        None if eof => prefix[end..].iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')),
+    let is_blank = |b: &u8| matches!(b, b' ' | b'\t' | b'\r');
+    // the rest of the first value's line (up to its newline, or the end), and where the next
+    // line starts
+    let (rest, next_line) = match prefix[end..].iter().position(|&b| b == b'\n') {
+        Some(i) => (&prefix[end..end + i], Some(end + i + 1)),
+        None if eof => (&prefix[end..], None),
         None => return None,
     };
-    let one_line = !first.contains(&b'\n') && alone;
+    let alone = rest.iter().all(is_blank);
+    let spans_lines = first.contains(&b'\n');
+    let one_line = !spans_lines && alone;
+    // another value after it on its line (`{…} {…}`): anything else there is a bad line
+    let shares_line = rest.iter().find(|b| !is_blank(b)).is_some_and(|b| matches!(b, b'{' | b'['));
     if first[0] == b'[' {
         if let Ok(v) = json::parse_value(first) {
             let names: Vec<_> = json::array_elements(v.raw).collect();
@@ -196,9 +201,25 @@ pub fn detect(prefix: &[u8], eof: bool, format: Format) -> Option<Shape> {
                 return Some(Shape::Lines { header: Some(Arc::new(Header { names, line })) });
             }
         }
-        return Some(if format == Format::Auto { Shape::Values } else { lines });
+        if format != Format::Auto {
+            return Some(lines);
+        }
+        // An array alone on its line with more values after it is a line of JSON lines (whose
+        // values are arrays): read as a document, each array's elements would become rows.
+        // Spread over lines, sharing its line, or all there is: a document.
+        if one_line {
+            let more = match next_line {
+                Some(next) => prefix[next..].iter().any(|b| !is_blank(b) && *b != b'\n'),
+                None => false,
+            };
+            if !more && !eof {
+                return None;
+            }
+            return Some(if more { lines } else { Shape::Values });
+        }
+        return Some(if spans_lines || shares_line { Shape::Values } else { lines });
     }
-    if format == Format::Auto && first[0] == b'{' && !one_line {
+    if format == Format::Auto && first[0] == b'{' && (spans_lines || shares_line) {
         return Some(Shape::Values);
     }
     Some(lines)
@@ -498,6 +519,19 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(d(""), Shape::Lines { header: None });
+        // JSON lines whose first line is an array, or a bad line: still JSON lines
+        let lines = Shape::Lines { header: None };
+        assert_eq!(d("[1]\n[2, 3]\n"), lines);
+        assert_eq!(d("\n[{\"a\":1}]\n\n{\"a\":2}\n"), lines);
+        assert_eq!(d("{\"a\":1}}\n{\"a\":2}\n"), lines);
+        assert_eq!(d("{\"a\":1} x\n{\"a\":2}\n"), lines);
+        assert_eq!(d("[1] x\n[2]\n"), lines);
+        // one array, alone in the input (blank lines after it): a document
+        assert_eq!(d("[{\"a\":1},{\"a\":2}]\n \n\n"), Shape::Values);
+        assert_eq!(d("[1] [2]\n"), Shape::Values);
+        assert_eq!(detect(b"[1]\n  \n", false, Format::Auto), None);
+        assert_eq!(detect(b"[1]\n  \n[", false, Format::Auto), Some(lines.clone()));
+        assert_eq!(detect(b"[1]\n[2]\n", true, Format::Lines), Some(lines.clone()));
         assert_eq!(detect(b"{\"a\":", false, Format::Auto), None);
         assert_eq!(detect(b"{\"a\":1}", false, Format::Auto), None);
         assert_eq!(detect(b"{\n", true, Format::Lines), Some(Shape::Lines { header: None }));

@@ -42,7 +42,9 @@ CREATE TABLE ingest.rejects (
     message     text NOT NULL,
     detail      text,
     raw_line    text,
-    PRIMARY KEY (load_id, line)
+    -- a line holds one value, but json input (format => 'json') can hold several values on one
+    -- line, each rejected on its own: told apart by where they start
+    PRIMARY KEY (load_id, line, byte_offset)
 );
 COMMENT ON TABLE ingest.rejects IS 'pg_ingest: lines left out by on_error => skip, with why';
 

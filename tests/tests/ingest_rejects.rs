@@ -225,3 +225,38 @@ fn loaded_result_and_history_agree() {
     assert_eq!(row.get::<_, i64>(7), r.bytes);
     assert!(row.get::<_, bool>(9));
 }
+
+#[test]
+fn values_sharing_a_line_are_each_rejected() {
+    let mut db = TestDb::new("skip_values_one_line");
+    setup(&mut db);
+    let dir = DataDir::new();
+    // json input: several values start on one line, and two or three of them are refused
+    let content = "[{\"id\": 1}, {\"id\": 2, \"n\": -1}, {\"id\": 3, \"code\": \"toolong\"},\n {\"id\": 4, \"n\": }, {\"id\": 5}]\n";
+    let path = dir.write("t.json", content);
+    let r = ingest(&mut db.client, &path, "'t', on_error => 'skip', format => 'json'").unwrap();
+    assert_eq!((r.lines, r.rows_inserted, r.rows_rejected, r.lines_skipped), (5, 2, 3, 0));
+    let load_id = last_load_id(&mut db);
+    let got: Vec<(i64, i64, String)> = db
+        .client
+        .query(
+            "SELECT line, byte_offset, sqlstate FROM ingest.rejects WHERE load_id = $1 ORDER BY byte_offset",
+            &[&load_id],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let at = |s: &str| content.find(s).unwrap() as i64;
+    assert_eq!(
+        got,
+        vec![
+            (1, at("{\"id\": 2"), "23514".into()),
+            (1, at("{\"id\": 3"), "22001".into()),
+            (2, at("{\"id\": 4"), "22P02".into())
+        ]
+    );
+    let ids: Vec<i32> =
+        db.client.query("SELECT id FROM t ORDER BY id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(ids, vec![1, 5, 1000]);
+}
