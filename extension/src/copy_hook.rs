@@ -297,6 +297,7 @@ unsafe fn copy_from(copy: *mut pg_sys::CopyStmt, format: Format) -> u64 {
             load_id,
         };
         ledger::save_client_file(oid, &target.name, &c.source, &entry);
+        ledger::mark_client_copied(oid, &c.source);
     }
     if let Some(program) = program {
         program.finish();

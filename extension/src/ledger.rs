@@ -440,19 +440,9 @@ pub fn grant_client_load(target: Oid, source: &str) {
 }
 
 /// A client's ledger moves only under the load that asked for its state: by the same role, in
-/// the same transaction, after `ingest.client_file_state` (`copied`: and after its COPY).
+/// the same transaction, after `ingest.client_file_state` (`copied`: and after its COPY ended).
 pub fn check_client_grant(target: Oid, source: &str, copied: bool) {
-    let (transaction, user) = (transaction_marker(), unsafe { pg_sys::GetUserId() });
-    let ok = CLIENT_GRANTS.with(|g| {
-        g.borrow_mut().iter_mut().any(|x| {
-            let hit = x.transaction == transaction && x.target == target && x.source == source && x.user == user;
-            let ok = hit && (!copied || x.copied);
-            if hit && !copied {
-                x.copied = true;
-            }
-            ok
-        })
-    });
+    let ok = with_client_grant(target, source, |x| !copied || x.copied);
     if !ok {
         crate::error::IngestError::new(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -466,6 +456,26 @@ pub fn check_client_grant(target: Oid, source: &str, copied: bool) {
         .hint("pg-ingest load FILE does this; call ingest.client_file_state first.")
         .raise()
     }
+}
+
+/// The COPY of a client file ended and recorded where it stopped: its tail may follow (not
+/// earlier, from a trigger of the load).
+pub fn mark_client_copied(target: Oid, source: &str) {
+    with_client_grant(target, source, |x| {
+        x.copied = true;
+        true
+    });
+}
+
+/// Runs `f` on this transaction's grant of (target, source) to the current role, if any.
+fn with_client_grant(target: Oid, source: &str, f: impl FnOnce(&mut ClientGrant) -> bool) -> bool {
+    let (transaction, user) = (transaction_marker(), unsafe { pg_sys::GetUserId() });
+    CLIENT_GRANTS.with(|g| {
+        let mut g = g.borrow_mut();
+        g.iter_mut()
+            .find(|x| x.transaction == transaction && x.target == target && x.source == source && x.user == user)
+            .is_some_and(f)
+    })
 }
 
 /// Serializes loads of one client file by the current role into one table to the end of the
