@@ -5,7 +5,7 @@ CREATE TABLE ingest.job_records (
     job_id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     state          text NOT NULL DEFAULT 'queued'
                    CHECK (state IN ('queued', 'running', 'done', 'failed', 'cancelled')),
-    submitted_by   name NOT NULL DEFAULT current_user,
+    submitted_by   regrole NOT NULL,
     search_path    text NOT NULL,
     path           text NOT NULL,
     target         text,

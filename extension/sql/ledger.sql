@@ -8,7 +8,8 @@ CREATE TABLE ingest.loads (
     file          text NOT NULL,
     target        text NOT NULL,
     target_oid    oid NOT NULL,
-    loaded_by     name NOT NULL DEFAULT current_user,
+    -- the role that loaded (its OID: a role renamed keeps its rows, one dropped leaves them to no one)
+    loaded_by     regrole NOT NULL,
     started_at    timestamptz NOT NULL,
     finished_at   timestamptz,
     -- 'range': one writer's part of a multi-writer load (see parent_load_id); 'copy': COPY … (FORMAT jsonl);
@@ -70,7 +71,7 @@ CREATE TABLE ingest.files (
     load_id          bigint NOT NULL,
     loaded_at        timestamptz NOT NULL,
     -- the role whose load made the entry: only a role with its privileges moves it
-    loaded_by        name NOT NULL,
+    loaded_by        regrole NOT NULL,
     PRIMARY KEY (target_oid, device, inode)
 );
 CREATE INDEX ON ingest.files (target_oid, path);
@@ -93,7 +94,7 @@ CREATE TABLE ingest.file_ranges (
     load_id          bigint NOT NULL,
     parent_load_id   bigint NOT NULL,
     loaded_at        timestamptz NOT NULL DEFAULT clock_timestamp(),
-    loaded_by        name NOT NULL,
+    loaded_by        regrole NOT NULL,
     -- keyed by the load too: a leader that forgets earlier ranges (force, a replaced file) in
     -- its open transaction never makes its own writers wait on those rows
     PRIMARY KEY (target_oid, device, inode, parent_load_id, range_start)
@@ -119,7 +120,7 @@ CREATE TABLE ingest.client_files (
     loaded_at        timestamptz NOT NULL,
     -- a client file is what its client says it is: each role has entries of its own, and a
     -- load trusts only its own role's
-    loaded_by        name NOT NULL,
+    loaded_by        regrole NOT NULL,
     PRIMARY KEY (target_oid, source, loaded_by)
 );
 COMMENT ON TABLE ingest.client_files IS 'pg_ingest: how far each client file (host:path) has been loaded into each table';
@@ -128,15 +129,14 @@ COMMENT ON TABLE ingest.client_files IS 'pg_ingest: how far each client file (ho
 -- that a role whose privileges it has made; pg_read_all_stats (and pg_monitor) and superusers
 -- see all. Rejected lines are where personal data and secrets end up. Row-level security: the
 -- extension's owner, who writes these tables on loaders' behalf, is not subject to it.
-CREATE FUNCTION ingest.visible(target_oid oid, loaded_by name) RETURNS boolean
+CREATE FUNCTION ingest.visible(target_oid oid, loaded_by regrole) RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
   SELECT pg_catalog.pg_has_role('pg_read_all_stats'::pg_catalog.name, 'USAGE'::pg_catalog.text)
       OR coalesce(pg_catalog.has_table_privilege(target_oid, 'SELECT'::pg_catalog.text), false)
-      OR coalesce((SELECT pg_catalog.pg_has_role(r.oid, 'USAGE'::pg_catalog.text)
-                     FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) loaded_by), false)
+      OR pg_catalog.pg_has_role(loaded_by::pg_catalog.oid, 'USAGE'::pg_catalog.text)
 $$;
-COMMENT ON FUNCTION ingest.visible(oid, name) IS 'pg_ingest: whether the current user may see a ledger row of this table made by this role';
+COMMENT ON FUNCTION ingest.visible(oid, regrole) IS 'pg_ingest: whether the current user may see a ledger row of this table made by this role';
 
 ALTER TABLE ingest.loads ENABLE ROW LEVEL SECURITY;
 ALTER TABLE ingest.rejects ENABLE ROW LEVEL SECURITY;

@@ -241,6 +241,13 @@ unsafe fn copy_from(copy: *mut pg_sys::CopyStmt, format: Format) -> u64 {
     restrict_columns(&mut target, (*copy).attlist);
     let sources = ingest::sources(&target.columns, &target.name, &opts);
 
+    // a client ledger is checked before the client is asked for its bytes; it is a client's
+    // (what the server receives from it), not a server file's or a program's
+    if client.is_some() && source.is_some() {
+        IngestError::new(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, "COPY option LEDGER is for COPY … FROM STDIN")
+            .hint("A file on the server has a ledger of its own: ingest_jsonl(path, …).")
+            .raise()
+    }
     // a client ledger is checked before the client is asked for its bytes
     let (span, status) = match &client {
         Some(c) => {

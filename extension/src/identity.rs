@@ -148,11 +148,15 @@ pub fn has_privs_of(role: &str) -> bool {
     }
 }
 
-/// The current user's name (`current_user`).
-pub fn current_user_name() -> String {
-    unsafe {
-        std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false)).to_string_lossy().into_owned()
-    }
+/// The current user (`current_user`), as ledger rows record who made them: by OID, so that a
+/// role renamed keeps them and a new role with a dropped role's name does not get them.
+pub fn current_user() -> Oid {
+    unsafe { pg_sys::GetUserId() }
+}
+
+/// Whether the current user has the privileges of role `role` (an OID: false for one dropped).
+pub fn has_privs_of_role(role: Oid) -> bool {
+    role != Oid::INVALID && unsafe { pg_sys::has_privs_of_role(pg_sys::GetUserId(), role) }
 }
 
 /// Who started a worker: enough for the worker to become exactly that, and no more.
@@ -189,11 +193,6 @@ impl Caller {
             pg_sys::BackgroundWorkerInitializeConnectionByOid(self.database, self.login_role, 0);
             pg_sys::SetUserIdAndSecContext(self.user, self.sec_context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
         }
-    }
-
-    /// The current user's name.
-    pub fn user_name(&self) -> String {
-        unsafe { std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(self.user, false)).to_string_lossy().into_owned() }
     }
 }
 

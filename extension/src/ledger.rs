@@ -56,8 +56,11 @@ const LOCK_TAG_KIND: u16 = 0x7067;
 /// `pg_locks` as an advisory lock with `objsubid` 28775, but on a tag no SQL can produce: a
 /// role cannot take or hold it to stall others' loads.
 fn lock_key(key: &str) {
-    // FNV-1a: the same key in every backend
-    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    // SHA-256: keys are partly a role's to choose (a client file's name), and no role may
+    // find one that takes another's lock
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let hash = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
     let tag = pg_sys::LOCKTAG {
         locktag_field1: u32::from(unsafe { pg_sys::MyDatabaseId }),
         locktag_field2: (hash >> 32) as u32,
@@ -76,7 +79,7 @@ pub fn file_entry(target: Oid, device: u64, inode: u64) -> Option<(String, FileE
         Spi::connect_mut(|c| {
             let rows = c.update(
                 "SELECT byte_offset, lines, head_bytes, head_fingerprint, tail_bytes, tail_fingerprint, \
-                        load_id, loaded_at::text, path, loaded_by::text \
+                        load_id, loaded_at::text, path, loaded_by::pg_catalog.oid \
                    FROM ingest.files WHERE target_oid = $1 AND device = $2 AND inode = $3",
                 None,
                 &[target.into(), (device as i64).into(), (inode as i64).into()],
@@ -91,15 +94,14 @@ pub fn file_entry(target: Oid, device: u64, inode: u64) -> Option<(String, FileE
                     load_id: row.get(7)?.unwrap_or(0),
                     loaded_at: row.get(8)?.unwrap_or_default(),
                 };
-                entry =
-                    Some((row.get::<String>(9)?.unwrap_or_default(), e, row.get::<String>(10)?.unwrap_or_default()));
+                entry = Some((row.get::<String>(9)?.unwrap_or_default(), e, row.get::<Oid>(10)?.unwrap_or_default()));
             }
             Ok::<_, pgrx::spi::Error>(entry)
         })
     })
     .unwrap_or_else(|e| spi_error(e));
     found.map(|(path, e, owner)| {
-        check_owner(&owner);
+        check_owner(owner);
         (path, e)
     })
 }
@@ -109,8 +111,8 @@ pub fn file_entry(target: Oid, device: u64, inode: u64) -> Option<(String, FileE
 ///
 /// The error names neither the role nor the path the entry was loaded from: the caller may not
 /// be allowed to see the entry (`ingest.files`).
-fn check_owner(owner: &str) {
-    if !crate::identity::has_privs_of(owner) {
+fn check_owner(owner: Oid) {
+    if !crate::identity::has_privs_of_role(owner) {
         crate::error::IngestError::new(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             "permission denied to load this file into this table: its ledger entry belongs to another role",
@@ -149,7 +151,7 @@ pub fn start_load(
 ) -> i64 {
     // the role that loads: current_user (after SET ROLE, in a SECURITY DEFINER function), not
     // the session's
-    let loaded_by = crate::identity::current_user_name();
+    let loaded_by = crate::identity::current_user();
     run_as_owner(|| {
         Spi::get_one_with_args::<i64>(
             "INSERT INTO ingest.loads (file, target, target_oid, loaded_by, started_at, status, on_error, start_offset, \
@@ -162,7 +164,7 @@ pub fn start_load(
                 on_error.into(),
                 start_offset.into(),
                 parent_load_id.into(),
-                loaded_by.as_str().into(),
+                loaded_by.into(),
             ],
         )
     })
@@ -273,7 +275,7 @@ pub fn save_file(s: &FileState) {
             s.tail.bytes.into(),
             s.tail.hash.as_str().into(),
             s.load_id.into(),
-            crate::identity::current_user_name().as_str().into(),
+            crate::identity::current_user().into(),
         ],
     );
 }
@@ -297,14 +299,14 @@ pub fn file_ranges(target: Oid, device: u64, inode: u64) -> Vec<FileRange> {
         Spi::connect_mut(|c| {
             let rows = c.update(
                 "SELECT range_start, range_end, first_line, lines, device, inode, head_bytes, head_fingerprint, load_id, \
-                        loaded_by::text \
+                        loaded_by::pg_catalog.oid \
                    FROM ingest.file_ranges WHERE target_oid = $1 AND device = $2 AND inode = $3 ORDER BY range_start",
                 None,
                 &[target.into(), (device as i64).into(), (inode as i64).into()],
             )?;
             let mut ranges = Vec::new();
             for r in rows {
-                let owner: String = r.get(10)?.unwrap_or_default();
+                let owner: Oid = r.get(10)?.unwrap_or_default();
                 ranges.push((owner, FileRange {
                     start: r.get(1)?.unwrap_or(0),
                     end: r.get(2)?.unwrap_or(0),
@@ -323,7 +325,7 @@ pub fn file_ranges(target: Oid, device: u64, inode: u64) -> Vec<FileRange> {
     found
         .into_iter()
         .map(|(owner, range)| {
-            check_owner(&owner);
+            check_owner(owner);
             range
         })
         .collect()
@@ -347,7 +349,7 @@ pub fn save_range(target: Oid, path: &str, r: &FileRange, parent_load_id: i64) {
             r.head.hash.as_str().into(),
             r.load_id.into(),
             parent_load_id.into(),
-            crate::identity::current_user_name().as_str().into(),
+            crate::identity::current_user().into(),
         ],
     );
 }
@@ -440,9 +442,10 @@ pub fn grant_client_load(target: Oid, source: &str) {
 }
 
 /// A client's ledger moves only under the load that asked for its state: by the same role, in
-/// the same transaction, after `ingest.client_file_state` (`copied`: and after its COPY ended).
+/// the same transaction, after `ingest.client_file_state`; `copied`: once, after its COPY
+/// ended (the client's own call comes first; a deferred trigger firing at COMMIT finds none).
 pub fn check_client_grant(target: Oid, source: &str, copied: bool) {
-    let ok = with_client_grant(target, source, |x| !copied || x.copied);
+    let ok = with_client_grant(target, source, |x| !copied || std::mem::take(&mut x.copied));
     if !ok {
         crate::error::IngestError::new(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -490,15 +493,15 @@ pub fn lock_client_file(target: Oid, source: &str) {
 /// has entries of its own and a load trusts only its own role's: another role's, even a less
 /// privileged one's, could make it skip lines that role never loaded.
 pub fn client_file(target: Oid, source: &str) -> Option<ClientFile> {
-    let user = crate::identity::current_user_name();
+    let user = crate::identity::current_user();
     run_as_owner(|| {
         Spi::connect_mut(|c| {
             let rows = c.update(
                 "SELECT byte_offset, lines, size, device, inode, head_fingerprint, tail_fingerprint, load_id \
                    FROM ingest.client_files WHERE target_oid OPERATOR(pg_catalog.=) $1 AND source OPERATOR(pg_catalog.=) $2 \
-                    AND loaded_by OPERATOR(pg_catalog.=) $3",
+                    AND loaded_by::pg_catalog.oid OPERATOR(pg_catalog.=) $3",
                 None,
-                &[target.into(), source.into(), user.as_str().into()],
+                &[target.into(), source.into(), user.into()],
             )?;
             let mut found = None;
             for r in rows {
@@ -540,7 +543,7 @@ pub fn save_client_file(target: Oid, target_name: &str, source: &str, f: &Client
             f.head_fingerprint.as_str().into(),
             f.tail_fingerprint.as_str().into(),
             f.load_id.into(),
-            crate::identity::current_user_name().as_str().into(),
+            crate::identity::current_user().into(),
         ],
     );
 }

@@ -71,8 +71,10 @@ fn a_client_ledger_moves_only_under_its_own_load() {
     tx.query("SELECT * FROM ingest.client_file_state('t', $1)", &[&source]).unwrap();
     assert_eq!(tx.copy_in(&forged(&source, 0, false, "loaded")).unwrap().finish().unwrap(), 0);
     tx.commit().unwrap();
-    let now: i64 =
-        v.query_one("SELECT byte_offset FROM ingest.client_files WHERE loaded_by = current_user", &[]).unwrap().get(0);
+    let now: i64 = v
+        .query_one("SELECT byte_offset FROM ingest.client_files WHERE loaded_by::text = current_user", &[])
+        .unwrap()
+        .get(0);
     assert_eq!(now, offset);
     std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(lines(111, 120).as_bytes()).unwrap();
     db.cli().env("PGUSER", victim).args(["load", &path, "--into", "t", "--quiet"]).assert().success();
@@ -184,6 +186,112 @@ fn no_role_holds_a_files_load_lock() {
     let n: i64 = v.query_one(&format!("SELECT rows_inserted FROM ingest_jsonl('{path}', 't')"), &[]).unwrap().get(0);
     assert_eq!(n, 20);
     tx.rollback().unwrap();
+}
+
+#[test]
+fn ledger_rows_belong_to_a_role_not_to_its_name() {
+    let (first, renamed) = ("pgi_ledger_erin", "pgi_ledger_erin2");
+    let mut db = TestDb::new("trust_role_oid");
+    db.client
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {first}; DROP ROLE IF EXISTS {renamed}; CREATE ROLE {first} LOGIN;
+             GRANT pg_read_server_files TO {first};
+             CREATE TABLE t (id int NOT NULL, v text); GRANT INSERT ON t TO {first};"
+        ))
+        .unwrap();
+    let dir = DataDir::new();
+    let client_file = dir.write("client.jsonl", lines(1, 10));
+    let server_file = dir.write("server.jsonl", format!("{}{{\"id\": null}}\n", lines(101, 110)));
+    db.cli().env("PGUSER", first).args(["load", &client_file, "--into", "t", "--quiet"]).assert().success();
+    let mut e = connect_as(&db.name, first);
+    e.query(&format!("SELECT * FROM ingest_jsonl('{server_file}', 't', on_error => 'skip')"), &[]).unwrap();
+    drop(e);
+    // renamed: its entries and rows are still its own (no line loaded twice)
+    db.client.batch_execute(&format!("ALTER ROLE {first} RENAME TO {renamed}")).unwrap();
+    db.cli().env("PGUSER", renamed).args(["load", &client_file, "--into", "t", "--quiet"]).assert().success();
+    let mut e = connect_as(&db.name, renamed);
+    let status: String = e
+        .query_one(&format!("SELECT status FROM ingest_jsonl('{server_file}', 't', on_error => 'skip')"), &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "unchanged");
+    let seen: i64 = e.query_one("SELECT count(*) FROM ingest.rejects", &[]).unwrap().get(0);
+    assert_eq!(seen, 1);
+    drop(e);
+    assert_eq!(rows(&mut db.client), (20, 20));
+    // dropped, and a new role made with its old name: nothing of the old one's is the new one's
+    db.client
+        .batch_execute(&format!(
+            "REVOKE pg_read_server_files FROM {renamed}; DROP OWNED BY {renamed}; DROP ROLE {renamed};
+             CREATE ROLE {renamed} LOGIN; GRANT pg_read_server_files TO {renamed}; GRANT INSERT ON t TO {renamed};"
+        ))
+        .unwrap();
+    let mut n = connect_as(&db.name, renamed);
+    for t in ["ingest.loads", "ingest.rejects", "ingest.files", "ingest.client_files"] {
+        let c: i64 = n.query_one(&format!("SELECT count(*) FROM {t}"), &[]).unwrap().get(0);
+        assert_eq!(c, 0, "{t}");
+    }
+    let e = n.query(&format!("SELECT * FROM ingest_jsonl('{server_file}', 't')"), &[]).unwrap_err();
+    assert_eq!(db_error(&e).0, "42501");
+    db.client.batch_execute(&format!("DROP OWNED BY {renamed}; REVOKE pg_read_server_files FROM {renamed}")).unwrap();
+}
+
+#[test]
+fn a_deferred_trigger_cannot_move_the_loaders_client_tail() {
+    let (owner, loader) = ("pgi_ledger_alice", "pgi_ledger_bob");
+    let db = setup("trust_deferred_tail", loader, owner);
+    let mut c = connect_as(&db.name, "postgres");
+    c.batch_execute(&format!(
+        "CREATE FUNCTION evil_tail() RETURNS trigger LANGUAGE plpgsql AS $$
+         DECLARE r record; BEGIN
+           FOR r IN SELECT source FROM ingest.client_files WHERE target_oid = 't'::regclass AND loaded_by::text = current_user LOOP
+             BEGIN
+               PERFORM ingest.client_file_tail('t'::regclass, r.source, 'forged');
+             EXCEPTION WHEN others THEN NULL;
+             END;
+           END LOOP; RETURN NULL; END $$;
+         CREATE CONSTRAINT TRIGGER evil AFTER INSERT ON t DEFERRABLE INITIALLY DEFERRED
+           FOR EACH ROW EXECUTE FUNCTION evil_tail();"
+    ))
+    .unwrap();
+    let dir = DataDir::new();
+    let path = dir.write("tail.jsonl", lines(1, 10));
+    // the first load has no entry yet; the second moves its tail
+    for i in 0..3 {
+        let out = db.cli().env("PGUSER", loader).args(["load", &path, "--into", "t"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(!stderr.contains("loading it as a new file"), "{stderr}");
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(lines(11 + i, 11 + i).as_bytes())
+            .unwrap();
+    }
+    let tails: Vec<String> =
+        c.query("SELECT tail_fingerprint FROM ingest.client_files", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert!(!tails.iter().any(|t| t == "forged"), "{tails:?}");
+    assert_eq!(rows(&mut c), (12, 12), "every line once");
+}
+
+#[test]
+fn the_ledger_option_is_for_a_clients_stream_only() {
+    let (victim, attacker) = ("pgi_ledger_file_v", "pgi_ledger_file_a");
+    let db = setup("trust_ledger_file", victim, attacker);
+    let dir = DataDir::new();
+    let path = dir.write("f.jsonl", lines(1, 5));
+    let mut a = connect_as(&db.name, attacker);
+    let mut tx = a.transaction().unwrap();
+    tx.query("SELECT * FROM ingest.client_file_state('t', 'h:/x')", &[]).unwrap();
+    let e = tx
+        .batch_execute(&format!(
+            "COPY t FROM '{path}' WITH (FORMAT jsonl, LEDGER '{{\"source\": \"h:/x\", \"device\": 1, \"inode\": 1, \
+             \"size\": 9, \"start_offset\": 0, \"start_line\": 1, \"head_fingerprint\": \"\", \"whole\": false, \
+             \"status\": \"loaded\"}}')"
+        ))
+        .unwrap_err();
+    assert_eq!(db_error(&e).0, "0A000", "{e}");
 }
 
 trait Pair {

@@ -16,7 +16,7 @@ use pgrx::prelude::*;
 
 use crate::batch::shared::{kill, SIGINT};
 use crate::error::{sqlstate, IngestError};
-use crate::identity::{current_search_path, has_privs_of, run_as_owner, with_safe_search_path, Caller};
+use crate::identity::{current_search_path, has_privs_of_role, run_as_owner, with_safe_search_path, Caller};
 use crate::ingest::LoadOptions;
 use crate::ledger::spi_error;
 
@@ -45,7 +45,7 @@ pub fn submit(path: &str, target: Option<String>, opts: &LoadOptions, writers: u
                                              epoch_unit, on_error, max_errors, force, writers) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING job_id",
             &[
-                caller.user_name().as_str().into(),
+                caller.user.into(),
                 search_path.as_str().into(),
                 path.into(),
                 target.into(),
@@ -80,14 +80,14 @@ pub fn cancel(job_id: i64) -> bool {
     let row = run_as_owner(|| {
         Spi::connect(|c| {
             let rows = c.select(
-                "SELECT state, pid, submitted_by::pg_catalog.text FROM ingest.job_records \
+                "SELECT state, pid, submitted_by::pg_catalog.oid FROM ingest.job_records \
                   WHERE job_id OPERATOR(pg_catalog.=) $1",
                 None,
                 &[job_id.into()],
             )?;
             let mut found = None;
             for r in rows {
-                found = Some((r.get::<String>(1)?.unwrap_or_default(), r.get::<i32>(2)?, r.get::<String>(3)?));
+                found = Some((r.get::<String>(1)?.unwrap_or_default(), r.get::<i32>(2)?, r.get::<pg_sys::Oid>(3)?));
             }
             Ok::<_, pgrx::spi::Error>(found)
         })
@@ -96,8 +96,7 @@ pub fn cancel(job_id: i64) -> bool {
     let Some((_, pid, owner)) = row else {
         IngestError::new(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("job {job_id} does not exist")).raise()
     };
-    let owner = owner.unwrap_or_default();
-    if !has_privs_of(&owner) {
+    if !has_privs_of_role(owner.unwrap_or_default()) {
         IngestError::new(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!("permission denied to cancel job {job_id}"),
