@@ -216,8 +216,28 @@ pub fn role(admin: &mut Client, name: &str, options: &str) {
         .unwrap();
 }
 
-/// When the postmaster started: a backend that crashed makes it restart every session, and
-/// this changes.
-pub fn postmaster_started(client: &mut Client) -> String {
-    client.query_one("SELECT pg_postmaster_start_time()::text", &[]).unwrap().get(0)
+/// Sees a server crash: a backend that dies of a signal makes the postmaster end every other
+/// session and recover (`pg_postmaster_start_time()` stays the same), so a session opened
+/// before an attack that still answers after it says no backend crashed meanwhile.
+pub struct CrashWitness {
+    client: Client,
+    pid: i32,
+}
+
+impl CrashWitness {
+    pub fn new(database: &str) -> Self {
+        let mut client = connect(database);
+        let pid = client.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+        Self { client, pid }
+    }
+
+    /// Panics when the server crashed since the witness was made.
+    pub fn assert_no_crash(&mut self) {
+        let pid: i32 = self
+            .client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .unwrap_or_else(|e| panic!("the witness session was ended: a backend crashed ({e})"))
+            .get(0);
+        assert_eq!(pid, self.pid);
+    }
 }

@@ -70,7 +70,7 @@ fn internal_entry_points_are_not_executable_by_public() {
         "ingest.load_range(text,oid,bigint,bigint,bigint,jsonb,bigint)",
         "ingest.prepared_rows(bigint,anyelement)",
         "ingest.progress_file(bigint,integer,bigint)",
-        "ingest.visible(oid,name)",
+        "ingest.visible(oid,regrole)",
     ];
     assert_eq!(public, expected);
 }

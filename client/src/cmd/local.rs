@@ -234,7 +234,8 @@ pub fn load_file(client: &mut Client, path: &str, args: &LoadArgs) -> anyhow::Re
             .query_one(
                 "SELECT byte_offset FROM ingest.client_files \
               WHERE target_oid OPERATOR(pg_catalog.=) $1::text::regclass AND source OPERATOR(pg_catalog.=) $2 \
-                AND loaded_by OPERATOR(pg_catalog.=) current_user",
+                AND loaded_by::pg_catalog.oid OPERATOR(pg_catalog.=) \
+                    (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) current_user)",
                 &[&table, &source],
             )?
             .get(0);
