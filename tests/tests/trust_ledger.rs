@@ -241,7 +241,7 @@ fn a_deferred_trigger_cannot_move_the_loaders_client_tail() {
     let (owner, loader) = ("pgi_ledger_alice", "pgi_ledger_bob");
     let db = setup("trust_deferred_tail", loader, owner);
     let mut c = connect_as(&db.name, "postgres");
-    c.batch_execute(&format!(
+    c.batch_execute(
         "CREATE FUNCTION evil_tail() RETURNS trigger LANGUAGE plpgsql AS $$
          DECLARE r record; BEGIN
            FOR r IN SELECT source FROM ingest.client_files WHERE target_oid = 't'::regclass AND loaded_by::text = current_user LOOP
@@ -252,7 +252,7 @@ fn a_deferred_trigger_cannot_move_the_loaders_client_tail() {
            END LOOP; RETURN NULL; END $$;
          CREATE CONSTRAINT TRIGGER evil AFTER INSERT ON t DEFERRABLE INITIALLY DEFERRED
            FOR EACH ROW EXECUTE FUNCTION evil_tail();"
-    ))
+    )
     .unwrap();
     let dir = DataDir::new();
     let path = dir.write("tail.jsonl", lines(1, 10));
