@@ -142,10 +142,7 @@ pub fn check_insert_before_lock(oid: Oid) {
 /// inheritance, as `pg_has_role(role, 'USAGE')`. False for a role that no longer exists.
 pub fn has_privs_of(role: &str) -> bool {
     let Ok(c) = CString::new(role) else { return false };
-    unsafe {
-        let oid = pg_sys::get_role_oid(c.as_ptr(), true);
-        oid != Oid::INVALID && pg_sys::has_privs_of_role(pg_sys::GetUserId(), oid)
-    }
+    has_privs_of_role(unsafe { pg_sys::get_role_oid(c.as_ptr(), true) })
 }
 
 /// The current user (`current_user`), as ledger rows record who made them: by OID, so that a

@@ -160,6 +160,8 @@ pub struct RowSource {
     econtext: *mut pg_sys::ExprContext,
     last_line: u64,
     any_may_fail: bool,
+    /// Attributes a row must have to hold every column this source fills.
+    width: usize,
     ledger_target: String,
     /// The column being made, for an error raised meanwhile.
     failed_column: Option<String>,
@@ -259,6 +261,7 @@ impl RowSource {
             })
             .collect();
         let any_may_fail = columns.iter().any(|c: &Column| c.may_fail);
+        let width = columns.iter().map(|c: &Column| c.index + 1).max().unwrap_or(0);
         let memory = unsafe {
             pg_sys::AllocSetContextCreateExtended(
                 pg_sys::CurrentMemoryContext,
@@ -288,6 +291,7 @@ impl RowSource {
             econtext: unsafe { pg_sys::CreateStandaloneExprContext() },
             last_line: 0,
             any_may_fail,
+            width,
             ledger_target: rowtype.ledger_target.0.clone(),
             failed_column: None,
         }
@@ -415,10 +419,10 @@ impl RowSource {
         pos += 2;
         debug_assert_eq!(fields, self.columns.len());
         // never past the row the caller holds, whatever it is
-        if let Some(c) = self.columns.iter().find(|c| c.index >= natts) {
+        if self.width > natts {
             IngestError::new(
                 PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
-                format!("column \"{}\" is not in the row being filled ({natts} attributes)", c.name),
+                format!("the row being filled has {natts} attributes, and this read fills {}", self.width),
             )
             .raise()
         }
