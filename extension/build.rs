@@ -4,12 +4,23 @@
 
 use pgrx_pg_config::{PgConfig, Pgrx};
 
+/// The PostgreSQL majors pg_ingest is built and tested for.
+const SUPPORTED: [u32; 3] = [15, 17, 18];
+
 fn main() {
     println!("cargo:rerun-if-changed=src/ingest/copy_state.c");
     println!("cargo:rerun-if-env-changed=PGRX_PG_CONFIG_PATH");
-    let major = (13..=18)
+    let major = SUPPORTED
+        .into_iter()
         .find(|v| std::env::var(format!("CARGO_FEATURE_PG{v}")).is_ok())
-        .expect("one of the pg13..pg18 features must be enabled");
+        .expect("one of the pg15, pg17, pg18 features must be enabled");
+    // cfg aliases for src/pg_compat.rs, the one place that tests the major
+    for (alias, before) in [("pre_pg16", 16), ("pre_pg18", 18)] {
+        println!("cargo::rustc-check-cfg=cfg({alias})");
+        if major < before {
+            println!("cargo::rustc-cfg={alias}");
+        }
+    }
     let pg_config = if PgConfig::is_in_environment() {
         PgConfig::from_env()
     } else {

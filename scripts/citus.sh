@@ -7,7 +7,8 @@ source "$(dirname "$0")/common.sh"
 
 CITUS_VERSION=13.2.2
 CITUS_DIR=$PG_DIR/citus
-CITUS_PORTS=(54330 54331 54332)   # coordinator, worker 1, worker 2
+CITUS_PORTS=($CITUS_BASE_PORT $((CITUS_BASE_PORT + 1)) $((CITUS_BASE_PORT + 2)))   # coordinator, worker 1, worker 2
+CITUS_MAJORS="15 16 17"   # the PostgreSQL majors Citus 13 supports
 CITUS_NAMES=(coordinator worker1 worker2)
 
 tarball() {
@@ -25,6 +26,10 @@ installed() {
 }
 
 available() {
+    if [[ " $CITUS_MAJORS " != *" $PG_MAJOR "* ]]; then
+        echo "Citus $CITUS_VERSION does not support PostgreSQL $PG_MAJOR (only $CITUS_MAJORS)" >&2
+        return 3
+    fi
     if installed || tarball >/dev/null; then return 0; fi
     echo "Citus $CITUS_VERSION is not installed and its source tarball was not found: set CITUS_TARBALL to" \
          "citus-$CITUS_VERSION.tar.gz (https://github.com/citusdata/citus/archive/refs/tags/v$CITUS_VERSION.tar.gz)" >&2
@@ -47,6 +52,8 @@ install() {
     fi
     (cd "$tree" && ./configure -q --without-libcurl PG_CONFIG="$PG_CONFIG" >/dev/null \
         && make -s -j"$(nproc)" >/dev/null && as_root make -s install >/dev/null)
+    # a PostgreSQL built by server.sh: Citus uses that PostgreSQL's libpq, next to it
+    [ -n "$PG_ROOT" ] && patchelf --set-rpath '$ORIGIN' "$("$PG_CONFIG" --pkglibdir)/citus.so"
     rm -rf "$build"
     installed || { echo "Citus did not install" >&2; exit 1; }
     say "Citus $CITUS_VERSION installed"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The private cluster: data in .pg/ of the repo, owned by the postgres OS user, on
-# 127.0.0.1:$PGPORT (54329), trust auth (but for two test roles), TLS on, pg_cron preloaded.
+# The private cluster of PostgreSQL $PG: data in .pg/ of the repo (.pg17/, .pg18/ for 17 and 18),
+# owned by the postgres OS user, on 127.0.0.1:$PGPORT (54329; 54317, 54318 for 17 and 18), trust
+# auth (but for two test roles), TLS on, pg_cron preloaded.
 #   cluster.sh start | stop | status | log
 source "$(dirname "$0")/common.sh"
 

@@ -2,18 +2,36 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PG_MAJOR=15
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}
-PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
+# The PostgreSQL major everything is for: `make … PG=NN`. 15 is Debian 12's own; 17 and 18 are
+# built by scripts/server.sh into $PG_INGEST_CACHE, outside the clone.
+PG_MAJOR=${PG:-15}
+SUPPORTED_MAJORS="15 17 18"
+case " $SUPPORTED_MAJORS " in
+    *" $PG_MAJOR "*) ;;
+    *) echo "PG=$PG_MAJOR is not supported: use one of $SUPPORTED_MAJORS" >&2; exit 2 ;;
+esac
+PG_CACHE=${PG_INGEST_CACHE:-/var/cache/pg_ingest}
+if [ "$PG_MAJOR" = 15 ]; then
+    PG_ROOT=
+    PORT_DEFAULT=54329
+    PG_DIR=$REPO/.pg
+    CITUS_BASE_PORT=54330
+else
+    PG_ROOT=$PG_CACHE/pg$PG_MAJOR/root
+    PORT_DEFAULT=543$PG_MAJOR
+    PG_DIR=$REPO/.pg$PG_MAJOR
+    CITUS_BASE_PORT=543${PG_MAJOR:1}0   # 54370…
+fi
+PG_BIN=$PG_ROOT/usr/lib/postgresql/$PG_MAJOR/bin
+PG_CONFIG=$PG_BIN/pg_config
 PGRX_VERSION=0.18.0
 PG_OS_USER=postgres
 
-# The private cluster.
-PG_DIR=$REPO/.pg
+# The private cluster of this major; each listens on its own port, so they run side by side.
 PG_DATA=$PG_DIR/data
 PG_LOG=$PG_DIR/server.log
-export PGHOST=${PGHOST:-127.0.0.1}
-export PGPORT=${PGPORT:-54329}
+export PGHOST=127.0.0.1
+export PGPORT=$PORT_DEFAULT
 export PGUSER=${PGUSER:-postgres}
 export PGDATABASE=${PGDATABASE:-postgres}
 
@@ -43,6 +61,17 @@ install_packages() {
         as_root apt-get update -qq
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
     fi
+}
+
+# The workspace version (the extension's and the client's).
+workspace_version() { sed -n 's/^version = "\(.*\)"/\1/p' "$REPO/Cargo.toml" | head -1; }
+
+# Builds the extension for this major in release mode (cargo pgrx package) and prints the
+# directory it was staged under: the files are there at the paths of $PG_CONFIG.
+build_extension() {
+    (cd "$REPO/extension" && as_root env "PATH=$PATH" "HOME=$HOME" ${PGRX_HOME:+"PGRX_HOME=$PGRX_HOME"} \
+        cargo pgrx package --pg-config "$PG_CONFIG" >/dev/null)
+    echo "$REPO/target/release/pg_ingest-pg$PG_MAJOR"
 }
 
 # The installed extension library, which the private cluster preloads.

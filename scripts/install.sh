@@ -7,8 +7,7 @@ BINDIR=${BINDIR:-/usr/local/bin}
 say "building and installing the pg_ingest extension (release)"
 # cargo pgrx package builds into target/; the files are then put in place by renaming (see
 # install_atomically): the private cluster may be running with the old library mapped
-(cd "$REPO/extension" && as_root env "PATH=$PATH" "HOME=$HOME" cargo pgrx package --pg-config "$PG_CONFIG" >/dev/null)
-staged=$REPO/target/release/pg_ingest-pg$PG_MAJOR
+staged=$(build_extension)
 libdir=$("$PG_CONFIG" --pkglibdir)
 extdir=$("$PG_CONFIG" --sharedir)/extension
 install_atomically "$staged$libdir/pg_ingest.so" "$libdir/pg_ingest.so" 0755

@@ -33,11 +33,13 @@ detach_installed_library
 # Citus: a coordinator and two workers, when Citus is installed or its source is at hand
 if "$REPO/scripts/citus.sh" available; then
     "$REPO/scripts/citus.sh" start
-    export PG_INGEST_CITUS_PORT=54330
+    export PG_INGEST_CITUS_PORT=$CITUS_BASE_PORT
 else
-    say "the Citus tests will be skipped (see above for how to get Citus)"
+    say "the Citus tests will be skipped (see above)"
 fi
 
-say "end-to-end tests against the private cluster ($PGHOST:$PGPORT)"
+# where the tests find this major's cluster and programs
+export PG_INGEST_PG_MAJOR=$PG_MAJOR PG_INGEST_PG_BIN=$PG_BIN PG_INGEST_PG_DIR=$PG_DIR
+say "end-to-end tests against the private cluster of PostgreSQL $PG_MAJOR ($PGHOST:$PGPORT)"
 cargo test --locked -p pg_ingest_tests -- --test-threads 2
 say "all test suites passed"

@@ -126,11 +126,6 @@ pub fn init() {
 }
 
 fn mark_prefix_reserved(prefix: &CStr) {
-    #[cfg(any(feature = "pg13", feature = "pg14"))]
-    unsafe {
-        pgrx::pg_sys::EmitWarningsOnPlaceholders(prefix.as_ptr())
-    }
-    #[cfg(not(any(feature = "pg13", feature = "pg14")))]
     unsafe {
         pgrx::pg_sys::MarkGUCPrefixReserved(prefix.as_ptr())
     }

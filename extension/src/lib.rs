@@ -16,6 +16,7 @@ mod identity;
 mod ingest;
 mod jobs;
 mod ledger;
+mod pg_compat;
 mod read;
 mod regclass;
 mod schema;

@@ -1,6 +1,7 @@
 //! Fixtures for the end-to-end tests: the private cluster started by `make start`
-//! (127.0.0.1:54329 unless PGHOST/PGPORT say otherwise), one fresh database per test, and
-//! the `pg-ingest` binary as installed by `make install`.
+//! (127.0.0.1:54329 unless PGHOST/PGPORT say otherwise; `make test PG=NN` points them at that
+//! major's cluster), one fresh database per test, and the `pg-ingest` binary as installed by
+//! `make install`.
 
 use std::env;
 use std::path::PathBuf;
@@ -13,6 +14,24 @@ pub fn server() -> (String, u16, String) {
     let port = env::var("PGPORT").ok().and_then(|p| p.parse().ok()).unwrap_or(54329);
     let user = env::var("PGUSER").unwrap_or_else(|_| "postgres".to_owned());
     (host, port, user)
+}
+
+/// The PostgreSQL major of the private cluster (scripts/test.sh exports PG_INGEST_PG_MAJOR;
+/// 15 without it).
+pub fn pg_major() -> String {
+    env::var("PG_INGEST_PG_MAJOR").unwrap_or_else(|_| "15".to_owned())
+}
+
+/// A program of that major's PostgreSQL (pg_ctl, psql…), from PG_INGEST_PG_BIN.
+pub fn pg_program(name: &str) -> PathBuf {
+    PathBuf::from(env::var("PG_INGEST_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".to_owned())).join(name)
+}
+
+/// The private cluster's directory (data/, server.log, tls/), from PG_INGEST_PG_DIR.
+pub fn pg_dir() -> PathBuf {
+    env::var_os("PG_INGEST_PG_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.pg"))
 }
 
 /// A key=value DSN for `database`.

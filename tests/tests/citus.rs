@@ -131,7 +131,7 @@ fn what_cannot_work_on_citus_is_refused_before_anything_is_written() {
         assert_eq!(state, "0A000", "{message}");
         assert!(message.contains("STDIN"), "{message}");
     }
-    let psql = std::process::Command::new("/usr/lib/postgresql/15/bin/psql")
+    let psql = std::process::Command::new(pg_ingest_tests::pg_program("psql"))
         .args(["-X", "-h", "127.0.0.1", "-p", &std::env::var("PG_INGEST_CITUS_PORT").unwrap(), "-U", "postgres"])
         .args(["-c", &format!("\\copy pgi_dist2 FROM '{path}' WITH (FORMAT jsonl)")])
         .output()

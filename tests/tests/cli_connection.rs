@@ -11,7 +11,7 @@ use predicates::prelude::*;
 
 /// The private cluster's certificate (self-signed, for localhost and 127.0.0.1).
 fn server_certificate() -> PathBuf {
-    let cert = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.pg/tls/server.crt");
+    let cert = pg_ingest_tests::pg_dir().join("tls/server.crt");
     assert!(cert.is_file(), "{} is missing: start the cluster with `make start`", cert.display());
     cert
 }

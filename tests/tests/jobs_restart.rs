@@ -2,7 +2,6 @@
 //! running forever, and running the load again loads every line exactly once. (Its own test
 //! binary: it restarts the private cluster.)
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -10,9 +9,10 @@ use pg_ingest_core::sample::{write_chat_lines, CHAT_TABLE_DDL};
 use pg_ingest_tests::{connect, ingest, DataDir, TestDb};
 
 fn restart_cluster() {
-    let pg = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.pg");
+    let pg = pg_ingest_tests::pg_dir();
     let status = Command::new("runuser")
-        .args(["-u", "postgres", "--", "env", "-u", "RUST_BACKTRACE", "/usr/lib/postgresql/15/bin/pg_ctl"])
+        .args(["-u", "postgres", "--", "env", "-u", "RUST_BACKTRACE"])
+        .arg(pg_ingest_tests::pg_program("pg_ctl"))
         .arg("-D")
         .arg(pg.join("data"))
         .arg("-l")

@@ -26,8 +26,8 @@ unsafe extern "C-unwind" {
 /// SIGINT cancels the running query.
 pub fn backend_signals() {
     unsafe {
-        pgrx::pg_sys::pqsignal(SIGTERM, Some(pg_die));
-        pgrx::pg_sys::pqsignal(SIGINT, Some(pg_statement_cancel_handler));
+        crate::pg_compat::pqsignal(SIGTERM, Some(pg_die));
+        crate::pg_compat::pqsignal(SIGINT, Some(pg_statement_cancel_handler));
         pgrx::pg_sys::BackgroundWorkerUnblockSignals();
     }
 }

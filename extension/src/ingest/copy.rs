@@ -12,11 +12,7 @@ use super::feed::{feed_copy_data, ActiveFeed, Feed};
 use super::target::Target;
 use crate::error::{sqlstate_text, IngestError};
 
-/// COPY FROM's state (PostgreSQL 13 called it CopyState).
-#[cfg(feature = "pg13")]
-type CopyFromState = pg_sys::CopyState;
-#[cfg(not(feature = "pg13"))]
-type CopyFromState = pg_sys::CopyFromState;
+use crate::pg_compat::CopyFromState;
 
 unsafe extern "C" {
     // src/ingest/copy_state.c
@@ -75,10 +71,6 @@ pub fn run_copy(target: &Target, feed: *mut Feed) -> Result<u64, CopyFailure> {
         let options = pg_sys::lappend(std::ptr::null_mut(), format as *mut std::ffi::c_void);
 
         let _active = ActiveFeed::push(feed);
-        #[cfg(feature = "pg13")]
-        let cstate =
-            pg_sys::BeginCopyFrom(pstate, target.rel, std::ptr::null(), false, Some(feed_copy_data), attnames, options);
-        #[cfg(not(feature = "pg13"))]
         let cstate = pg_sys::BeginCopyFrom(
             pstate,
             target.rel,

@@ -14,6 +14,7 @@ use pg_ingest_core::error::RowError;
 use pg_ingest_core::input::Compression;
 
 use super::feed::Feed;
+use crate::pg_compat;
 use super::skip::Rejects;
 use super::target::{column_kind, finishes, TargetColumn};
 use super::{Checked, Input, LoadOptions, Span, Threads};
@@ -38,7 +39,7 @@ impl RowType {
         let natts = unsafe { (*tupdesc).natts } as usize;
         let mut columns = Vec::with_capacity(natts);
         for i in 0..natts {
-            let att = unsafe { &*(*tupdesc).attrs.as_ptr().add(i) };
+            let att = unsafe { pg_compat::tuple_desc_attr(tupdesc, i) };
             if att.attisdropped {
                 continue;
             }
@@ -80,7 +81,7 @@ pub unsafe fn same_row_type(a: pg_sys::TupleDesc, b: pg_sys::TupleDesc) -> bool 
             return false;
         }
         (0..(*a).natts as usize).all(|i| {
-            let (x, y) = (&*(*a).attrs.as_ptr().add(i), &*(*b).attrs.as_ptr().add(i));
+            let (x, y) = (pg_compat::tuple_desc_attr(a, i), pg_compat::tuple_desc_attr(b, i));
             x.attisdropped || y.attisdropped || x.atttypid == y.atttypid
         })
     }

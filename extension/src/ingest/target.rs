@@ -9,6 +9,7 @@ use pgrx::{PgSqlErrorCode, PgTupleDesc};
 use pg_ingest_core::encode::{ColumnKind, DefaultValue};
 
 use crate::error::IngestError;
+use crate::pg_compat;
 
 /// One column COPY writes (dropped and generated columns are not among them).
 #[derive(Clone)]
@@ -196,20 +197,13 @@ impl Target {
                 false,
                 false,
             );
-            // PostgreSQL 16 moved the permissions of a range-table entry to RTEPermissionInfo.
-            #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
-            let perms = (*nsitem).p_rte;
-            #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
-            let perms = (*nsitem).p_perminfo;
+            let perms = pg_compat::rte_permissions(nsitem);
             (*perms).requiredPerms = pg_sys::ACL_INSERT as _;
             for c in &self.columns {
                 let bit = c.attnum as i32 - pg_sys::FirstLowInvalidHeapAttributeNumber;
                 (*perms).insertedCols = pg_sys::bms_add_member((*perms).insertedCols, bit);
             }
-            #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
-            pg_sys::ExecCheckRTPerms((*pstate).p_rtable, true);
-            #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
-            pg_sys::ExecCheckPermissions((*pstate).p_rtable, (*pstate).p_rteperminfos, true);
+            pg_compat::check_range_table_permissions(pstate);
             self.refuse_rls();
             nsitem
         }

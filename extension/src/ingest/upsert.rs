@@ -143,7 +143,7 @@ fn statement(target: &Target, mode: Option<OnConflict>) -> String {
 /// The primary key's constraint name and columns; an error when there is none.
 fn primary_key(target: &Target) -> (String, Vec<i16>) {
     unsafe {
-        let index = pg_sys::RelationGetPrimaryKeyIndex(target.rel);
+        let index = crate::pg_compat::relation_primary_key_index(target.rel);
         if index == pg_sys::InvalidOid {
             IngestError::new(
                 PgSqlErrorCode::ERRCODE_INVALID_COLUMN_REFERENCE,

@@ -13,6 +13,7 @@ use pgrx::pg_sys;
 
 use super::{prepared_rows, read_args, read_jsonl_rows, token_arg};
 use crate::ingest::rows::{RowSource, RowType};
+use crate::pg_compat;
 
 const NAME: &std::ffi::CStr = c"ReadJsonl";
 
@@ -132,7 +133,7 @@ unsafe extern "C-unwind" fn set_rel_pathlist(
         if (*rte).rtekind != pg_sys::RTEKind::RTE_FUNCTION
             || (*rte).funcordinality
             || pg_sys::list_length((*rte).functions) != 1
-            || !pg_sys::bms_is_empty((*rel).lateral_relids)
+            || !pg_compat::bms_is_empty((*rel).lateral_relids)
         {
             return;
         }
@@ -185,7 +186,7 @@ unsafe extern "C-unwind" fn plan_path(
         // that set_customscan_references maps the plan's Vars onto it.
         let mut scan_tlist: *mut pg_sys::List = std::ptr::null_mut();
         for i in 0..(*tupdesc).natts as usize {
-            let att = &*(*tupdesc).attrs.as_ptr().add(i);
+            let att = pg_compat::tuple_desc_attr(tupdesc, i);
             let (typid, typmod, collation) = if att.attisdropped {
                 (pg_sys::INT4OID, -1, pg_sys::InvalidOid)
             } else {
