@@ -15,7 +15,7 @@ fn main() {
         .find(|v| std::env::var(format!("CARGO_FEATURE_PG{v}")).is_ok())
         .expect("one of the pg15, pg17, pg18 features must be enabled");
     // cfg aliases for src/pg_compat.rs, the one place that tests the major
-    for (alias, before) in [("pre_pg16", 16), ("pre_pg18", 18)] {
+    for (alias, before) in [("pre_pg16", 16), ("pre_pg17", 17), ("pre_pg18", 18)] {
         println!("cargo::rustc-check-cfg=cfg({alias})");
         if major < before {
             println!("cargo::rustc-cfg={alias}");

@@ -421,7 +421,7 @@ struct ClientGrant {
 
 /// This transaction of this backend (grants of an earlier one are worthless).
 fn transaction_marker() -> u32 {
-    unsafe { (*pg_sys::MyProc).lxid }
+    unsafe { crate::pg_compat::local_transaction_id() }
 }
 
 /// `ingest.client_file_state` told the current role what the ledger knows of `source` in

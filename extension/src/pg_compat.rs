@@ -1,6 +1,6 @@
 //! Every difference between the PostgreSQL majors pg_ingest supports (15, 17, 18), in one place.
-//! The rest of the extension calls these and never tests a major itself. The `pre_pg16` and
-//! `pre_pg18` cfg aliases come from build.rs (from the `pgNN` feature being built).
+//! The rest of the extension calls these and never tests a major itself. The `pre_pg16`,
+//! `pre_pg17` and `pre_pg18` cfg aliases come from build.rs (from the `pgNN` feature being built).
 
 use pgrx::pg_sys;
 
@@ -93,5 +93,32 @@ pub unsafe fn check_range_table_permissions(pstate: *mut pg_sys::ParseState) {
         pg_sys::ExecCheckRTPerms((*pstate).p_rtable, true);
         #[cfg(not(pre_pg16))]
         pg_sys::ExecCheckPermissions((*pstate).p_rtable, (*pstate).p_rteperminfos, true);
+    }
+}
+
+/// The user's privilege `mode` on a function (`pg_proc_aclcheck` before PostgreSQL 16,
+/// `object_aclcheck` from 16 on).
+///
+/// # Safety
+/// In a transaction.
+pub unsafe fn function_aclcheck(funcid: pg_sys::Oid, roleid: pg_sys::Oid, mode: pg_sys::AclMode) -> pg_sys::AclResult::Type {
+    unsafe {
+        #[cfg(pre_pg16)]
+        return pg_sys::pg_proc_aclcheck(funcid, roleid, mode);
+        #[cfg(not(pre_pg16))]
+        return pg_sys::object_aclcheck(pg_sys::ProcedureRelationId, funcid, roleid, mode);
+    }
+}
+
+/// This backend's local transaction id (PostgreSQL 17 moved it into `PGPROC.vxid`).
+///
+/// # Safety
+/// In a backend (MyProc is set).
+pub unsafe fn local_transaction_id() -> u32 {
+    unsafe {
+        #[cfg(not(pre_pg17))]
+        return (*pg_sys::MyProc).vxid.lxid;
+        #[cfg(pre_pg17)]
+        return (*pg_sys::MyProc).lxid;
     }
 }

@@ -285,7 +285,7 @@ unsafe extern "C-unwind" fn begin(node: *mut pg_sys::CustomScanState, estate: *m
 /// for the current user, then `InvokeFunctionExecuteHook` (sepgsql and the like).
 unsafe fn check_execute(funcid: pg_sys::Oid) {
     unsafe {
-        let acl = pg_sys::pg_proc_aclcheck(funcid, pg_sys::GetUserId(), pg_sys::ACL_EXECUTE as _);
+        let acl = pg_compat::function_aclcheck(funcid, pg_sys::GetUserId(), pg_sys::ACL_EXECUTE as _);
         if acl != pg_sys::AclResult::ACLCHECK_OK {
             pg_sys::aclcheck_error(acl, pg_sys::ObjectType::OBJECT_FUNCTION, pg_sys::get_func_name(funcid));
         }
