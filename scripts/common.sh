@@ -69,6 +69,8 @@ workspace_version() { sed -n 's/^version = "\(.*\)"/\1/p' "$REPO/Cargo.toml" | h
 # Builds the extension for this major in release mode (cargo pgrx package) and prints the
 # directory it was staged under: the files are there at the paths of $PG_CONFIG.
 build_extension() {
+    # only this build's files (an earlier version's install script would be shipped too)
+    as_root rm -rf "$REPO/target/release/pg_ingest-pg$PG_MAJOR"
     (cd "$REPO/extension" && as_root env "PATH=$PATH" "HOME=$HOME" ${PGRX_HOME:+"PGRX_HOME=$PGRX_HOME"} \
         cargo pgrx package --pg-config "$PG_CONFIG" >/dev/null)
     echo "$REPO/target/release/pg_ingest-pg$PG_MAJOR"

@@ -38,6 +38,16 @@ else
     say "the Citus tests will be skipped (see above)"
 fi
 
+# the packages, installed by tests/tests/packages.rs onto a server that never saw a build of this
+# tree; on 15, the only major it was released for, the last release too, for the upgrade test
+say "Debian packages (make package) for the package and upgrade tests"
+"$REPO/scripts/package.sh"
+export PG_INGEST_PACKAGES=$REPO/target/packages PG_INGEST_PRISTINE=$("$REPO/scripts/server.sh" pristine)
+if [ "$PG_MAJOR" = 15 ]; then
+    PG_INGEST_OLD_RELEASE=$("$REPO/scripts/old_release.sh" 0.1.0)
+    export PG_INGEST_OLD_RELEASE
+fi
+
 # where the tests find this major's cluster and programs
 export PG_INGEST_PG_MAJOR=$PG_MAJOR PG_INGEST_PG_BIN=$PG_BIN PG_INGEST_PG_DIR=$PG_DIR
 say "end-to-end tests against the private cluster of PostgreSQL $PG_MAJOR ($PGHOST:$PGPORT)"

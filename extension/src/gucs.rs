@@ -126,9 +126,7 @@ pub fn init() {
 }
 
 fn mark_prefix_reserved(prefix: &CStr) {
-    unsafe {
-        pgrx::pg_sys::MarkGUCPrefixReserved(prefix.as_ptr())
-    }
+    unsafe { pgrx::pg_sys::MarkGUCPrefixReserved(prefix.as_ptr()) }
 }
 
 pub fn max_line_bytes() -> usize {

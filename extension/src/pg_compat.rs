@@ -101,7 +101,11 @@ pub unsafe fn check_range_table_permissions(pstate: *mut pg_sys::ParseState) {
 ///
 /// # Safety
 /// In a transaction.
-pub unsafe fn function_aclcheck(funcid: pg_sys::Oid, roleid: pg_sys::Oid, mode: pg_sys::AclMode) -> pg_sys::AclResult::Type {
+pub unsafe fn function_aclcheck(
+    funcid: pg_sys::Oid,
+    roleid: pg_sys::Oid,
+    mode: pg_sys::AclMode,
+) -> pg_sys::AclResult::Type {
     unsafe {
         #[cfg(pre_pg16)]
         return pg_sys::pg_proc_aclcheck(funcid, roleid, mode);

@@ -52,7 +52,8 @@ impl Server {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let server = Self { dir, port };
         let found = std::fs::read_dir(server.lib_dir()).unwrap().chain(std::fs::read_dir(server.ext_dir()).unwrap());
-        let ours: Vec<_> = found.map(|e| e.unwrap().file_name()).filter(|f| f.to_string_lossy().starts_with("pg_ingest")).collect();
+        let ours: Vec<_> =
+            found.map(|e| e.unwrap().file_name()).filter(|f| f.to_string_lossy().starts_with("pg_ingest")).collect();
         assert!(ours.is_empty(), "the pristine server already has pg_ingest files: {ours:?}");
         Some(server)
     }
@@ -83,10 +84,13 @@ impl Server {
         let data = self.dir.join("data");
         std::fs::create_dir_all(&data).unwrap();
         run(Command::new("chown").arg("postgres").arg(&data));
-        run(as_postgres(&self.bin("initdb"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"]));
+        run(as_postgres(&self.bin("initdb")).arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+        ]));
         let conf = format!(
             "listen_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = ''\n\
              shared_preload_libraries = 'pg_ingest'\nmax_worker_processes = 32\nlc_messages = 'C'\n\
@@ -104,20 +108,18 @@ impl Server {
             .arg("-D")
             .arg(self.dir.join("data"))
             .arg("-l")
-            .arg(self.dir.join("server.log"))
+            .arg(self.dir.join("data/server.log"))
             .args(["-w", "-t", "60", "-m", "fast", action]));
     }
 
     fn connect(&self, db: &str) -> Client {
-        let dsn = format!(
-            "host=127.0.0.1 port={} user=postgres dbname={db} options='-c statement_timeout=120s'",
-            self.port
-        );
+        let dsn =
+            format!("host=127.0.0.1 port={} user=postgres dbname={db} options='-c statement_timeout=120s'", self.port);
         Client::connect(&dsn, NoTls).unwrap_or_else(|e| panic!("{dsn}: {e}\n{}", self.log()))
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.join("data/server.log")).unwrap_or_default()
     }
 
     /// A file the server can read.
@@ -200,10 +202,11 @@ fn the_packages_install_onto_a_server_that_never_saw_a_build_and_load() {
     server.pg_ctl("start");
     let mut c = server.connect("postgres");
     c.batch_execute("CREATE EXTENSION pg_ingest; CREATE TABLE chat (id int PRIMARY KEY, body text)").unwrap();
-    let version: String = c.query_one("SELECT extversion FROM pg_extension WHERE extname = 'pg_ingest'", &[]).unwrap().get(0);
+    let version: String =
+        c.query_one("SELECT extversion FROM pg_extension WHERE extname = 'pg_ingest'", &[]).unwrap().get(0);
     assert_eq!(version, pg_ingest_core::VERSION);
     let path = server.write_file("chat.jsonl", &chat_lines(0, 1000));
-    let rows: i64 = c.query_one("SELECT rows_loaded FROM ingest_jsonl($1, 'chat')", &[&path]).unwrap().get(0);
+    let rows: i64 = c.query_one("SELECT rows_inserted FROM ingest_jsonl($1, 'chat')", &[&path]).unwrap().get(0);
     assert_eq!(rows, 1000);
 
     // the client from its own package streams a local file to that server
@@ -239,14 +242,14 @@ SELECT line FROM (
     SELECT m.object || ': ' || pg_get_functiondef(p.oid) || ' acl ' || coalesce(p.proacl::text, 'default')
     FROM members m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid AND p.prokind <> 'a'
     UNION ALL
-    SELECT m.object || ': kind ' || c.relkind || ' rls ' || c.relrowsecurity || ' force ' || c.relforcerowsecurity
+    SELECT m.object || ': kind ' || c.relkind::text || ' rls ' || c.relrowsecurity || ' force ' || c.relforcerowsecurity
         || ' options ' || coalesce(c.reloptions::text, '') || ' acl ' || coalesce(c.relacl::text, 'default')
         || coalesce(' view ' || pg_get_viewdef(c.oid), '')
     FROM members m JOIN pg_class c ON m.classid = 'pg_class'::regclass AND c.oid = m.objid
     UNION ALL
     SELECT m.object || ' column ' || a.attnum || ' ' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
         || ' not null ' || a.attnotnull || ' default ' || coalesce(pg_get_expr(ad.adbin, ad.adrelid), '')
-        || ' identity ' || a.attidentity || ' generated ' || a.attgenerated
+        || ' identity ' || a.attidentity::text || ' generated ' || a.attgenerated::text
         || ' acl ' || coalesce(a.attacl::text, 'default')
     FROM members m JOIN pg_attribute a ON m.classid = 'pg_class'::regclass AND a.attrelid = m.objid
     LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
@@ -261,7 +264,7 @@ SELECT line FROM (
     SELECT m.object || ' trigger ' || pg_get_triggerdef(t.oid)
     FROM members m JOIN pg_trigger t ON m.classid = 'pg_class'::regclass AND t.tgrelid = m.objid AND NOT t.tgisinternal
     UNION ALL
-    SELECT m.object || ' policy ' || po.polname || ' ' || po.polcmd || ' permissive ' || po.polpermissive
+    SELECT m.object || ' policy ' || po.polname || ' ' || po.polcmd::text || ' permissive ' || po.polpermissive
         || ' roles ' || po.polroles::text || ' using ' || coalesce(pg_get_expr(po.polqual, po.polrelid), '')
         || ' check ' || coalesce(pg_get_expr(po.polwithcheck, po.polrelid), '')
     FROM members m JOIN pg_policy po ON m.classid = 'pg_class'::regclass AND po.polrelid = m.objid
@@ -307,14 +310,15 @@ fn alter_extension_update_from_the_last_release_keeps_the_ledger() {
     server.pg_ctl("start");
     let mut c = server.connect("postgres");
     c.batch_execute("CREATE EXTENSION pg_ingest; CREATE TABLE chat (id int PRIMARY KEY, body text)").unwrap();
-    let version: String = c.query_one("SELECT extversion FROM pg_extension WHERE extname = 'pg_ingest'", &[]).unwrap().get(0);
+    let version: String =
+        c.query_one("SELECT extversion FROM pg_extension WHERE extname = 'pg_ingest'", &[]).unwrap().get(0);
     assert_eq!(version, OLD_VERSION);
     let mut lines = chat_lines(0, 300);
     lines.push_str("{\"id\": \"not a number\"}\n");
     lines.push_str(&chat_lines(300, 400));
     let first = server.write_file("chat.jsonl", &lines);
     let loaded: i64 = c
-        .query_one("SELECT rows_loaded FROM ingest_jsonl($1, 'chat', on_error => 'skip')", &[&first])
+        .query_one("SELECT rows_inserted FROM ingest_jsonl($1, 'chat', on_error => 'skip')", &[&first])
         .unwrap()
         .get(0);
     assert_eq!(loaded, 400);
@@ -342,7 +346,8 @@ fn alter_extension_update_from_the_last_release_keeps_the_ledger() {
     server.pg_ctl("start");
     let mut c = server.connect("postgres");
     c.batch_execute("ALTER EXTENSION pg_ingest UPDATE").unwrap();
-    let version: String = c.query_one("SELECT extversion FROM pg_extension WHERE extname = 'pg_ingest'", &[]).unwrap().get(0);
+    let version: String =
+        c.query_one("SELECT extversion FROM pg_extension WHERE extname = 'pg_ingest'", &[]).unwrap().get(0);
     assert_eq!(version, pg_ingest_core::VERSION);
     assert_eq!(ledger_snapshot(&mut c), before, "the update changed the ledger");
 
@@ -360,7 +365,7 @@ fn alter_extension_update_from_the_last_release_keeps_the_ledger() {
     assert_eq!((r.get::<_, i64>(0), r.get::<_, i64>(1)), (600, 600));
     // and new lines appended to a loaded file are loaded, once
     std::fs::write(&first, format!("{lines}{}", chat_lines(600, 650))).unwrap();
-    let loaded: i64 = c.query_one("SELECT rows_loaded FROM ingest_jsonl($1, 'chat')", &[&first]).unwrap().get(0);
+    let loaded: i64 = c.query_one("SELECT rows_inserted FROM ingest_jsonl($1, 'chat')", &[&first]).unwrap().get(0);
     assert_eq!(loaded, 50);
 
     // the updated schema is the one a fresh install creates

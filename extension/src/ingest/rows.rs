@@ -14,11 +14,11 @@ use pg_ingest_core::error::RowError;
 use pg_ingest_core::input::Compression;
 
 use super::feed::Feed;
-use crate::pg_compat;
 use super::skip::Rejects;
 use super::target::{column_kind, finishes, TargetColumn};
 use super::{Checked, Input, LoadOptions, Span, Threads};
 use crate::error::{sqlstate_text, IngestError};
+use crate::pg_compat;
 use crate::{gucs, ledger};
 
 /// The row type asked for: its attributes (dropped ones stay NULL).
