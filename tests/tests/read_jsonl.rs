@@ -197,7 +197,7 @@ fn limit_reads_a_little_and_memory_stays_bounded() {
 
     // materialised (lateral call): the tuplestore spills past work_mem, memory stays bounded
     let mut m = connect_as(&db.name, "postgres");
-    m.batch_execute("SET work_mem = '4MB'").unwrap();
+    m.batch_execute("SET work_mem = '4MB'; SET statement_timeout = '120s'").unwrap();
     let pid: i32 = m.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
     let n2: i64 = m
         .query_one(
