@@ -50,8 +50,8 @@ install() {
     if [ -f "$patch" ] && grep -q "have_createdb_privilege" "$("$PG_CONFIG" --includedir-server)/commands/dbcommands.h"; then
         (cd "$tree" && patch -p1 -s < "$patch")
     fi
-    (cd "$tree" && ./configure -q --without-libcurl PG_CONFIG="$PG_CONFIG" >/dev/null \
-        && make -s -j"$(nproc)" >/dev/null && as_root make -s install >/dev/null)
+    (cd "$tree" && fresh_make_env ./configure -q --without-libcurl PG_CONFIG="$PG_CONFIG" >/dev/null \
+        && fresh_make_env make -s -j"$(nproc)" >/dev/null && as_root env -u MAKELEVEL -u MAKEFLAGS -u MFLAGS -u MAKEOVERRIDES make -s install >/dev/null)
     # a PostgreSQL built by server.sh: Citus uses that PostgreSQL's libpq, next to it
     [ -n "$PG_ROOT" ] && patchelf --set-rpath '$ORIGIN' "$("$PG_CONFIG" --pkglibdir)/citus.so"
     rm -rf "$build"

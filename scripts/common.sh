@@ -50,6 +50,10 @@ as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+# Runs a build of someone else's tree as if from a shell, not from our make: PostgreSQL's makefiles
+# generate their headers only at MAKELEVEL 0, and our MAKEFLAGS are not theirs.
+fresh_make_env() { env -u MAKELEVEL -u MAKEFLAGS -u MFLAGS -u MAKEOVERRIDES "$@"; }
+
 # Installs the Debian packages of the list that are missing, and only those.
 install_packages() {
     local missing=() p

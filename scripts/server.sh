@@ -85,11 +85,16 @@ build_server() {
     tree=$(find "$build" -maxdepth 1 -mindepth 1 -type d | head -1)
     # Debian's layout, so that the packages (`make package`) put files where Debian's
     # postgresql-NN looks for them
-    (cd "$tree" && ./configure -q --prefix=/usr/lib/postgresql/$PG_MAJOR \
+    if ! (cd "$tree" && fresh_make_env ./configure --prefix=/usr/lib/postgresql/$PG_MAJOR \
         --datadir=/usr/share/postgresql/$PG_MAJOR --includedir=/usr/include/postgresql \
-        --disable-rpath --with-openssl --with-lz4 --with-zstd --without-icu >/dev/null \
-        && make -s -j"$(nproc)" world-bin >/dev/null 2>&1 \
-        && rm -rf "$out/pristine.tmp" && make -s install-world-bin DESTDIR="$out/pristine.tmp" >/dev/null)
+        --disable-rpath --with-openssl --with-lz4 --with-zstd --without-icu \
+        && fresh_make_env make -j"$(nproc)" world-bin \
+        && rm -rf "$out/pristine.tmp" && fresh_make_env make install-world-bin DESTDIR="$out/pristine.tmp") > "$build/build.log" 2>&1
+    then
+        tail -n 40 "$build/build.log" >&2
+        echo "building PostgreSQL $PG_MAJOR failed (log above)" >&2
+        exit 1
+    fi
     # its own libpq, found next to the binaries wherever the tree is copied
     local f
     for f in "$out/pristine.tmp/usr/lib/postgresql/$PG_MAJOR"/bin/* "$out/pristine.tmp/usr/lib/postgresql/$PG_MAJOR"/lib/*.so; do
@@ -109,7 +114,11 @@ build_pg_cron() {
     say "building pg_cron from $(basename "$tarball") for PostgreSQL $PG_MAJOR"
     tar -xzf "$tarball" -C "$build"
     tree=$(find "$build" -maxdepth 1 -mindepth 1 -type d | head -1)
-    (cd "$tree" && make -s PG_CONFIG="$PG_CONFIG" >/dev/null 2>&1 && make -s install PG_CONFIG="$PG_CONFIG" >/dev/null)
+    if ! (cd "$tree" && fresh_make_env make PG_CONFIG="$PG_CONFIG" && fresh_make_env make install PG_CONFIG="$PG_CONFIG") > "$build/build.log" 2>&1; then
+        tail -n 40 "$build/build.log" >&2
+        echo "building pg_cron failed (log above)" >&2
+        exit 1
+    fi
     patchelf --set-rpath '$ORIGIN' "$("$PG_CONFIG" --pkglibdir)/pg_cron.so"
     rm -rf "$build"
 }
