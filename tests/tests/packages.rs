@@ -170,6 +170,17 @@ fn chat_lines(from: i64, to: i64) -> String {
     (from..to).map(|i| format!("{{\"id\": {i}, \"body\": \"line {i}\"}}\n")).collect()
 }
 
+/// Streams a local file into `chat` with a `pg-ingest` binary, as a user would.
+fn stream_with(client: &Path, server: &Server, file: &str) {
+    run(Command::new(client)
+        .args(["load", "--quiet", "--into", "chat"])
+        .arg(file)
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", server.port.to_string())
+        .env("PGUSER", "postgres")
+        .env("PGDATABASE", "postgres"));
+}
+
 #[test]
 fn the_packages_install_onto_a_server_that_never_saw_a_build_and_load() {
     let major = Server::major();
@@ -213,13 +224,7 @@ fn the_packages_install_onto_a_server_that_never_saw_a_build_and_load() {
     let client_root = server.dir.join("client");
     run(Command::new("dpkg-deb").arg("-x").arg(&cli).arg(&client_root));
     let local = server.write_file("more.jsonl", &chat_lines(1000, 1500));
-    run(Command::new(client_root.join("usr/bin/pg-ingest"))
-        .args(["load", "--quiet", "--into", "chat"])
-        .arg(&local)
-        .env("PGHOST", "127.0.0.1")
-        .env("PGPORT", server.port.to_string())
-        .env("PGUSER", "postgres")
-        .env("PGDATABASE", "postgres"));
+    stream_with(&client_root.join("usr/bin/pg-ingest"), &server, &local);
     let (n, distinct): (i64, i64) = {
         let r = c.query_one("SELECT count(*), count(DISTINCT id) FROM chat", &[]).unwrap();
         (r.get(0), r.get(1))
@@ -326,13 +331,7 @@ fn alter_extension_update_from_the_last_release_keeps_the_ledger() {
     let job: i64 = c.query_one("SELECT ingest_jsonl_async($1, 'chat')", &[&second]).unwrap().get(0);
     c.query("SELECT * FROM wait_job($1)", &[&job]).unwrap();
     let streamed = server.write_file("streamed.jsonl", &chat_lines(500, 600));
-    run(Command::new(pg_ingest_tests::pg_ingest_bin())
-        .args(["load", "--quiet", "--into", "chat"])
-        .arg(&streamed)
-        .env("PGHOST", "127.0.0.1")
-        .env("PGPORT", server.port.to_string())
-        .env("PGUSER", "postgres")
-        .env("PGDATABASE", "postgres"));
+    stream_with(&pg_ingest_tests::pg_ingest_bin(), &server, &streamed);
     let before = ledger_snapshot(&mut c);
     assert!(before.iter().any(|l| l.starts_with("ingest.rejects ")), "{before:#?}");
     assert!(before.iter().any(|l| l.starts_with("ingest.jobs ")), "{before:#?}");
@@ -354,13 +353,7 @@ fn alter_extension_update_from_the_last_release_keeps_the_ledger() {
     // the ledger still decides: loading the same files again loads nothing twice
     c.query("SELECT * FROM ingest_jsonl($1, 'chat', on_error => 'skip')", &[&first]).unwrap();
     c.query("SELECT * FROM ingest_jsonl($1, 'chat')", &[&second]).unwrap();
-    run(Command::new(pg_ingest_tests::pg_ingest_bin())
-        .args(["load", "--quiet", "--into", "chat"])
-        .arg(&streamed)
-        .env("PGHOST", "127.0.0.1")
-        .env("PGPORT", server.port.to_string())
-        .env("PGUSER", "postgres")
-        .env("PGDATABASE", "postgres"));
+    stream_with(&pg_ingest_tests::pg_ingest_bin(), &server, &streamed);
     let r = c.query_one("SELECT count(*), count(DISTINCT id) FROM chat", &[]).unwrap();
     assert_eq!((r.get::<_, i64>(0), r.get::<_, i64>(1)), (600, 600));
     // and new lines appended to a loaded file are loaded, once
