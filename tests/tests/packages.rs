@@ -80,6 +80,21 @@ impl Server {
         run(Command::new("chmod").arg("-R").arg("a+rX").arg(self.dir.join("root")));
     }
 
+    /// Copies a tree of files at Debian's paths (a release built from its tag) into the root.
+    fn install_tree(&self, tree: &str) {
+        run(Command::new("cp").arg("-a").arg(format!("{tree}/.")).arg(self.dir.join("root")));
+        run(Command::new("chmod").arg("-R").arg("a+rX").arg(self.dir.join("root")));
+    }
+
+    /// initdb, start, and in database postgres the extension and a table `chat` to load into.
+    fn start_with_chat_table(&self) -> Client {
+        self.init();
+        self.pg_ctl("start");
+        let mut c = self.connect("postgres");
+        c.batch_execute("CREATE EXTENSION pg_ingest; CREATE TABLE chat (id int PRIMARY KEY, body text)").unwrap();
+        c
+    }
+
     fn init(&self) {
         let data = self.dir.join("data");
         std::fs::create_dir_all(&data).unwrap();
@@ -166,6 +181,10 @@ fn deb_files(deb: &Path) -> String {
     String::from_utf8(run(Command::new("dpkg-deb").arg("-c").arg(deb)).stdout).unwrap()
 }
 
+fn extension_version(c: &mut Client) -> String {
+    c.query_one("SELECT extversion FROM pg_extension WHERE extname = 'pg_ingest'", &[]).unwrap().get(0)
+}
+
 fn chat_lines(from: i64, to: i64) -> String {
     (from..to).map(|i| format!("{{\"id\": {i}, \"body\": \"line {i}\"}}\n")).collect()
 }
@@ -209,13 +228,8 @@ fn the_packages_install_onto_a_server_that_never_saw_a_build_and_load() {
     }
 
     server.install_deb(&ext);
-    server.init();
-    server.pg_ctl("start");
-    let mut c = server.connect("postgres");
-    c.batch_execute("CREATE EXTENSION pg_ingest; CREATE TABLE chat (id int PRIMARY KEY, body text)").unwrap();
-    let version: String =
-        c.query_one("SELECT extversion FROM pg_extension WHERE extname = 'pg_ingest'", &[]).unwrap().get(0);
-    assert_eq!(version, pg_ingest_core::VERSION);
+    let mut c = server.start_with_chat_table();
+    assert_eq!(extension_version(&mut c), pg_ingest_core::VERSION);
     let path = server.write_file("chat.jsonl", &chat_lines(0, 1000));
     let rows: i64 = c.query_one("SELECT rows_inserted FROM ingest_jsonl($1, 'chat')", &[&path]).unwrap().get(0);
     assert_eq!(rows, 1000);
@@ -309,15 +323,9 @@ fn alter_extension_update_from_the_last_release_keeps_the_ledger() {
     let Some(server) = Server::unpack("upgrade") else { return };
 
     // 0.1.0, as the tag built it, with loads, rejects, a client load and a job in its ledger
-    run(Command::new("cp").arg("-a").arg(format!("{old_release}/.")).arg(server.dir.join("root")));
-    run(Command::new("chmod").arg("-R").arg("a+rX").arg(server.dir.join("root")));
-    server.init();
-    server.pg_ctl("start");
-    let mut c = server.connect("postgres");
-    c.batch_execute("CREATE EXTENSION pg_ingest; CREATE TABLE chat (id int PRIMARY KEY, body text)").unwrap();
-    let version: String =
-        c.query_one("SELECT extversion FROM pg_extension WHERE extname = 'pg_ingest'", &[]).unwrap().get(0);
-    assert_eq!(version, OLD_VERSION);
+    server.install_tree(&old_release);
+    let mut c = server.start_with_chat_table();
+    assert_eq!(extension_version(&mut c), OLD_VERSION);
     let mut lines = chat_lines(0, 300);
     lines.push_str("{\"id\": \"not a number\"}\n");
     lines.push_str(&chat_lines(300, 400));
@@ -345,9 +353,7 @@ fn alter_extension_update_from_the_last_release_keeps_the_ledger() {
     server.pg_ctl("start");
     let mut c = server.connect("postgres");
     c.batch_execute("ALTER EXTENSION pg_ingest UPDATE").unwrap();
-    let version: String =
-        c.query_one("SELECT extversion FROM pg_extension WHERE extname = 'pg_ingest'", &[]).unwrap().get(0);
-    assert_eq!(version, pg_ingest_core::VERSION);
+    assert_eq!(extension_version(&mut c), pg_ingest_core::VERSION);
     assert_eq!(ledger_snapshot(&mut c), before, "the update changed the ledger");
 
     // the ledger still decides: loading the same files again loads nothing twice
