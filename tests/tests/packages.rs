@@ -1,6 +1,7 @@
 //! The Debian packages of `make package`, installed onto a PostgreSQL that has never seen a build
-//! of this tree; and `ALTER EXTENSION pg_ingest UPDATE` from the last release (0.1.0, as tagged in
-//! git) on a server with data in the ledger, then a schema identical to a fresh install's.
+//! of this tree; and `ALTER EXTENSION pg_ingest UPDATE` from the last release (0.1.0: commit
+//! 009ecc0, git tag `v0.1.0`) on a server with data in the ledger, then a schema identical to a
+//! fresh install's.
 //!
 //! scripts/test.sh sets PG_INGEST_PACKAGES (target/packages), PG_INGEST_PRISTINE (the server as
 //! Debian ships it, or as scripts/server.sh built it) and, on PostgreSQL 15, the only major 0.1.0
@@ -80,7 +81,7 @@ impl Server {
         run(Command::new("chmod").arg("-R").arg("a+rX").arg(self.dir.join("root")));
     }
 
-    /// Copies a tree of files at Debian's paths (a release built from its tag) into the root.
+    /// Copies a tree of files at Debian's paths (a release built from its commit) into the root.
     fn install_tree(&self, tree: &str) {
         run(Command::new("cp").arg("-a").arg(format!("{tree}/.")).arg(self.dir.join("root")));
         run(Command::new("chmod").arg("-R").arg("a+rX").arg(self.dir.join("root")));
@@ -322,7 +323,7 @@ fn alter_extension_update_from_the_last_release_keeps_the_ledger() {
     let Some(ext) = package(&format!("postgresql-{}-pg-ingest", Server::major())) else { return };
     let Some(server) = Server::unpack("upgrade") else { return };
 
-    // 0.1.0, as the tag built it, with loads, rejects, a client load and a job in its ledger
+    // 0.1.0, as its commit built it, with loads, rejects, a client load and a job in its ledger
     server.install_tree(&old_release);
     let mut c = server.start_with_chat_table();
     assert_eq!(extension_version(&mut c), OLD_VERSION);
