@@ -99,6 +99,36 @@ pub fn integer(v: &Value, bytes: u8) -> Result<Option<Vec<u8>>, RowError> {
     }
 }
 
+/// A uuid as `uuid_in` reads it (`string_to_uuid`): 32 hex digits, an optional hyphen after
+/// any group of four but the last, optionally in braces. `None`: PostgreSQL decides.
+pub fn uuid(t: &[u8]) -> Option<[u8; 16]> {
+    let t = match t {
+        [b'{', inner @ .., b'}'] => inner,
+        _ => t,
+    };
+    let mut out = [0u8; 16];
+    let mut at = 0;
+    for (i, byte) in out.iter_mut().enumerate() {
+        let hi = (*t.get(at)? as char).to_digit(16)?;
+        let lo = (*t.get(at + 1)? as char).to_digit(16)?;
+        *byte = (hi * 16 + lo) as u8;
+        at += 2;
+        if i % 2 == 1 && i < 15 && t.get(at) == Some(&b'-') {
+            at += 1;
+        }
+    }
+    (at == t.len()).then_some(out)
+}
+
+/// A bool as `boolin` reads the usual spellings; `None` for the rest (PostgreSQL decides).
+pub fn bool_text(t: &[u8]) -> Option<bool> {
+    match t {
+        b"true" | b"t" => Some(true),
+        b"false" | b"f" => Some(false),
+        _ => None,
+    }
+}
+
 /// A JSON number as float4/float8 bytes, or `None` (strings, overflow and underflow go to the
 /// input function, which accepts or refuses them itself).
 pub fn float(v: &Value, bytes: u8) -> Option<Vec<u8>> {

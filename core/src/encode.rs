@@ -1,12 +1,13 @@
 //! JSON lines → PostgreSQL binary COPY rows, one chunk at a time, on any thread.
 //!
-//! Values a fast path can encode are written in place. The rest become *holes*: a place in the
-//! byte stream plus the text for the column type's input function (or nothing, for a per-row
-//! DEFAULT), which the backend's main thread fills in as it streams the chunk to COPY. A hole
-//! takes no bytes in [`EncodedChunk::bytes`], so filling it is a splice, never a rewrite.
+//! Every field is a tag byte and what the tag says follows (see [`TAG_DATUM`] and the others):
+//! a finished datum, the type's binary form for its receive function, or text for its input
+//! function, where PostgreSQL decides what no fast path fully understands. The backend reads
+//! the tag (`pg_ingest_field` in `copy_state.c`) for COPY and for rows alike. A per-row DEFAULT
+//! is a *hole*: a place in the byte stream the main thread fills as it streams the chunk to
+//! COPY. A hole takes no bytes in [`EncodedChunk::bytes`], so filling it is a splice.
 
 use std::collections::HashMap;
-use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::convert::{self, EpochUnit};
@@ -32,6 +33,8 @@ pub enum ColumnKind {
     Timestamptz,
     Timestamp,
     Date,
+    Uuid,
+    Numeric,
     /// A PostgreSQL array type: JSON arrays become array literals for `array_in`.
     Array,
     /// json[] or jsonb[]: each element of a JSON array, arrays included, is one JSON value.
@@ -57,16 +60,26 @@ pub struct ColumnSpec {
     pub kind: ColumnKind,
     pub default: DefaultValue,
     pub source: Source,
-    /// text, json or jsonb (the types themselves, not domains) taken by the backend as
-    /// finished datums: each field is a tag byte, then `0`: the datum with its varlena header
-    /// (built here), or `1`: what the type's own receive function reads (PostgreSQL decides).
+    /// The column's type itself (not a domain, whose checks only PostgreSQL runs), of one
+    /// whose datums are built here (text, varchar, json, jsonb, numeric; timestamptz for
+    /// [`TAG_LOCAL`]): fields may be [`TAG_DATUM`].
     pub finished: bool,
+    /// The column's typmod (numeric(p,s) is rounded here as `apply_typmod` rounds).
+    pub typmod: i32,
 }
 
-/// The tag of a finished column's field: the datum itself follows.
+/// A field's tag: the datum itself follows, its varlena header included, taken as it is.
 pub const TAG_DATUM: u8 = 0;
-/// The tag of a finished column's field: the type's binary COPY form follows.
+/// A field's tag: the type's binary COPY form follows, for its own receive function (which
+/// applies the typmod and a domain's checks).
 pub const TAG_RECEIVE: u8 = 1;
+/// A field's tag: text for the type's input function follows (PostgreSQL decides).
+pub const TAG_INPUT: u8 = 2;
+/// A field's tag (timestamptz only): a wall-clock time without an offset, as 8 bytes of
+/// microseconds since 2000-01-01 (native order), then the text it was read from. The backend
+/// places it in the session's TimeZone as `timestamptz_in` does, or gives the text to the
+/// input function where that fails.
+pub const TAG_LOCAL: u8 = 3;
 
 #[derive(Debug, Clone)]
 pub struct EncodeOptions {
@@ -96,15 +109,14 @@ impl Default for EncodeOptions {
     }
 }
 
-/// A place in [`EncodedChunk::bytes`] where the main thread inserts one field.
+/// A place in [`EncodedChunk::bytes`] where the main thread inserts one field: the column's
+/// per-row DEFAULT.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hole {
     /// Byte position in `bytes` where the field (length and data) goes.
     pub at: usize,
     pub column: u16,
     pub line: u64,
-    /// Range in [`EncodedChunk::text`] of the text for the input function; `None`: DEFAULT.
-    pub text: Option<Range<usize>>,
 }
 
 /// The rows of one chunk in binary COPY form (without the file header and trailer).
@@ -122,7 +134,10 @@ pub struct EncodedChunk {
     pub input_bytes: u64,
     pub bytes: Vec<u8>,
     pub holes: Vec<Hole>,
-    pub text: Vec<u8>,
+    /// Rows (index in the chunk) with a field PostgreSQL may still refuse: text for an input
+    /// function, a form its receive function checks. A row not listed is made of values
+    /// built and checked here.
+    pub checked_rows: Vec<u32>,
     /// `(row index in chunk, line number)` wherever the line stops being the previous row's
     /// line + 1 (and for the first row): enough to map any row back to its line.
     pub row_lines: Vec<(u64, u64)>,
@@ -151,7 +166,7 @@ impl EncodedChunk {
     pub fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
         self.bytes.capacity()
-            + self.text.capacity()
+            + self.checked_rows.capacity() * size_of::<u32>()
             + self.holes.capacity() * size_of::<Hole>()
             + self.row_lines.capacity() * size_of::<(u64, u64)>()
             + self.row_starts.capacity() * size_of::<usize>()
@@ -389,27 +404,19 @@ impl RowEncoder {
             }
         }
         let row_start = out.bytes.len();
-        let (holes, texts) = (out.holes.len(), out.text.len());
+        let holes = out.holes.len();
         out.bytes.extend_from_slice(&(self.columns.len() as i16).to_be_bytes());
         for c in 0..self.columns.len() {
             let value = if Some(c) == self.rest { None } else { s.values[c] };
-            let result = if Some(c) == self.rest && !s.rest.is_empty() && self.columns[c].finished {
+            let result = if Some(c) == self.rest && !s.rest.is_empty() {
                 let text = [&b"{"[..], &s.rest, b"}"].concat();
-                match (self.columns[c].kind, json::parse_value(&text)) {
-                    (ColumnKind::Jsonb, Ok(v)) => put_jsonb(out, v, true),
-                    (ColumnKind::Jsonb, Err(_)) => put_jsonb(out, Value { kind: Kind::Object, raw: &text }, false),
-                    _ => put_text_datum(out, &text),
-                }
-                Ok(())
-            } else if Some(c) == self.rest && !s.rest.is_empty() {
+                let value = json::parse_value(&text).unwrap_or(Value { kind: Kind::Object, raw: &text });
                 let col = &self.columns[c];
-                let version: &[u8] = if col.kind == ColumnKind::Jsonb { &[1] } else { &[] };
-                let len = version.len() + s.rest.len() + 2;
-                out.bytes.extend_from_slice(&(len as i32).to_be_bytes());
-                out.bytes.extend_from_slice(version);
-                out.bytes.push(b'{');
-                out.bytes.extend_from_slice(&s.rest);
-                out.bytes.push(b'}');
+                match col.kind {
+                    ColumnKind::Jsonb => put_jsonb(out, value, col.finished),
+                    _ if col.finished => put_text_datum(out, &text),
+                    _ => put_receive(out, &[], &text),
+                }
                 Ok(())
             } else {
                 self.encode_field(c, value, line_no, out)
@@ -417,7 +424,9 @@ impl RowEncoder {
             if let Err(e) = result {
                 out.bytes.truncate(row_start);
                 out.holes.truncate(holes);
-                out.text.truncate(texts);
+                if out.checked_rows.last() == Some(&(out.rows as u32)) {
+                    out.checked_rows.pop();
+                }
                 return Err(e.in_column(&self.columns[c].name));
             }
         }
@@ -485,7 +494,7 @@ impl RowEncoder {
                 match &col.default {
                     DefaultValue::Null | DefaultValue::Const(None) => put_null(out),
                     DefaultValue::Const(Some(b)) => put_bytes(out, b),
-                    DefaultValue::PerRow => put_hole(out, c, line, None),
+                    DefaultValue::PerRow => put_hole(out, c, line),
                 }
                 return Ok(());
             }
@@ -495,66 +504,157 @@ impl RowEncoder {
             }
             Some(v) => v,
         };
-        let fast: Option<Vec<u8>> = match col.kind {
-            ColumnKind::Text if col.finished => {
-                put_text_datum(out, &convert::text_form(&v)?);
-                return Ok(());
-            }
+        match col.kind {
+            ColumnKind::Text if col.finished => put_text_datum(out, &convert::text_form(&v)?),
+            // varchar(n), char(n), a domain: the receive function applies the typmod and checks
             ColumnKind::Text => {
-                let text = convert::text_form(&v)?;
-                put_bytes(out, &text);
-                return Ok(());
+                put_receive(out, &[], &convert::text_form(&v)?);
+                mark_checked(out);
             }
-            ColumnKind::Json if col.finished => {
-                put_text_datum(out, v.raw);
-                return Ok(());
-            }
+            ColumnKind::Json if col.finished => put_text_datum(out, v.raw),
             ColumnKind::Json => {
-                put_bytes(out, v.raw);
-                return Ok(());
+                put_receive(out, &[], v.raw);
+                mark_checked(out);
             }
-            ColumnKind::Jsonb => {
-                put_jsonb(out, v, col.finished);
-                return Ok(());
+            ColumnKind::Jsonb => put_jsonb(out, v, col.finished),
+            ColumnKind::Int2 | ColumnKind::Int4 | ColumnKind::Int8 => {
+                let width = match col.kind {
+                    ColumnKind::Int2 => 2,
+                    ColumnKind::Int4 => 4,
+                    _ => 8,
+                };
+                match convert::integer(&v, width)? {
+                    Some(b) => put_receive(out, &[], &b),
+                    None => put_input(out, &convert::text_form(&v)?),
+                }
             }
-            ColumnKind::Int2 => convert::integer(&v, 2)?,
-            ColumnKind::Int4 => convert::integer(&v, 4)?,
-            ColumnKind::Int8 => convert::integer(&v, 8)?,
-            ColumnKind::Float4 => convert::float(&v, 4),
-            ColumnKind::Float8 => convert::float(&v, 8),
-            ColumnKind::Bool => match v.kind {
-                Kind::Bool(b) => Some(vec![b as u8]),
-                _ => None,
-            },
+            ColumnKind::Float4 | ColumnKind::Float8 => {
+                match convert::float(&v, if col.kind == ColumnKind::Float4 { 4 } else { 8 }) {
+                    Some(b) => put_receive(out, &[], &b),
+                    None => put_input(out, &convert::text_form(&v)?),
+                }
+            }
+            ColumnKind::Bool => {
+                let b = match v.kind {
+                    Kind::Bool(b) => Some(b),
+                    Kind::String { escaped: false } => convert::bool_text(string_inner(&v)),
+                    _ => None,
+                };
+                match b {
+                    Some(b) => put_receive(out, &[], &[b as u8]),
+                    None => put_input(out, &convert::text_form(&v)?),
+                }
+            }
             ColumnKind::Timestamptz | ColumnKind::Timestamp if v.kind == Kind::Number => {
-                Some(convert::epoch_timestamp(&v, self.opts.epoch_unit)?)
+                put_receive(out, &[], &convert::epoch_timestamp(&v, self.opts.epoch_unit)?)
             }
-            ColumnKind::Date if v.kind == Kind::Number => Some(convert::epoch_date(&v, self.opts.epoch_unit)?),
-            ColumnKind::Array | ColumnKind::JsonArray if v.kind == Kind::Array => {
-                let start = out.text.len();
-                convert::array_literal(&v, col.kind == ColumnKind::JsonArray, &mut out.text)?;
-                let range = start..out.text.len();
-                put_hole(out, c, line, Some(range));
-                return Ok(());
+            ColumnKind::Date if v.kind == Kind::Number => {
+                put_receive(out, &[], &convert::epoch_date(&v, self.opts.epoch_unit)?)
             }
-            _ => None,
-        };
-        match fast {
-            Some(bytes) => put_bytes(out, &bytes),
-            None => {
+            ColumnKind::Timestamptz | ColumnKind::Timestamp | ColumnKind::Date => {
                 let text = convert::text_form(&v)?;
-                let start = out.text.len();
-                out.text.extend_from_slice(&text);
-                let range = start..out.text.len();
-                put_hole(out, c, line, Some(range));
+                put_temporal(out, col, &text);
             }
+            ColumnKind::Uuid => {
+                let text = convert::text_form(&v)?;
+                match convert::uuid(&text) {
+                    Some(u) => put_receive(out, &[], &u),
+                    None => put_input(out, &text),
+                }
+            }
+            ColumnKind::Numeric => {
+                let text = convert::text_form(&v)?;
+                let datum = match v.kind {
+                    Kind::Number | Kind::String { .. } if col.finished => {
+                        crate::numeric::numeric_datum_typmod(&text, col.typmod).ok()
+                    }
+                    _ => None,
+                };
+                match datum {
+                    Some(d) => put_datum(out, &d),
+                    None => put_input(out, &text),
+                }
+            }
+            ColumnKind::Array | ColumnKind::JsonArray if v.kind == Kind::Array => {
+                let mut literal = Vec::with_capacity(v.raw.len() + 8);
+                convert::array_literal(&v, col.kind == ColumnKind::JsonArray, &mut literal)?;
+                put_input(out, &literal);
+            }
+            _ => put_input(out, &convert::text_form(&v)?),
         }
         Ok(())
     }
 }
 
+/// A string's bytes between its quotes (for a string without escapes).
+fn string_inner<'a>(v: &Value<'a>) -> &'a [u8] {
+    &v.raw[1..v.raw.len() - 1]
+}
+
+/// A timestamptz, timestamp or date from its ISO 8601 text: the binary form where it is
+/// certain, a wall-clock time for the session's TimeZone, or the text for the input function.
+fn put_temporal(out: &mut EncodedChunk, col: &ColumnSpec, text: &[u8]) {
+    use crate::temporal;
+    match col.kind {
+        ColumnKind::Date => match temporal::parse_date(text) {
+            Some(days) => put_receive(out, &[], &days.to_be_bytes()),
+            None => put_input(out, text),
+        },
+        ColumnKind::Timestamp => match temporal::parse_datetime(text) {
+            // timestamp_in reads an offset and ignores it
+            Some(t) => put_receive(out, &[], &t.local_us().to_be_bytes()),
+            None => put_input(out, text),
+        },
+        _ => match temporal::parse_datetime(text) {
+            Some(t) => match t.utc_us() {
+                Some(us) => put_receive(out, &[], &us.to_be_bytes()),
+                None if col.finished && col.typmod < 0 && !t.fraction_carried => {
+                    out.bytes.extend_from_slice(&(1 + 8 + text.len() as i32).to_be_bytes());
+                    out.bytes.push(TAG_LOCAL);
+                    out.bytes.extend_from_slice(&t.local_us().to_ne_bytes());
+                    out.bytes.extend_from_slice(text);
+                    mark_checked(out);
+                }
+                None => put_input(out, text),
+            },
+            None => put_input(out, text),
+        },
+    }
+}
+
 fn put_null(out: &mut EncodedChunk) {
     out.bytes.extend_from_slice(&(-1i32).to_be_bytes());
+}
+
+/// The row being encoded has a field PostgreSQL may still refuse.
+fn mark_checked(out: &mut EncodedChunk) {
+    let row = out.rows as u32;
+    if out.checked_rows.last() != Some(&row) {
+        out.checked_rows.push(row);
+    }
+}
+
+/// Text for the column type's input function.
+fn put_input(out: &mut EncodedChunk, text: &[u8]) {
+    out.bytes.extend_from_slice(&(text.len() as i32 + 1).to_be_bytes());
+    out.bytes.push(TAG_INPUT);
+    out.bytes.extend_from_slice(text);
+    mark_checked(out);
+}
+
+/// The type's binary form (`prefix`, then `data`) for its receive function.
+fn put_receive(out: &mut EncodedChunk, prefix: &[u8], data: &[u8]) {
+    out.bytes.extend_from_slice(&((prefix.len() + data.len()) as i32 + 1).to_be_bytes());
+    out.bytes.push(TAG_RECEIVE);
+    out.bytes.extend_from_slice(prefix);
+    out.bytes.extend_from_slice(data);
+}
+
+/// A finished datum, its varlena header included.
+fn put_datum(out: &mut EncodedChunk, datum: &[u8]) {
+    out.bytes.extend_from_slice(&(datum.len() as i32 + 1).to_be_bytes());
+    out.bytes.push(TAG_DATUM);
+    out.bytes.extend_from_slice(datum);
 }
 
 /// A text or json datum: the tag, a varlena header, the text.
@@ -570,27 +670,23 @@ fn put_text_datum(out: &mut EncodedChunk, text: &[u8]) {
 fn put_jsonb(out: &mut EncodedChunk, v: Value<'_>, finished: bool) {
     if finished {
         if let Some(datum) = crate::jsonb::jsonb_datum(v) {
-            out.bytes.extend_from_slice(&(datum.len() as i32 + 1).to_be_bytes());
-            out.bytes.push(TAG_DATUM);
-            out.bytes.extend_from_slice(&datum);
+            put_datum(out, &datum);
             return;
         }
-        out.bytes.extend_from_slice(&(v.raw.len() as i32 + 2).to_be_bytes());
-        out.bytes.push(TAG_RECEIVE);
-    } else {
-        out.bytes.extend_from_slice(&(v.raw.len() as i32 + 1).to_be_bytes());
     }
-    out.bytes.push(1);
-    out.bytes.extend_from_slice(v.raw);
+    // jsonb_recv: version 1, then the text (a domain's checks, what the builder leaves)
+    put_receive(out, &[1], v.raw);
+    mark_checked(out);
 }
 
+/// A constant DEFAULT, already a whole field's bytes (tag included).
 fn put_bytes(out: &mut EncodedChunk, b: &[u8]) {
     out.bytes.extend_from_slice(&(b.len() as i32).to_be_bytes());
     out.bytes.extend_from_slice(b);
 }
 
-fn put_hole(out: &mut EncodedChunk, column: usize, line: u64, text: Option<Range<usize>>) {
-    out.holes.push(Hole { at: out.bytes.len(), column: column as u16, line, text });
+fn put_hole(out: &mut EncodedChunk, column: usize, line: u64) {
+    out.holes.push(Hole { at: out.bytes.len(), column: column as u16, line });
 }
 
 /// Follows `steps` below `root`; `None` where a key or index is missing.

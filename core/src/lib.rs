@@ -17,6 +17,7 @@ pub mod numeric;
 pub mod pipeline;
 pub mod report;
 pub mod sample;
+pub mod temporal;
 
 /// The version every pg_ingest component reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

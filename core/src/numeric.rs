@@ -133,6 +133,102 @@ pub fn numeric_datum(text: &[u8]) -> Result<Vec<u8>, NumericError> {
     Ok(out)
 }
 
+/// The numeric datum `numeric_in(text, typmod)` makes for a column of type `numeric(p,s)`
+/// (`typmod` < 0: plain numeric): rounded half away from zero to the scale, as `apply_typmod`
+/// rounds. `Err` where PostgreSQL must decide: a spelling other than `-?digits[.digits][e±n]`,
+/// or a value the typmod overflows (PostgreSQL raises its own error for it).
+pub fn numeric_datum_typmod(text: &[u8], typmod: i32) -> Result<Vec<u8>, NumericError> {
+    if typmod < 4 {
+        return numeric_datum(text);
+    }
+    let precision = ((typmod - 4) >> 16) & 0xffff;
+    let scale = (((typmod - 4) & 0x7ff) ^ 1024) - 1024;
+    // sign, the digits, and where the decimal point falls among them
+    let (negative, rest) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
+    };
+    let mantissa_end = rest.iter().position(|b| *b == b'e' || *b == b'E').unwrap_or(rest.len());
+    let (mantissa, exponent) = rest.split_at(mantissa_end);
+    let mut digits: Vec<u8> = Vec::with_capacity(mantissa.len() + 1);
+    let mut point: i64 = -1;
+    for &b in mantissa {
+        match b {
+            b'0'..=b'9' => digits.push(b - b'0'),
+            b'.' if point < 0 => point = digits.len() as i64,
+            _ => return Err(NumericError::Syntax),
+        }
+    }
+    if digits.is_empty() {
+        return Err(NumericError::Syntax);
+    }
+    if point < 0 {
+        point = digits.len() as i64;
+    }
+    if !exponent.is_empty() {
+        let e = std::str::from_utf8(&exponent[1..]).map_err(|_| NumericError::Syntax)?;
+        let e: i64 = e.strip_prefix('+').unwrap_or(e).parse().map_err(|_| NumericError::Syntax)?;
+        // far beyond any typmod: PostgreSQL decides
+        if e.abs() > 2000 {
+            return Err(NumericError::Overflow);
+        }
+        point += e;
+    }
+    // keep the digits up to `scale` places after the point, rounding on the next one
+    let keep = point + scale as i64;
+    let mut kept: Vec<u8> = if keep <= 0 {
+        Vec::new()
+    } else {
+        let mut k = digits.get(..(keep as usize).min(digits.len())).unwrap_or(&[]).to_vec();
+        k.resize(keep as usize, 0);
+        k
+    };
+    let next = if keep < 0 { 0 } else { digits.get(keep as usize).copied().unwrap_or(0) };
+    if next >= 5 {
+        // add one unit of the last kept place; all nines (or nothing kept) carry into a new digit
+        match kept.iter().rposition(|d| *d != 9) {
+            Some(i) => {
+                kept[i] += 1;
+                kept[i + 1..].iter_mut().for_each(|d| *d = 0);
+            }
+            None => {
+                kept.iter_mut().for_each(|d| *d = 0);
+                kept.insert(0, 1);
+                point += 1;
+            }
+        }
+    }
+    // the digits before the point, from the first nonzero one, must fit precision − scale
+    match kept.iter().position(|d| *d != 0) {
+        None => {
+            let zero = if scale > 0 { format!("0.{}", "0".repeat(scale as usize)) } else { "0".into() };
+            return numeric_datum(zero.as_bytes());
+        }
+        Some(first) if point - first as i64 > (precision - scale) as i64 => return Err(NumericError::Overflow),
+        Some(_) => {}
+    }
+    // the rounded value as plain decimal text, `scale` places after the point
+    let mut out = Vec::with_capacity(kept.len() + 3);
+    if negative {
+        out.push(b'-');
+    }
+    let int_len = point.max(0) as usize;
+    let int_digits: Vec<u8> = (0..int_len).map(|i| kept.get(i).copied().unwrap_or(0)).collect();
+    if int_digits.is_empty() {
+        out.push(b'0');
+    }
+    out.extend(int_digits.iter().map(|d| d + b'0'));
+    if scale > 0 {
+        out.push(b'.');
+        for i in 0..scale as i64 {
+            let at = point + i;
+            let d = if at < 0 { 0 } else { kept.get(at as usize).copied().unwrap_or(0) };
+            out.push(d + b'0');
+        }
+    }
+    numeric_datum(&out)
+}
+
 /// A 4-byte varlena header for `len` bytes in all (SET_VARSIZE on a little-endian machine).
 pub fn varlena_header(len: usize) -> [u8; 4] {
     #[cfg(target_endian = "little")]
@@ -177,5 +273,36 @@ mod tests {
         assert_eq!(i16::from_ne_bytes([d[6], d[7]]), 75);
         assert_eq!(numeric_datum(b"1e99999999999"), Err(NumericError::Overflow));
         assert_eq!(numeric_datum(b"1e-99999"), Err(NumericError::Overflow));
+    }
+
+    fn typmod(p: i32, s: i32) -> i32 {
+        ((p << 16) | (s & 0x7ff)) + 4
+    }
+
+    #[test]
+    fn typmods_round_half_away_from_zero_and_overflow_as_apply_typmod() {
+        let same = |text: &str, p, s, as_: &str| {
+            assert_eq!(numeric_datum_typmod(text.as_bytes(), typmod(p, s)), numeric_datum(as_.as_bytes()), "{text}")
+        };
+        same("72754.666", 12, 2, "72754.67");
+        same("96822.8", 12, 2, "96822.80");
+        same("-0.005", 12, 2, "-0.01");
+        same("-0.004", 12, 2, "0.00");
+        same("9.995", 4, 2, "10.00");
+        same("99.995", 12, 2, "100.00");
+        same("1.5e3", 12, 2, "1500.00");
+        same("15e-4", 5, 3, "0.002");
+        same("0.0005", 5, 3, "0.001");
+        same("0.00049", 5, 3, "0.000");
+        same("1234", 5, -2, "1200");
+        same("1250", 5, -2, "1300");
+        same("49", 5, -2, "0");
+        same("0.012", 2, 3, "0.012");
+        assert_eq!(numeric_datum_typmod(b"99.995", typmod(4, 2)), Err(NumericError::Overflow));
+        assert_eq!(numeric_datum_typmod(b"0.12", typmod(2, 3)), Err(NumericError::Overflow));
+        assert_eq!(numeric_datum_typmod(b"1e2001", typmod(4, 2)), Err(NumericError::Overflow));
+        assert_eq!(numeric_datum_typmod(b"+1", typmod(4, 2)), Err(NumericError::Syntax));
+        assert_eq!(numeric_datum_typmod(b" 1", typmod(4, 2)), Err(NumericError::Syntax));
+        assert_eq!(numeric_datum_typmod(b".", typmod(4, 2)), Err(NumericError::Syntax));
     }
 }

@@ -434,6 +434,7 @@ mod tests {
             default: DefaultValue::Null,
             source: Source::Key,
             finished: false,
+            typmod: -1,
         }];
         Arc::new(RowEncoder::new(cols, EncodeOptions::default()).unwrap())
     }

@@ -19,7 +19,7 @@ unsafe extern "C" {
     fn pg_ingest_copy_cur_lineno(cstate: CopyFromState) -> u64;
     fn pg_ingest_copy_cur_attname(cstate: CopyFromState) -> *const std::ffi::c_char;
     fn pg_ingest_copy_recv_unconverted(cstate: CopyFromState);
-    fn pg_ingest_copy_recv_finished(cstate: CopyFromState, attnums: *const i16, n: i32);
+    fn pg_ingest_copy_recv_tagged(cstate: CopyFromState);
 }
 
 /// An ERROR raised inside COPY, and where.
@@ -81,11 +81,8 @@ pub fn run_copy(target: &Target, feed: *mut Feed) -> Result<u64, CopyFailure> {
             attnames,
             options,
         );
-        // columns whose values the parse threads finish take them as they are
-        let finished: Vec<i16> = target.columns.iter().filter(|c| c.finished).map(|c| c.attnum).collect();
-        if !finished.is_empty() {
-            pg_ingest_copy_recv_finished(cstate, finished.as_ptr(), finished.len() as i32);
-        }
+        // every field is tagged: a finished datum, a binary form, or text for the input function
+        pg_ingest_copy_recv_tagged(cstate);
         // the stream is in the database's encoding: COPY must not convert it from the client's
         if super::encoding::client_differs() {
             pg_ingest_copy_recv_unconverted(cstate);

@@ -6,10 +6,15 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "datatype/timestamp.h"
 #include "mb/pg_wchar.h"
+#include "pgtime.h"
+#include "utils/datetime.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
 
-#if PG_VERSION_NUM >= 140000
 #include "commands/copyfrom_internal.h"
 
 /*
@@ -48,44 +53,117 @@ pg_ingest_recv_unconverted(PG_FUNCTION_ARGS)
 	return result;
 }
 
+/* The tags of pg_ingest's fields: pg_ingest_core::encode's TAG_* constants. */
+#define TAG_DATUM	0
+#define TAG_RECEIVE	1
+#define TAG_INPUT	2
+#define TAG_LOCAL	3
+
+static void
+bad_field(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+			 errmsg("incorrect binary data format")));
+}
+
 /*
- * A column whose values the parse threads finish (text, json, jsonb): each field is a tag
- * byte, then 0: the datum itself, its varlena header included, copied as it is; or 1: the
- * type's own binary COPY form, for its own receive function (PostgreSQL decides, and raises
- * its own errors). Only pg_ingest's own stream reaches it: it is installed in the COPY that
- * pg_ingest begins, on the columns it chose.
+ * One field of pg_ingest's stream (buf: its bytes, NUL-terminated as COPY and rows.rs leave
+ * them), by its tag:
+ *   0: a finished datum built by the parse threads (varlena header included), copied;
+ *   1: the type's binary COPY form, for its receive function (which applies the typmod and a
+ *      domain's checks);
+ *   2: text for the type's input function: PostgreSQL decides, and raises its own errors;
+ *   3: (timestamptz) a wall-clock time without an offset, 8 bytes of microseconds since
+ *      2000-01-01, then its text: placed in the session's TimeZone as timestamptz_in places
+ *      it (DetermineTimeZoneOffset, then tm2timestamp), else the text goes to the input
+ *      function.
+ * The one reader of the tags, for COPY (through the wrapper below) and for rows.rs.
+ */
+Datum
+pg_ingest_field(FmgrInfo *receive, FmgrInfo *input, Oid typioparam, int32 typmod, StringInfo buf)
+{
+	char	   *data;
+	int			len;
+
+	if (buf->cursor >= buf->len)
+		bad_field();
+	data = buf->data + buf->cursor + 1;
+	len = buf->len - buf->cursor - 1;
+	switch (buf->data[buf->cursor])
+	{
+		case TAG_DATUM:
+			{
+				char	   *datum;
+
+				if (len < VARHDRSZ)
+					bad_field();
+				datum = palloc(len);
+				memcpy(datum, data, len);
+				SET_VARSIZE(datum, len);
+				buf->cursor = buf->len;
+				return PointerGetDatum(datum);
+			}
+		case TAG_RECEIVE:
+			{
+				Datum		result;
+
+				buf->cursor++;
+				result = ReceiveFunctionCall(receive, buf, typioparam, typmod);
+				if (buf->cursor != buf->len)
+					bad_field();
+				return result;
+			}
+		case TAG_INPUT:
+			buf->cursor = buf->len;
+			if ((int) strlen(data) != len)
+				bad_field();
+			return InputFunctionCall(input, data, typioparam, typmod);
+		case TAG_LOCAL:
+			{
+				int64		local;
+				struct pg_tm tm;
+				fsec_t		fsec;
+				int			tz;
+				TimestampTz result;
+
+				if (len < (int) sizeof(int64) || (int) strlen(data + sizeof(int64)) != len - (int) sizeof(int64))
+					bad_field();
+				buf->cursor = buf->len;
+				memcpy(&local, data, sizeof(int64));
+				if (timestamp2tm(local, NULL, &tm, &fsec, NULL, NULL) == 0)
+				{
+					tz = DetermineTimeZoneOffset(&tm, session_timezone);
+					if (tm2timestamp(&tm, fsec, &tz, &result) == 0 && IS_VALID_TIMESTAMP(result))
+						return TimestampTzGetDatum(result);
+				}
+				return InputFunctionCall(input, data + sizeof(int64), typioparam, typmod);
+			}
+		default:
+			bad_field();
+	}
+	return (Datum) 0;			/* not reached */
+}
+
+typedef struct IngestField
+{
+	IngestRecv	recv;
+	FmgrInfo	input;
+} IngestField;
+
+/*
+ * A column of pg_ingest's stream: its fields are tagged (pg_ingest_field). Only pg_ingest's
+ * own stream reaches it: it is installed in the COPY that pg_ingest begins.
  */
 static Datum
-pg_ingest_recv_finished(PG_FUNCTION_ARGS)
+pg_ingest_recv_tagged(PG_FUNCTION_ARGS)
 {
-	IngestRecv *x = (IngestRecv *) fcinfo->flinfo->fn_extra;
+	IngestField *x = (IngestField *) fcinfo->flinfo->fn_extra;
 	StringInfo	buf = (StringInfo) PG_GETARG_POINTER(0);
-	Oid			typioparam = PG_GETARG_OID(1);
-	int32		typmod = PG_GETARG_INT32(2);
-	int			len;
-	char	   *datum;
 
 	if (buf == NULL)
 		PG_RETURN_NULL();
-	if (buf->cursor >= buf->len)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-				 errmsg("incorrect binary data format")));
-	if (buf->data[buf->cursor] != 0)
-	{
-		buf->cursor++;
-		return ReceiveFunctionCall(&x->orig, buf, typioparam, typmod);
-	}
-	len = buf->len - buf->cursor - 1;
-	if (len < VARHDRSZ)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-				 errmsg("incorrect binary data format")));
-	datum = palloc(len);
-	memcpy(datum, buf->data + buf->cursor + 1, len);
-	SET_VARSIZE(datum, len);
-	buf->cursor = buf->len;
-	PG_RETURN_POINTER(datum);
+	return pg_ingest_field(&x->recv.orig, &x->input, PG_GETARG_OID(1), PG_GETARG_INT32(2), buf);
 }
 
 /* Puts `wrapper` in front of the receive function of attribute `attnum` (the original kept). */
@@ -100,14 +178,30 @@ wrap_recv(CopyFromState cstate, int attnum, PGFunction wrapper)
 	f->fn_extra = x;
 }
 
-/* Puts pg_ingest_recv_finished in front of the receive functions of these attributes. */
+/*
+ * Puts pg_ingest_recv_tagged in front of every column's receive function of a COPY just begun
+ * (before any other wrapper), with the column type's input function beside it.
+ */
 void
-pg_ingest_copy_recv_finished(CopyFromState cstate, const int16 *attnums, int n)
+pg_ingest_copy_recv_tagged(CopyFromState cstate)
 {
-	int			i;
+	ListCell   *lc;
 
-	for (i = 0; i < n; i++)
-		wrap_recv(cstate, attnums[i], pg_ingest_recv_finished);
+	foreach(lc, cstate->attnumlist)
+	{
+		int			attnum = lfirst_int(lc);
+		FmgrInfo   *f = &cstate->in_functions[attnum - 1];
+		IngestField *x = MemoryContextAlloc(cstate->copycontext, sizeof(IngestField));
+		Oid			typid = TupleDescAttr(RelationGetDescr(cstate->rel), attnum - 1)->atttypid;
+		Oid			input_fn,
+					typioparam;
+
+		getTypeInputInfo(typid, &input_fn, &typioparam);
+		fmgr_info_cxt(input_fn, &x->input, cstate->copycontext);
+		x->recv.orig = *f;
+		f->fn_addr = pg_ingest_recv_tagged;
+		f->fn_extra = x;
+	}
 }
 
 /* Puts the wrapper in front of every column's receive function of a COPY just begun. */
@@ -131,34 +225,6 @@ pg_ingest_copy_cur_attname(CopyFromState cstate)
 {
 	return cstate ? cstate->cur_attname : NULL;
 }
-#else
-/* PostgreSQL 13 keeps CopyStateData private to copy.c: no line numbers from COPY there. */
-uint64
-pg_ingest_copy_cur_lineno(void *cstate)
-{
-	return 0;
-}
-
-const char *
-pg_ingest_copy_cur_attname(void *cstate)
-{
-	return NULL;
-}
-
-void
-pg_ingest_copy_recv_finished(void *cstate, const int16 *attnums, int n)
-{
-	ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					errmsg("pg_ingest's finished values need PostgreSQL 14 or later")));
-}
-
-void
-pg_ingest_copy_recv_unconverted(void *cstate)
-{
-	ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					errmsg("pg_ingest needs PostgreSQL 14 or later when client_encoding differs from the database's")));
-}
-#endif
 
 /*
  * COPY FROM STDIN's side of the protocol, as copyfromparse.c's CopyGetData speaks it: the

@@ -2,8 +2,9 @@
 //!
 //! COPY's callback has no user pointer, so the active feed is kept on a thread-local stack
 //! (COPY can nest, through triggers). Everything here runs on the backend's main thread: it
-//! takes chunks from the parse threads in order, fills their holes with PostgreSQL's own
-//! input and send functions or the column's DEFAULT, and hands the bytes to COPY.
+//! takes chunks from the parse threads in order, fills their holes with the column's DEFAULT
+//! (through the type's send function), and hands the bytes to COPY, whose receive functions
+//! read each field by its tag (`pg_ingest_field` in copy_state.c).
 //!
 //! Two ways to feed: the whole file as one stream (one COPY), or chosen rows of one chunk
 //! (one COPY per attempt, for `on_error => 'skip'`).
@@ -28,45 +29,27 @@ const TRAILER: &[u8] = &[0xff, 0xff];
 /// Rows spliced at a time when feeding chosen rows.
 const ROWS_PER_REFILL: usize = 512;
 
-/// How one column's values are made on the main thread: input and send functions, and a
+/// How one column's DEFAULT values are made on the main thread: its send function, and a
 /// per-row DEFAULT expression when there is one.
 pub struct ColumnIo {
     pub name: String,
-    typioparam: Oid,
-    typmod: i32,
-    input: Box<pg_sys::FmgrInfo>,
     send: Box<pg_sys::FmgrInfo>,
     pub default_state: *mut pg_sys::ExprState,
-    /// Its values are finished datums on the threads: what is made here goes to the type's
-    /// own receive function, behind the tag that says so.
-    pub finished: bool,
 }
 
 impl ColumnIo {
-    pub fn new(name: &str, typid: Oid, typmod: i32) -> Self {
+    pub fn new(name: &str, typid: Oid) -> Self {
         unsafe {
-            let (mut input_fn, mut typioparam, mut send_fn, mut varlena) =
-                (Oid::INVALID, Oid::INVALID, Oid::INVALID, false);
-            pg_sys::getTypeInputInfo(typid, &mut input_fn, &mut typioparam);
+            let (mut send_fn, mut varlena) = (Oid::INVALID, false);
             pg_sys::getTypeBinaryOutputInfo(typid, &mut send_fn, &mut varlena);
-            let mut input: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
             let mut send: Box<pg_sys::FmgrInfo> = Box::new(std::mem::zeroed());
-            pg_sys::fmgr_info(input_fn, input.as_mut());
             pg_sys::fmgr_info(send_fn, send.as_mut());
-            Self {
-                name: name.to_owned(),
-                typioparam,
-                typmod,
-                input,
-                send,
-                default_state: std::ptr::null_mut(),
-                finished: false,
-            }
+            Self { name: name.to_owned(), send, default_state: std::ptr::null_mut() }
         }
     }
 
-    /// A value's binary form, through the type's send function (in the database's encoding,
-    /// as COPY will read it).
+    /// A value as a field of the stream: the receive tag, then its binary form through the
+    /// type's send function (in the database's encoding, as COPY will read it).
     pub fn send(&mut self, datum: pg_sys::Datum) -> Vec<u8> {
         let _unconverted = super::encoding::Unconverted::enter();
         unsafe {
@@ -74,23 +57,8 @@ impl ColumnIo {
             let len = pgrx::varlena::varsize_any_exhdr(bytes as *const pg_sys::varlena);
             let data = pgrx::varlena::vardata_any(bytes as *const pg_sys::varlena) as *const u8;
             let bytes = std::slice::from_raw_parts(data, len);
-            if self.finished {
-                [&[pg_ingest_core::encode::TAG_RECEIVE][..], bytes].concat()
-            } else {
-                bytes.to_vec()
-            }
+            [&[pg_ingest_core::encode::TAG_RECEIVE][..], bytes].concat()
         }
-    }
-
-    /// Text through the input function (`'text'::type`), then the send function.
-    fn input_then_send(&mut self, text: &[u8], cstr: &mut Vec<u8>) -> Vec<u8> {
-        cstr.clear();
-        cstr.extend_from_slice(text);
-        cstr.push(0);
-        let datum = unsafe {
-            pg_sys::InputFunctionCall(self.input.as_mut(), cstr.as_mut_ptr() as *mut _, self.typioparam, self.typmod)
-        };
-        self.send(datum)
     }
 }
 
@@ -143,7 +111,6 @@ pub struct Feed {
     pos: usize,
     borrowed: Option<(Rc<EncodedChunk>, Range<usize>)>,
     pending_error: Option<RowError>,
-    cstr: Vec<u8>,
     /// `(first row, its line)` wherever line − row changes; rows count from 1 as COPY's do.
     breakpoints: Vec<(u64, i64)>,
     pub rows_sent: u64,
@@ -215,7 +182,6 @@ impl Feed {
             pos: 0,
             borrowed: None,
             pending_error: None,
-            cstr: Vec::new(),
             breakpoints: Vec::new(),
             rows_sent: 0,
             lines: 0,
@@ -456,15 +422,9 @@ impl Feed {
             self.current_hole = Some((hole.line, hole.column));
             self.current_row = Some(row);
             let io = &mut self.io[hole.column as usize];
-            let value = match &hole.text {
-                Some(range) => Some(io.input_then_send(&chunk.text[range.clone()], &mut self.cstr)),
-                None => {
-                    let mut isnull = false;
-                    let datum =
-                        unsafe { pg_sys::ExecEvalExprSwitchContext(io.default_state, self.econtext, &mut isnull) };
-                    (!isnull).then(|| io.send(datum))
-                }
-            };
+            let mut isnull = false;
+            let datum = unsafe { pg_sys::ExecEvalExprSwitchContext(io.default_state, self.econtext, &mut isnull) };
+            let value = (!isnull).then(|| io.send(datum));
             match value {
                 Some(bytes) => {
                     self.out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());

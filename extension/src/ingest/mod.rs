@@ -435,13 +435,19 @@ pub fn column_specs(target: &Target, sources: Vec<Source>) -> (Vec<ColumnIo>, Ve
     let mut ios = Vec::with_capacity(target.columns.len());
     let mut specs = Vec::with_capacity(target.columns.len());
     for (col, source) in target.columns.iter().zip(sources) {
-        let mut io = ColumnIo::new(&col.name, col.typid, col.typmod);
-        io.finished = col.finished;
+        let mut io = ColumnIo::new(&col.name, col.typid);
         let (default, expr) = target.default_for(col, |d| io.send(d));
         if default == DefaultValue::PerRow {
             io.default_state = unsafe { pg_sys::ExecInitExpr(expr, std::ptr::null_mut()) };
         }
-        specs.push(ColumnSpec { name: col.name.clone(), kind: col.kind, default, source, finished: col.finished });
+        specs.push(ColumnSpec {
+            name: col.name.clone(),
+            kind: col.kind,
+            default,
+            source,
+            finished: col.finished,
+            typmod: col.typmod,
+        });
         ios.push(io);
     }
     (ios, specs)

@@ -1,15 +1,16 @@
 //! Rows for SQL: the parse threads' chunks made into datums of a row type on the main thread,
 //! for `read_jsonl` (and the loads built on it). The same pipeline as a load; no COPY: each
-//! field of a chunk's binary rows goes to the column's own receive function, a finished datum
-//! is taken as it is, a hole's text goes to the input function. A column the line lacks is
-//! NULL, as `jsonb_populate_record` makes it.
+//! field of a chunk's rows is read by its tag as COPY reads it (`pg_ingest_field` in
+//! copy_state.c: a finished datum as it is, a binary form through the receive function, text
+//! through the input function). A column the line lacks is NULL, as `jsonb_populate_record`
+//! makes it.
 
 use std::time::Instant;
 
 use pgrx::pg_sys::{self, Oid, PgTryBuilder};
 use pgrx::PgSqlErrorCode;
 
-use pg_ingest_core::encode::{ColumnSpec, DefaultValue, EncodedChunk, TAG_DATUM};
+use pg_ingest_core::encode::{ColumnSpec, DefaultValue, EncodedChunk};
 use pg_ingest_core::error::RowError;
 use pg_ingest_core::input::Compression;
 
@@ -123,7 +124,6 @@ struct Column {
     typmod: i32,
     input: Box<pg_sys::FmgrInfo>,
     receive: Box<pg_sys::FmgrInfo>,
-    finished: bool,
     /// Its per-row DEFAULT, for a line without a value (else null: NULL).
     default: *mut pg_sys::ExprState,
     /// Its receive function checks more than the parse threads did (a domain, a type they
@@ -147,7 +147,6 @@ pub struct RowSource {
     row: usize,
     hole: usize,
     field: pg_sys::StringInfo,
-    cstr: Vec<u8>,
     /// Where a row's datums live until the next row is asked for.
     memory: pg_sys::MemoryContext,
     pending_error: Option<RowError>,
@@ -199,6 +198,7 @@ impl RowSource {
                 default: DefaultValue::Null,
                 source,
                 finished: c.finished,
+                typmod: c.typmod,
             })
             .collect();
         let span = Span { start_offset: 0, start_line: 1, end_offset: None };
@@ -255,7 +255,6 @@ impl RowSource {
                     typmod: c.typmod,
                     input,
                     receive,
-                    finished: c.finished,
                     may_fail: !(c.finished || plain) || !default.is_null(),
                     default,
                 }
@@ -279,7 +278,6 @@ impl RowSource {
             row: 0,
             hole: 0,
             field: unsafe { pg_sys::makeStringInfo() },
-            cstr: Vec::new(),
             memory,
             pending_error: None,
             rejects,
@@ -347,7 +345,9 @@ impl RowSource {
         let chunk = self.chunk.as_ref().expect("a chunk");
         let guarded = self.rejects.is_some() && {
             let end = chunk.row_end(row);
-            chunk.holes.get(self.hole).is_some_and(|h| h.at <= end) || self.any_may_fail
+            chunk.holes.get(self.hole).is_some_and(|h| h.at <= end)
+                || self.any_may_fail
+                || chunk.checked_rows.binary_search(&(row as u32)).is_ok()
         };
         let first_hole = self.hole;
         let me = self as *mut Self as usize;
@@ -438,24 +438,10 @@ impl RowSource {
             let column = &mut self.columns[c];
             self.failed_column = Some(column.name.clone());
             let datum = if chunk.holes.get(self.hole).is_some_and(|h| h.at == pos && pos <= end) {
-                let hole = &chunk.holes[self.hole];
                 self.hole += 1;
-                match &hole.text {
-                    Some(range) => {
-                        self.cstr.clear();
-                        self.cstr.extend_from_slice(&chunk.text[range.clone()]);
-                        self.cstr.push(0);
-                        Some(unsafe {
-                            pg_sys::InputFunctionCall(
-                                column.input.as_mut(),
-                                self.cstr.as_mut_ptr() as *mut _,
-                                column.typioparam,
-                                column.typmod,
-                            )
-                        })
-                    }
-                    None if column.default.is_null() => None,
-                    None => unsafe {
+                match column.default.is_null() {
+                    true => None,
+                    false => unsafe {
                         let mut isnull = false;
                         let datum = pg_sys::ExecEvalExprSwitchContext(column.default, self.econtext, &mut isnull);
                         (!isnull).then_some(datum)
@@ -543,24 +529,24 @@ impl RowSource {
     }
 }
 
-/// A field's binary form through the column's receive function, or a finished datum as it is.
+unsafe extern "C" {
+    // src/ingest/copy_state.c: the one reader of the fields' tags
+    fn pg_ingest_field(
+        receive: *mut pg_sys::FmgrInfo,
+        input: *mut pg_sys::FmgrInfo,
+        typioparam: Oid,
+        typmod: i32,
+        buf: pg_sys::StringInfo,
+    ) -> pg_sys::Datum;
+}
+
+/// A field by its tag, as COPY reads it (`buf` keeps it NUL-terminated).
 unsafe fn receive(column: &mut Column, data: &[u8], buf: pg_sys::StringInfo) -> pg_sys::Datum {
     unsafe {
-        if column.finished && data.first() == Some(&TAG_DATUM) {
-            let len = data.len() - 1;
-            let datum = pg_sys::palloc(len) as *mut u8;
-            std::ptr::copy_nonoverlapping(data.as_ptr().add(1), datum, len);
-            pgrx::set_varsize_4b(datum as *mut pg_sys::varlena, len as i32);
-            return pg_sys::Datum::from(datum);
-        }
-        let data = if column.finished { &data[1..] } else { data };
         pg_sys::resetStringInfo(buf);
         pg_sys::appendBinaryStringInfo(buf, data.as_ptr() as *const _, data.len() as i32);
-        let datum = pg_sys::ReceiveFunctionCall(column.receive.as_mut(), buf, column.typioparam, column.typmod);
-        if (*buf).cursor != (*buf).len {
-            IngestError::new(PgSqlErrorCode::ERRCODE_INVALID_BINARY_REPRESENTATION, "incorrect binary data format")
-                .raise()
-        }
-        datum
+        pg_sys::ffi::pg_guard_ffi_boundary(|| {
+            pg_ingest_field(column.receive.as_mut(), column.input.as_mut(), column.typioparam, column.typmod, buf)
+        })
     }
 }

@@ -19,8 +19,8 @@ pub struct TargetColumn {
     pub typid: Oid,
     pub typmod: i32,
     pub kind: ColumnKind,
-    /// The parse threads build its datums (text, json, jsonb themselves, not domains over
-    /// them, and no typmod): see `pg_ingest_recv_finished` in copy_state.c.
+    /// The parse threads may build its datums: see [`finishes`], and `pg_ingest_field` in
+    /// copy_state.c.
     pub finished: bool,
 }
 
@@ -86,10 +86,16 @@ pub fn check_file_permission() {
     }
 }
 
-/// Whether the parse threads build this column's datums: the type itself (a domain has its
-/// checks run by its own receive function), without a typmod to apply.
+/// Whether the parse threads may build this column's datums: the type itself (a domain has
+/// its checks run by PostgreSQL), one whose datums they build (text, varchar, json and jsonb
+/// without a typmod; numeric, whose typmod they apply as `apply_typmod`; timestamptz, whose
+/// wall-clock times the backend places in the session's TimeZone).
 pub fn finishes(typid: Oid, typmod: i32) -> bool {
-    typmod < 0 && matches!(typid, pg_sys::TEXTOID | pg_sys::JSONOID | pg_sys::JSONBOID)
+    match typid {
+        pg_sys::TEXTOID | pg_sys::VARCHAROID | pg_sys::JSONOID | pg_sys::JSONBOID => typmod < 0,
+        pg_sys::NUMERICOID | pg_sys::TIMESTAMPTZOID => true,
+        _ => false,
+    }
 }
 
 pub fn column_kind(typid: Oid) -> ColumnKind {
@@ -107,6 +113,8 @@ pub fn column_kind(typid: Oid) -> ColumnKind {
         pg_sys::TIMESTAMPTZOID => ColumnKind::Timestamptz,
         pg_sys::TIMESTAMPOID => ColumnKind::Timestamp,
         pg_sys::DATEOID => ColumnKind::Date,
+        pg_sys::UUIDOID => ColumnKind::Uuid,
+        pg_sys::NUMERICOID => ColumnKind::Numeric,
         _ => match unsafe { pg_sys::get_element_type(base) } {
             pg_sys::InvalidOid => ColumnKind::Other,
             pg_sys::JSONOID | pg_sys::JSONBOID => ColumnKind::JsonArray,
