@@ -40,9 +40,10 @@ test: deps ## every test suite (unit, #[pg_test], end-to-end); prints the server
 
 BENCH_LINES ?= 2000000
 BENCH_RUNS ?= 3
-bench: install start ## ingest_jsonl against PostgreSQL's own COPY; table in bench/out/results-pgNN.md
+bench: install start ## ingest_jsonl against PostgreSQL's own COPY and client-side peers; bench/out/results-pgNN.md
 	@mkdir -p bench/out
-	@source $(SCRIPTS)/common.sh && cargo run --quiet --release --locked -p pg_ingest_tests --bin bench -- \
+	@source $(SCRIPTS)/common.sh && export PG_INGEST_BENCH_PYTHON=$$($(SCRIPTS)/bench_peers.sh || true) && \
+		cargo run --quiet --release --locked -p pg_ingest_tests --bin bench -- \
 		--lines $(BENCH_LINES) --runs $(BENCH_RUNS) --out bench/out/results-pg$(PG).md
 
 package: deps ## Debian packages of the extension (for PG=NN) and the client, in target/packages/

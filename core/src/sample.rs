@@ -314,6 +314,92 @@ pub fn write_tweet_lines<W: Write>(w: W, lines: u64, seed: u64) -> io::Result<u6
     write_lines(w, lines, |no, buf| tweet_line(&mut rng, no, buf))
 }
 
+/// The table the event-log sample is shaped for: a uuid key, an ISO 8601 timestamp with an
+/// offset, a decimal amount (as a string or a number), an id as a string under a nested key,
+/// and two nested objects into jsonb. `user_id` takes `user.id` (`columns => EVENTS_COLUMNS`).
+pub const EVENTS_TABLE_DDL: &str = "CREATE TABLE events (event_id uuid, ts timestamptz, amount numeric(12,2), \
+type text, user_id bigint, props jsonb, context jsonb)";
+/// The `columns` mapping of the event-log sample.
+pub const EVENTS_COLUMNS: &str = r#"{"user_id": "user.id"}"#;
+
+const EVENT_TYPES: &[&str] = &["page_view", "page_view", "click", "purchase", "signup", "login", "refund"];
+const COUNTRIES: &[&str] = &["DE", "US", "FR", "IN", "BR", "JP", "GB", "NG"];
+const OFFSETS: &[&str] = &["Z", "+00:00", "+02:00", "-05:00", "+05:30", "-08:00"];
+
+/// One event-log line.
+pub fn event_line(rng: &mut SplitMix64, no: u64, out: &mut String) {
+    let (a, b) = (rng.next_u64(), rng.next_u64());
+    let uuid = format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        0x8000 | (b >> 48) & 0x3fff,
+        b & 0xffff_ffff_ffff
+    );
+    let secs = FIRST_TIMESTAMP + 86_400 * 365 * 5 + no as i64 / 4;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    let frac = match rng.below(3) {
+        0 => format!(".{:03}", rng.below(1000)),
+        1 => format!(".{:06}", rng.below(1_000_000)),
+        _ => String::new(),
+    };
+    let ts = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{frac}{}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        rng.pick(OFFSETS)
+    );
+    let kind = rng.pick(EVENT_TYPES);
+    let amount = match rng.below(3) {
+        0 => format!("\"{}.{:03}\"", rng.below(100_000), rng.below(1000)),
+        1 => format!("{}.{}", rng.below(100_000), rng.below(10)),
+        _ => format!("{}", rng.below(1000)),
+    };
+    out.push_str(&format!(
+        "{{\"event_id\":\"{uuid}\",\"ts\":\"{ts}\",\"type\":\"{kind}\",\"amount\":{amount},\
+         \"user\":{{\"id\":\"{}\",\"country\":\"{}\"}},\
+         \"props\":{{\"path\":\"/products/{}\",\"qty\":{},\"price\":{}.{:02},\"tags\":[\"{}\",\"{}\"]}},\
+         \"context\":{{\"ip\":\"10.{}.{}.{}\",\"locale\":\"en-{}\",\"app\":{{\"version\":\"5.{}.{}\",\"build\":{}}}}}}}",
+        1_000_000 + rng.below(9_000_000),
+        rng.pick(COUNTRIES),
+        rng.below(100_000),
+        1 + rng.below(5),
+        rng.below(500),
+        rng.below(100),
+        rng.pick(TAGS),
+        rng.pick(TAGS),
+        rng.below(256),
+        rng.below(256),
+        rng.below(256),
+        rng.pick(COUNTRIES),
+        rng.below(30),
+        rng.below(10),
+        rng.below(100_000)
+    ));
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + (m <= 2) as i64, m, d)
+}
+
+/// Writes `lines` event-log lines, each ending in `\n`; the bytes written.
+pub fn write_event_lines<W: Write>(w: W, lines: u64, seed: u64) -> io::Result<u64> {
+    let mut rng = SplitMix64::new(seed);
+    write_lines(w, lines, |no, buf| event_line(&mut rng, no, buf))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,6 +409,19 @@ mod tests {
         let mut out = Vec::new();
         write_chat_lines(&mut out, n, seed).unwrap();
         String::from_utf8(out).unwrap().lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn event_lines_are_valid_json_of_about_300_bytes() {
+        let mut out = Vec::new();
+        let bytes = write_event_lines(&mut out, 1000, 3).unwrap();
+        assert!((250_000..350_000).contains(&bytes), "{bytes}");
+        for line in String::from_utf8(out).unwrap().lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(v["event_id"].as_str().unwrap().len(), 36);
+            assert!(v["user"]["id"].as_str().unwrap().parse::<i64>().is_ok());
+            assert!(v["ts"].as_str().unwrap().starts_with("2023-"), "{line}");
+        }
     }
 
     #[test]

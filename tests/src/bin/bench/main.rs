@@ -1,7 +1,7 @@
 //! `make bench`: ingest_jsonl against PostgreSQL's own COPY on the same rows, side by side in
 //! one run, alternating methods, median of several runs, reported as ratios.
 //!
-//!   bench [--lines N] [--runs N] [--out FILE]
+//!   bench [--lines N] [--runs N] [--out FILE] [--sets chat,events,tweets,batch]
 //!
 //! Methods: COPY csv and COPY binary of the rows pre-converted by the server; ingest_jsonl;
 //! the usual workaround (COPY each line into a jsonb staging table, then INSERT … SELECT).
@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 use pg_ingest_tests::connect;
 use postgres::Client;
 
+mod events;
+mod peers;
+
 const DDL_PLAIN: &str = "CREATE TABLE bench_chat (id text, \"from\" text NOT NULL, type text, site_id text NOT NULL, \
     data text DEFAULT '', \"timestamp\" timestamptz NOT NULL, meta jsonb)";
 const DDL_INDEXES: &str = "ALTER TABLE bench_chat ADD PRIMARY KEY (id); \
@@ -26,10 +29,13 @@ struct Args {
     lines: u64,
     runs: usize,
     out: Option<String>,
+    /// The sets to run: chat, events, tweets, batch.
+    sets: Vec<String>,
 }
 
 fn args() -> Args {
-    let mut a = Args { lines: 2_000_000, runs: 3, out: None };
+    let sets = ["chat", "events", "tweets", "batch"].map(String::from).to_vec();
+    let mut a = Args { lines: 2_000_000, runs: 3, out: None, sets };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         let v = it.next().unwrap_or_else(|| panic!("{k} needs a value"));
@@ -37,6 +43,7 @@ fn args() -> Args {
             "--lines" => a.lines = v.parse().expect("--lines N"),
             "--runs" => a.runs = v.parse::<usize>().expect("--runs N").max(1),
             "--out" => a.out = Some(v),
+            "--sets" => a.sets = v.split(',').map(String::from).collect(),
             _ => panic!("unknown argument {k}"),
         }
     }
@@ -88,6 +95,8 @@ struct Method {
     parallel: bool,
     /// A file this process streams to the (one) statement, a `COPY … FROM STDIN`.
     stdin: Option<String>,
+    /// A client-side peer loads instead: (tool, set, file, table) for `bench/peers.py`.
+    peer: Option<(&'static str, &'static str, String, &'static str)>,
 }
 
 /// Busy and total CPU time of the machine so far (jiffies, from /proc/stat).
@@ -147,13 +156,14 @@ fn methods(
         coalesce(doc->>'data', ''), to_timestamp((doc->>'timestamp')::bigint), doc->'meta' FROM bench_staging";
     let ingest =
         |file: &str, extra: &str| format!("SELECT * FROM ingest_jsonl('{file}', 'bench_chat', force => true{extra})");
-    vec![
+    let mut methods = vec![
         Method {
             name: "COPY csv",
             sql: vec![format!("COPY bench_chat FROM '{csv}' (FORMAT csv)")],
             rows: lines,
             parallel: false,
             stdin: None,
+            peer: None,
         },
         Method {
             name: "COPY binary",
@@ -161,8 +171,16 @@ fn methods(
             rows: lines,
             parallel: false,
             stdin: None,
+            peer: None,
         },
-        Method { name: "ingest_jsonl", sql: vec![ingest(jsonl, "")], rows: lines, parallel: false, stdin: None },
+        Method {
+            name: "ingest_jsonl",
+            sql: vec![ingest(jsonl, "")],
+            rows: lines,
+            parallel: false,
+            stdin: None,
+            peer: None,
+        },
         Method {
             name: "staging jsonb + INSERT SELECT",
             sql: vec![
@@ -172,6 +190,7 @@ fn methods(
             rows: lines,
             parallel: false,
             stdin: None,
+            peer: None,
         },
         Method {
             name: "ingest_jsonl on_error=>skip",
@@ -179,6 +198,7 @@ fn methods(
             rows: lines,
             parallel: false,
             stdin: None,
+            peer: None,
         },
         Method {
             name: "ingest_jsonl skip, 1% bad lines",
@@ -186,6 +206,7 @@ fn methods(
             rows: lines - bad,
             parallel: false,
             stdin: None,
+            peer: None,
         },
         Method {
             name: "ingest_jsonl writers => 2",
@@ -193,6 +214,7 @@ fn methods(
             rows: lines,
             parallel: false,
             stdin: None,
+            peer: None,
         },
         Method {
             name: "COPY csv, 2 sessions side by side",
@@ -200,6 +222,7 @@ fn methods(
             rows: lines,
             parallel: true,
             stdin: None,
+            peer: None,
         },
         Method {
             name: "COPY FROM file (FORMAT jsonl)",
@@ -207,6 +230,7 @@ fn methods(
             rows: lines,
             parallel: false,
             stdin: None,
+            peer: None,
         },
         Method {
             name: "client streams (COPY FROM STDIN)",
@@ -214,6 +238,7 @@ fn methods(
             rows: lines,
             parallel: false,
             stdin: Some(jsonl.to_owned()),
+            peer: None,
         },
         Method {
             name: "ingest_jsonl, gzip file",
@@ -221,6 +246,7 @@ fn methods(
             rows: lines,
             parallel: false,
             stdin: None,
+            peer: None,
         },
         Method {
             name: "ingest_jsonl threads => CPUs",
@@ -228,8 +254,16 @@ fn methods(
             rows: lines,
             parallel: false,
             stdin: None,
+            peer: None,
         },
-    ]
+    ];
+    if peers::Peers::from_env().available() {
+        for (name, tool) in peers::PEERS {
+            let peer = Some((tool, "chat", jsonl.to_owned(), "bench_chat"));
+            methods.push(Method { name, sql: vec![], rows: lines, parallel: false, stdin: None, peer });
+        }
+    }
+    methods
 }
 
 fn cpus() -> usize {
@@ -260,6 +294,13 @@ static LAST_CPU: std::sync::Mutex<(f64, f64)> = std::sync::Mutex::new((0.0, 0.0)
 /// One timed load on a fresh connection: (seconds, peak private memory in MB, share of the
 /// machine's CPU time busy meanwhile).
 fn run_once(db: &str, m: &Method) -> (f64, f64, f64) {
+    if let Some((tool, kind, file, table)) = &m.peer {
+        let (busy0, total0) = cpu_jiffies();
+        let secs = peers::Peers::from_env().run(tool, kind, file, db, table);
+        let (busy1, total1) = cpu_jiffies();
+        *LAST_CPU.lock().unwrap() = (0.0, 0.0);
+        return (secs, 0.0, (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64);
+    }
     let mut c = connect(db);
     let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
     let (main0, all0) = backend_cpu(pid);
@@ -339,7 +380,7 @@ fn json_heavy(db: &str, dir: &std::path::Path, lines: u64, runs: usize, report: 
     for run in 0..runs {
         for (i, (name, sql)) in methods.iter().enumerate() {
             admin.batch_execute("TRUNCATE bench_tweets; TRUNCATE ingest.loads CASCADE; CHECKPOINT").unwrap();
-            let m = Method { name, sql: vec![sql.clone()], rows: lines, parallel: false, stdin: None };
+            let m = Method { name, sql: vec![sql.clone()], rows: lines, parallel: false, stdin: None, peer: None };
             let (secs, mb, _) = run_once(db, &m);
             let n: i64 = admin.query_one("SELECT count(*) FROM bench_tweets", &[]).unwrap().get(0);
             assert_eq!(n as u64, lines, "{name}");
@@ -403,146 +444,180 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let jsonl = dir.join("chat.jsonl").to_str().unwrap().to_owned();
-    let (csv, bin) =
-        (dir.join("chat.csv").to_str().unwrap().to_owned(), dir.join("chat.bin").to_str().unwrap().to_owned());
-    eprintln!("generating {} lines into {jsonl}", args.lines);
-    let file = std::fs::File::create(&jsonl).unwrap();
-    let bytes = pg_ingest_core::sample::write_chat_lines(std::io::BufWriter::new(file), args.lines, 42).unwrap();
-    std::fs::set_permissions(&jsonl, std::fs::Permissions::from_mode(0o644)).unwrap();
-    admin.batch_execute(DDL_PLAIN).unwrap();
-    admin.batch_execute("CREATE UNLOGGED TABLE bench_staging (doc jsonb)").unwrap();
-    admin.batch_execute(&format!("SELECT * FROM ingest_jsonl('{jsonl}', 'bench_chat')")).unwrap();
-    admin
-        .batch_execute(&format!("COPY bench_chat TO '{csv}' (FORMAT csv); COPY bench_chat TO '{bin}' (FORMAT binary)"))
-        .unwrap();
-    let rows: i64 = admin.query_one("SELECT count(*) FROM bench_chat", &[]).unwrap().get(0);
-    assert_eq!(rows as u64, args.lines);
-
-    let bad_jsonl = dir.join("chat_bad.jsonl").to_str().unwrap().to_owned();
-    let bad = spoil(&jsonl, &bad_jsonl);
-    // the csv in two halves, for two COPY sessions side by side
-    let halves = [dir.join("chat_1.csv"), dir.join("chat_2.csv")].map(|p| p.to_str().unwrap().to_owned());
-    {
-        let text = std::fs::read_to_string(&csv).unwrap();
-        let mid = text[..text.len() / 2].rfind('\n').map_or(0, |i| i + 1);
-        for (half, part) in halves.iter().zip([&text[..mid], &text[mid..]]) {
-            std::fs::write(half, part).unwrap();
-            std::fs::set_permissions(half, std::fs::Permissions::from_mode(0o644)).unwrap();
-        }
-    }
-    let gz = dir.join("chat.jsonl.gz").to_str().unwrap().to_owned();
-    let zipped = std::process::Command::new("sh").arg("-c").arg(format!("gzip -c {jsonl} > {gz}")).status().unwrap();
-    assert!(zipped.success(), "gzip");
-    std::fs::set_permissions(&gz, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let gz_bytes = std::fs::metadata(&gz).unwrap().len();
-    let methods = methods(&jsonl, &gz, &bad_jsonl, &csv, &bin, [&halves[0], &halves[1]], args.lines, bad);
     let mut report = String::new();
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    writeln!(
-        report,
-        "pg_ingest benchmark: {} chat lines ({:.0} MB), {} runs each, alternating; {threads} CPUs\n",
-        args.lines,
-        bytes as f64 / 1e6,
-        args.runs
-    )
-    .unwrap();
-    for (variant, ddl) in [("no indexes", None), ("primary key + 2 indexes", Some(DDL_INDEXES))] {
-        if let Some(ddl) = ddl {
-            reset(&mut admin);
-            admin.batch_execute(ddl).unwrap();
+    let run = |set: &str| args.sets.iter().any(|s| s == set);
+    if run("chat") {
+        let jsonl = dir.join("chat.jsonl").to_str().unwrap().to_owned();
+        let (csv, bin) =
+            (dir.join("chat.csv").to_str().unwrap().to_owned(), dir.join("chat.bin").to_str().unwrap().to_owned());
+        eprintln!("generating {} lines into {jsonl}", args.lines);
+        let file = std::fs::File::create(&jsonl).unwrap();
+        let bytes = pg_ingest_core::sample::write_chat_lines(std::io::BufWriter::new(file), args.lines, 42).unwrap();
+        std::fs::set_permissions(&jsonl, std::fs::Permissions::from_mode(0o644)).unwrap();
+        admin.batch_execute(DDL_PLAIN).unwrap();
+        admin.batch_execute("CREATE UNLOGGED TABLE bench_staging (doc jsonb)").unwrap();
+        admin.batch_execute(&format!("SELECT * FROM ingest_jsonl('{jsonl}', 'bench_chat')")).unwrap();
+        admin
+            .batch_execute(&format!(
+                "COPY bench_chat TO '{csv}' (FORMAT csv); COPY bench_chat TO '{bin}' (FORMAT binary)"
+            ))
+            .unwrap();
+        let rows: i64 = admin.query_one("SELECT count(*) FROM bench_chat", &[]).unwrap().get(0);
+        assert_eq!(rows as u64, args.lines);
+        let peers = peers::Peers::from_env();
+        if peers.available() {
+            admin.batch_execute("CREATE TABLE bench_chat_ref AS TABLE bench_chat").unwrap();
+            peers.verify("chat", &jsonl, db, "bench_chat", "bench_chat_ref");
+            admin.batch_execute("DROP TABLE bench_chat_ref").unwrap();
         }
-        let mut times = vec![Vec::new(); methods.len()];
-        let mut mem = vec![0f64; methods.len()];
-        let mut busy = vec![Vec::new(); methods.len()];
-        let mut split = vec![(Vec::new(), Vec::new()); methods.len()];
-        for run in 0..args.runs {
-            for (i, m) in methods.iter().enumerate() {
-                reset(&mut admin);
-                let (secs, mb, cpu) = run_once(db, m);
-                busy[i].push(cpu);
-                let (main, threads) = *LAST_CPU.lock().unwrap();
-                split[i].0.push(main);
-                split[i].1.push(threads);
-                let n: i64 = admin.query_one("SELECT count(*) FROM bench_chat", &[]).unwrap().get(0);
-                assert_eq!(n as u64, m.rows, "{} loaded {n} rows", m.name);
-                eprintln!("[{variant}] run {} {:<30} {secs:7.2} s  peak {mb:6.1} MB", run + 1, m.name);
-                times[i].push(secs);
-                mem[i] = mem[i].max(mb);
+
+        let bad_jsonl = dir.join("chat_bad.jsonl").to_str().unwrap().to_owned();
+        let bad = spoil(&jsonl, &bad_jsonl);
+        // the csv in two halves, for two COPY sessions side by side
+        let halves = [dir.join("chat_1.csv"), dir.join("chat_2.csv")].map(|p| p.to_str().unwrap().to_owned());
+        {
+            let text = std::fs::read_to_string(&csv).unwrap();
+            let mid = text[..text.len() / 2].rfind('\n').map_or(0, |i| i + 1);
+            for (half, part) in halves.iter().zip([&text[..mid], &text[mid..]]) {
+                std::fs::write(half, part).unwrap();
+                std::fs::set_permissions(half, std::fs::Permissions::from_mode(0o644)).unwrap();
             }
         }
-        let med: Vec<f64> = times.iter().map(|t| median(t)).collect();
-        let (csv_t, ingest_t) = (med[0], med[2]);
-        writeln!(report, "### {variant}\n").unwrap();
+        let gz = dir.join("chat.jsonl.gz").to_str().unwrap().to_owned();
+        let zipped =
+            std::process::Command::new("sh").arg("-c").arg(format!("gzip -c {jsonl} > {gz}")).status().unwrap();
+        assert!(zipped.success(), "gzip");
+        std::fs::set_permissions(&gz, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let gz_bytes = std::fs::metadata(&gz).unwrap().len();
+        let methods = methods(&jsonl, &gz, &bad_jsonl, &csv, &bin, [&halves[0], &halves[1]], args.lines, bad);
         writeln!(
             report,
-            "| method | median s | min s | max s | MB/s | rows/s | × COPY csv time | backend peak MB | CPU busy % | main thread CPU s | parse threads CPU s |"
+            "pg_ingest benchmark: {} chat lines ({:.0} MB), {} runs each, alternating; {threads} CPUs\n",
+            args.lines,
+            bytes as f64 / 1e6,
+            args.runs
         )
         .unwrap();
-        writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|").unwrap();
-        for (i, m) in methods.iter().enumerate() {
-            let (lo, hi) = times[i].iter().fold((f64::MAX, 0f64), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+        for (variant, ddl) in [("no indexes", None), ("primary key + 2 indexes", Some(DDL_INDEXES))] {
+            if let Some(ddl) = ddl {
+                reset(&mut admin);
+                admin.batch_execute(ddl).unwrap();
+            }
+            let mut times = vec![Vec::new(); methods.len()];
+            let mut mem = vec![0f64; methods.len()];
+            let mut busy = vec![Vec::new(); methods.len()];
+            let mut split = vec![(Vec::new(), Vec::new()); methods.len()];
+            for run in 0..args.runs {
+                for (i, m) in methods.iter().enumerate() {
+                    reset(&mut admin);
+                    let (secs, mb, cpu) = run_once(db, m);
+                    busy[i].push(cpu);
+                    let (main, threads) = *LAST_CPU.lock().unwrap();
+                    split[i].0.push(main);
+                    split[i].1.push(threads);
+                    let n: i64 = admin.query_one("SELECT count(*) FROM bench_chat", &[]).unwrap().get(0);
+                    assert_eq!(n as u64, m.rows, "{} loaded {n} rows", m.name);
+                    eprintln!("[{variant}] run {} {:<30} {secs:7.2} s  peak {mb:6.1} MB", run + 1, m.name);
+                    times[i].push(secs);
+                    mem[i] = mem[i].max(mb);
+                }
+            }
+            let med: Vec<f64> = times.iter().map(|t| median(t)).collect();
+            let (csv_t, ingest_t) = (med[0], med[2]);
+            writeln!(report, "### {variant}\n").unwrap();
             writeln!(
                 report,
-                "| {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.2} | {:.2} |",
-                m.name,
-                med[i],
-                lo,
-                hi,
-                bytes as f64 / 1e6 / med[i],
-                args.lines as f64 / med[i],
-                med[i] / csv_t,
-                mem[i],
-                median(&busy[i]) * 100.0,
-                median(&split[i].0),
-                median(&split[i].1)
+                "| method | median s | min s | max s | MB/s | rows/s | × COPY csv time | backend peak MB | CPU busy % | main thread CPU s | parse threads CPU s |"
             )
             .unwrap();
+            writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|").unwrap();
+            for (i, m) in methods.iter().enumerate() {
+                let (lo, hi) = times[i].iter().fold((f64::MAX, 0f64), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+                writeln!(
+                    report,
+                    "| {} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.2} | {:.2} |",
+                    m.name,
+                    med[i],
+                    lo,
+                    hi,
+                    bytes as f64 / 1e6 / med[i],
+                    args.lines as f64 / med[i],
+                    med[i] / csv_t,
+                    mem[i],
+                    median(&busy[i]) * 100.0,
+                    median(&split[i].0),
+                    median(&split[i].1)
+                )
+                .unwrap();
+            }
+            writeln!(report).unwrap();
+            writeln!(report, "- ingest_jsonl / COPY csv time: **{:.2}** (target ≤ 0.80)", ingest_t / csv_t).unwrap();
+            writeln!(report, "- ingest_jsonl / COPY binary time: {:.2}", ingest_t / med[1]).unwrap();
+            writeln!(report, "- staging workaround / ingest_jsonl time: **{:.2}×** (target ≥ 3)", med[3] / ingest_t)
+                .unwrap();
+            writeln!(
+                report,
+                "- on_error => 'skip' / 'stop' on a clean file: **{:.3}** (target ≤ 1.05)",
+                med[4] / ingest_t
+            )
+            .unwrap();
+            writeln!(
+                report,
+                "- skip with 1% bad lines ({bad} bad: half refused by the parser, half by PostgreSQL) / clean stop: {:.2}\n",
+                med[5] / ingest_t
+            )
+            .unwrap();
+            writeln!(
+                report,
+                "- writers => 2 / one writer, throughput: **{:.2}×** (target ≥ 1.3); two COPY csv sessions / one: {:.2}×; \
+                 CPU busy with one writer: {:.0}% of {threads} CPUs\n",
+                ingest_t / med[6],
+                csv_t / med[7],
+                median(&busy[2]) * 100.0
+            )
+            .unwrap();
+            writeln!(
+                report,
+                "- input from anywhere, time / ingest_jsonl of the server file: COPY FROM file (FORMAT jsonl) {:.2}; \
+                 the client streaming the file (COPY FROM STDIN, same machine) {:.2}; a gzip file ({:.0} MB) {:.2}\n",
+                med[8] / ingest_t,
+                med[9] / ingest_t,
+                gz_bytes as f64 / 1e6,
+                med[10] / ingest_t
+            )
+            .unwrap();
+            writeln!(
+                report,
+                "- parse threads: the default (CPUs − 1 = {}) / as many as CPUs ({}), time: {:.2}; the default leaves the \
+                 main thread a core of its own\n",
+                cpus().saturating_sub(1).max(1),
+                cpus(),
+                ingest_t / med[11]
+            )
+            .unwrap();
+            if let Some(fastest) = med.get(12..).and_then(|p| p.iter().copied().reduce(f64::min)) {
+                writeln!(
+                    report,
+                    "- ingest_jsonl / the fastest client-side peer, time: **{:.2}** (target ≤ 0.5); DuckDB → ADBC / \
+                     COPY binary: {:.2}; polars → ADBC / COPY binary: {:.2}\n",
+                    ingest_t / fastest,
+                    med[12] / med[1],
+                    med[13] / med[1]
+                )
+                .unwrap();
+            }
         }
-        writeln!(report).unwrap();
-        writeln!(report, "- ingest_jsonl / COPY csv time: **{:.2}** (target ≤ 0.80)", ingest_t / csv_t).unwrap();
-        writeln!(report, "- ingest_jsonl / COPY binary time: {:.2}", ingest_t / med[1]).unwrap();
-        writeln!(report, "- staging workaround / ingest_jsonl time: **{:.2}×** (target ≥ 3)", med[3] / ingest_t)
-            .unwrap();
-        writeln!(report, "- on_error => 'skip' / 'stop' on a clean file: **{:.3}** (target ≤ 1.05)", med[4] / ingest_t)
-            .unwrap();
-        writeln!(
-            report,
-            "- skip with 1% bad lines ({bad} bad: half refused by the parser, half by PostgreSQL) / clean stop: {:.2}\n",
-            med[5] / ingest_t
-        )
-        .unwrap();
-        writeln!(
-            report,
-            "- writers => 2 / one writer, throughput: **{:.2}×** (target ≥ 1.3); two COPY csv sessions / one: {:.2}×; \
-             CPU busy with one writer: {:.0}% of {threads} CPUs\n",
-            ingest_t / med[6],
-            csv_t / med[7],
-            median(&busy[2]) * 100.0
-        )
-        .unwrap();
-        writeln!(
-            report,
-            "- input from anywhere, time / ingest_jsonl of the server file: COPY FROM file (FORMAT jsonl) {:.2}; \
-             the client streaming the file (COPY FROM STDIN, same machine) {:.2}; a gzip file ({:.0} MB) {:.2}\n",
-            med[8] / ingest_t,
-            med[9] / ingest_t,
-            gz_bytes as f64 / 1e6,
-            med[10] / ingest_t
-        )
-        .unwrap();
-        writeln!(
-            report,
-            "- parse threads: the default (CPUs − 1 = {}) / as many as CPUs ({}), time: {:.2}; the default leaves the \
-             main thread a core of its own\n",
-            cpus().saturating_sub(1).max(1),
-            cpus(),
-            ingest_t / med[11]
-        )
-        .unwrap();
     }
-    json_heavy(db, &dir, args.lines / 20, args.runs, &mut report);
-    batch_overhead(db, &mut report);
+    if run("events") {
+        events::event_log(db, &dir, args.lines / 2, args.runs, &mut report);
+    }
+    if run("tweets") {
+        json_heavy(db, &dir, args.lines / 20, args.runs, &mut report);
+    }
+    if run("batch") {
+        batch_overhead(db, &mut report);
+    }
     print!("{report}");
     if let Some(out) = &args.out {
         std::fs::write(out, &report).unwrap();
