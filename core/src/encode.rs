@@ -7,7 +7,6 @@
 //! is a *hole*: a place in the byte stream the main thread fills as it streams the chunk to
 //! COPY. A hole takes no bytes in [`EncodedChunk::bytes`], so filling it is a splice.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::convert::{self, EpochUnit};
@@ -204,7 +203,8 @@ pub struct RowEncoder {
     columns: Vec<ColumnSpec>,
     keys: KeyIndex,
     /// Top-level key → the path columns that start with it.
-    path_roots: HashMap<String, Vec<usize>>,
+    /// (a few keys: compared in turn, cheaper than hashing every key of every line)
+    path_roots: Vec<(Vec<u8>, Vec<usize>)>,
     rest: Option<usize>,
     needs_object: bool,
     opts: EncodeOptions,
@@ -226,12 +226,15 @@ impl RowEncoder {
         let keys = KeyIndex::new(
             columns.iter().enumerate().filter(|(_, c)| c.source == Source::Key).map(|(i, c)| (i, c.name.as_str())),
         );
-        let mut path_roots: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut path_roots: Vec<(Vec<u8>, Vec<usize>)> = Vec::new();
         let mut rest = None;
         for (i, c) in columns.iter().enumerate() {
             match &c.source {
                 Source::Path(steps) => match steps.first() {
-                    Some(PathStep::Key(k)) => path_roots.entry(k.clone()).or_default().push(i),
+                    Some(PathStep::Key(k)) => match path_roots.iter_mut().find(|(key, _)| key == k.as_bytes()) {
+                        Some((_, cols)) => cols.push(i),
+                        None => path_roots.push((k.as_bytes().to_vec(), vec![i])),
+                    },
                     _ => return Err(format!("the path for column \"{}\" must start with a key", c.name)),
                 },
                 Source::Rest => {
@@ -348,7 +351,9 @@ impl RowEncoder {
                 format!("line is longer than pg_ingest.max_line_bytes ({} bytes)", self.opts.max_line_bytes),
             ));
         }
-        if let Err(e) = std::str::from_utf8(text) {
+        // SIMD validation; the standard library says where, for the rare bad line
+        if simdutf8::basic::from_utf8(text).is_err() {
+            let e = std::str::from_utf8(text).expect_err("invalid UTF-8");
             let at = e.valid_up_to();
             let len = e.error_len().unwrap_or(text.len() - at).min(8);
             let shown: Vec<String> = text[at..at + len].iter().map(|b| format!("0x{b:02x}")).collect();
@@ -445,7 +450,7 @@ impl RowEncoder {
         };
         let mut taken = false;
         if !self.path_roots.is_empty() {
-            if let Some(cols) = std::str::from_utf8(lookup).ok().and_then(|k| self.path_roots.get(k)) {
+            if let Some((_, cols)) = self.path_roots.iter().find(|(key, _)| key == lookup) {
                 for &c in cols {
                     s.roots[c] = Some(v);
                 }

@@ -138,7 +138,7 @@ impl<R: Read> LineFramer<R> {
                 continue;
             }
             // Cut after the last newline; what follows waits for the next chunk.
-            let cut = match buf.iter().rposition(|&b| b == b'\n') {
+            let cut = match memchr::memrchr(b'\n', &buf) {
                 _ if self.eof => buf.len(),
                 Some(i) => i + 1,
                 None => {
@@ -181,7 +181,7 @@ impl<R: Read> LineFramer<R> {
 }
 
 fn count_newlines(data: &[u8]) -> usize {
-    data.iter().filter(|&&b| b == b'\n').count()
+    memchr::memchr_iter(b'\n', data).count()
 }
 
 /// One line of a chunk.
@@ -210,7 +210,7 @@ pub fn lines(chunk: &Chunk) -> impl Iterator<Item = Line<'_>> {
         if rest.is_empty() {
             return None;
         }
-        let (mut text, len) = match rest.iter().position(|&b| b == b'\n') {
+        let (mut text, len) = match memchr::memchr(b'\n', rest) {
             Some(i) => (&rest[..i], i + 1),
             None => (rest, rest.len()),
         };

@@ -68,6 +68,80 @@ pub enum UnescapeError {
     LoneSurrogate,
 }
 
+/// How many bytes at the start of `s` a string takes as they are: up to the first `"`, `\\` or
+/// control character (or all of them). Sixteen bytes at a time with SSE2 where there is SSE2.
+#[inline]
+fn string_run(s: &[u8]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        let mut at = 0;
+        // SAFETY: SSE2 is part of x86_64; every load reads 16 bytes inside `s`
+        unsafe {
+            let (quote, backslash, control) =
+                (_mm_set1_epi8(b'"' as i8), _mm_set1_epi8(b'\\' as i8), _mm_set1_epi8(0x1f));
+            while at + 16 <= s.len() {
+                let v = _mm_loadu_si128(s.as_ptr().add(at) as *const __m128i);
+                // a byte ≤ 0x1f is its own unsigned minimum with 0x1f
+                let hits = _mm_or_si128(
+                    _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                    _mm_cmpeq_epi8(_mm_min_epu8(v, control), v),
+                );
+                let mask = _mm_movemask_epi8(hits) as u32;
+                if mask != 0 {
+                    return at + mask.trailing_zeros() as usize;
+                }
+                at += 16;
+            }
+        }
+        at + s[at..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(s.len() - at)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        s.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(s.len())
+    }
+}
+
+/// The open containers, innermost last: the first 64 levels in a bit set (no allocation for
+/// the usual depths), deeper ones in a vector.
+#[derive(Default)]
+struct Nesting {
+    /// Bit i: level i is an object.
+    objects: u64,
+    depth: usize,
+    deeper: Vec<u8>,
+}
+
+impl Nesting {
+    #[inline]
+    fn push(&mut self, open: u8) {
+        if self.depth < 64 {
+            let bit = 1u64 << self.depth;
+            self.objects = if open == b'{' { self.objects | bit } else { self.objects & !bit };
+        } else {
+            self.deeper.push(open);
+        }
+        self.depth += 1;
+    }
+
+    #[inline]
+    fn last(&self) -> Option<u8> {
+        match self.depth {
+            0 => None,
+            d if d <= 64 => Some(if self.objects >> (d - 1) & 1 == 1 { b'{' } else { b'[' }),
+            _ => self.deeper.last().copied(),
+        }
+    }
+
+    #[inline]
+    fn pop(&mut self) {
+        if self.depth > 64 {
+            self.deeper.pop();
+        }
+        self.depth -= 1;
+    }
+}
+
 struct Scanner<'a> {
     s: &'a [u8],
     pos: usize,
@@ -117,9 +191,7 @@ impl<'a> Scanner<'a> {
         let mut escaped = false;
         loop {
             // Fast scan to the next byte that needs a look.
-            let rest = &self.s[self.pos..];
-            let n = rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(rest.len());
-            self.pos += n;
+            self.pos += string_run(&self.s[self.pos..]);
             match self.peek() {
                 None => return self.err("unterminated string"),
                 Some(b'"') => {
@@ -231,10 +303,11 @@ impl<'a> Scanner<'a> {
             Value,
             CommaOrClose,
         }
-        let mut stack: Vec<u8> = vec![open];
+        let mut stack = Nesting::default();
+        stack.push(open);
         self.pos += 1;
         let mut state = State::ValueOrClose;
-        while let Some(&top) = stack.last() {
+        while let Some(top) = stack.last() {
             self.ws();
             let close = if top == b'{' { b'}' } else { b']' };
             if state != State::Value && self.peek() == Some(close) {
@@ -573,6 +646,32 @@ mod tests {
             prop_assume!(!s.contains("\\u"));
             let theirs = serde_json::from_str::<serde_json::Value>(&s).is_ok();
             prop_assert_eq!(ours, theirs, "{}", s);
+        }
+
+        #[test]
+        fn the_vector_string_scan_stops_where_a_byte_scan_stops(bytes in proptest::collection::vec(
+            prop_oneof![Just(b'"'), Just(b'\\'), Just(0x1fu8), Just(0x20u8), Just(0x7fu8), Just(0x80u8), any::<u8>(),
+                        Just(b'a'), Just(b'a'), Just(b'a'), Just(b'a')], 0..80)) {
+            let scalar = bytes.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(bytes.len());
+            prop_assert_eq!(string_run(&bytes), scalar);
+        }
+    }
+}
+
+#[test]
+fn nesting_deeper_than_the_bit_set_is_checked_as_closely() {
+    for depth in [63usize, 64, 65, 130, 131] {
+        let open: String = (0..depth).map(|i| if i % 3 == 0 { "{\"k\":" } else { "[" }).collect();
+        let close: String = (0..depth).rev().map(|i| if i % 3 == 0 { "}" } else { "]" }).collect();
+        let ok = format!("{open}1{close}");
+        assert!(parse_value(ok.as_bytes()).is_ok(), "depth {depth}");
+        // the innermost and the outermost closer swapped: refused at any depth
+        let mut bad = close.clone().into_bytes();
+        let last = bad.len() - 1;
+        bad.swap(0, last);
+        if bad[0] != bad[last] {
+            let bad = format!("{open}1{}", String::from_utf8(bad).unwrap());
+            assert!(parse_value(bad.as_bytes()).is_err(), "depth {depth}");
         }
     }
 }

@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 
 use crate::json::{self, Kind, Value};
-use crate::numeric::{numeric_datum, varlena_header};
+use crate::numeric::{numeric_datum_into, varlena_header};
 
 const JENTRY_OFFLENMASK: u32 = 0x0FFF_FFFF;
 const JENTRY_HAS_OFF: u32 = 0x8000_0000;
@@ -90,14 +90,18 @@ fn node<'a>(v: Value<'a>, depth: usize) -> Option<Node<'a>> {
             // sorted by length then bytes; of equal keys the last one stays (a stable sort
             // keeps input order, so the last of a run is the last in the input)
             pairs.sort_by(|a, b| a.0.len().cmp(&b.0.len()).then_with(|| a.0.as_ref().cmp(b.0.as_ref())));
-            let mut unique: Vec<(Cow<'a, [u8]>, Node<'a>)> = Vec::with_capacity(pairs.len());
-            for pair in pairs {
-                match unique.last_mut() {
-                    Some(last) if last.0 == pair.0 => *last = pair,
-                    _ => unique.push(pair),
+            // in place: of a run of equal keys the last one is kept
+            let mut kept = 0;
+            for i in 0..pairs.len() {
+                if kept > 0 && pairs[kept - 1].0 == pairs[i].0 {
+                    pairs.swap(kept - 1, i);
+                } else {
+                    pairs.swap(kept, i);
+                    kept += 1;
                 }
             }
-            Node::Object(unique)
+            pairs.truncate(kept);
+            Node::Object(pairs)
         }
     })
 }
@@ -119,10 +123,10 @@ fn convert(buf: &mut Vec<u8>, n: &Node<'_>) -> Option<u32> {
             JENTRY_ISSTRING | s.len() as u32
         }
         Node::Number(text) => {
-            let num = numeric_datum(text).ok()?;
             let pad = pad_to_int(buf);
-            buf.extend_from_slice(&num);
-            JENTRY_ISNUMERIC | (pad + num.len()) as u32
+            let at = buf.len();
+            numeric_datum_into(text, buf).ok()?;
+            JENTRY_ISNUMERIC | (pad + buf.len() - at) as u32
         }
         Node::Array(elems) => container(buf, elems.len() as u32 | JB_FARRAY, elems.iter().map(Entry::Value))?,
         Node::Object(pairs) => container(

@@ -29,18 +29,37 @@ pub enum NumericError {
 /// The numeric datum (4-byte varlena header included, as `palloc`'d by `make_result`) for a
 /// JSON number's text.
 pub fn numeric_datum(text: &[u8]) -> Result<Vec<u8>, NumericError> {
+    let mut out = Vec::with_capacity(16);
+    numeric_datum_into(text, &mut out)?;
+    Ok(out)
+}
+
+/// [`numeric_datum`], appended to `out` (left as it was on an error); no allocation for
+/// numbers of up to 100 digits.
+pub fn numeric_datum_into(text: &[u8], out: &mut Vec<u8>) -> Result<(), NumericError> {
+    const STACK: usize = 112;
     let mut i = 0;
     let negative = text.first() == Some(&b'-');
     if negative {
         i += 1;
     }
     // decimal digits, with NBASE_DIGITS zeros of padding at the front (as set_var_from_str)
-    let mut dec: Vec<u8> = vec![0; NBASE_DIGITS as usize];
+    // and NBASE_DIGITS - 1 at the end
+    let mut stack = [0u8; STACK];
+    let mut heap = Vec::new();
+    let dec: &mut [u8] = if text.len() + 8 <= STACK {
+        &mut stack[..]
+    } else {
+        heap.resize(text.len() + 8, 0);
+        &mut heap[..]
+    };
+    let mut n = NBASE_DIGITS as usize;
     let (mut dweight, mut dscale, mut have_dp, mut any) = (-1i64, 0i64, false, false);
     while i < text.len() {
         match text[i] {
             c @ b'0'..=b'9' => {
-                dec.push(c - b'0');
+                dec[n] = c - b'0';
+                n += 1;
                 any = true;
                 if have_dp {
                     dscale += 1;
@@ -56,7 +75,7 @@ pub fn numeric_datum(text: &[u8]) -> Result<Vec<u8>, NumericError> {
     if !any {
         return Err(NumericError::Syntax);
     }
-    let ddigits = dec.len() as i64 - NBASE_DIGITS as i64;
+    let ddigits = n as i64 - NBASE_DIGITS as i64;
     if i < text.len() {
         if text[i] != b'e' && text[i] != b'E' {
             return Err(NumericError::Syntax);
@@ -72,45 +91,37 @@ pub fn numeric_datum(text: &[u8]) -> Result<Vec<u8>, NumericError> {
             dscale = 0;
         }
     }
-    dec.extend(std::iter::repeat_n(0, NBASE_DIGITS as usize - 1));
+    // (the NBASE_DIGITS - 1 zeros at the end are already there)
 
-    // to base-10000 digits
+    // to base-10000 digits, leading and trailing zero digits dropped as make_result drops them
     let nd = NBASE_DIGITS as i64;
-    let weight = if dweight >= 0 { (dweight + 1 + nd - 1) / nd - 1 } else { -((-dweight - 1) / nd + 1) };
+    let mut weight = if dweight >= 0 { (dweight + 1 + nd - 1) / nd - 1 } else { -((-dweight - 1) / nd + 1) };
     let offset = (weight + 1) * nd - (dweight + 1);
-    let ndigits = (ddigits + offset + nd - 1) / nd;
-    let mut digits = Vec::with_capacity(ndigits.max(0) as usize);
-    let mut at = (nd - offset) as usize;
-    for _ in 0..ndigits {
-        let d = dec[at] as i16 * 1000 + dec[at + 1] as i16 * 100 + dec[at + 2] as i16 * 10 + dec[at + 3] as i16;
-        digits.push(d);
-        at += NBASE_DIGITS as usize;
-    }
-    // make_result: leading and trailing zero digits go, a zero is positive with weight 0
-    let mut weight = weight;
+    let ndigits = ((ddigits + offset + nd - 1) / nd).max(0) as usize;
+    let digit = |k: usize| -> i16 {
+        let at = (nd - offset) as usize + k * NBASE_DIGITS as usize;
+        dec[at] as i16 * 1000 + dec[at + 1] as i16 * 100 + dec[at + 2] as i16 * 10 + dec[at + 3] as i16
+    };
     let mut start = 0;
-    while start < digits.len() && digits[start] == 0 {
+    while start < ndigits && digit(start) == 0 {
         start += 1;
         weight -= 1;
     }
-    let mut end = digits.len();
-    while end > start && digits[end - 1] == 0 {
+    let mut end = ndigits;
+    while end > start && digit(end - 1) == 0 {
         end -= 1;
     }
-    let digits = &digits[start..end];
     let mut sign = if negative { NUMERIC_NEG } else { NUMERIC_POS };
-    if digits.is_empty() {
+    if start == end {
         weight = 0;
         sign = NUMERIC_POS;
     }
-    let dscale = dscale;
-    let mut out = Vec::with_capacity(8 + 2 * digits.len());
+    let count = end - start;
     let short = dscale <= NUMERIC_SHORT_DSCALE_MAX as i64
         && weight <= NUMERIC_SHORT_WEIGHT_MAX as i64
         && weight >= NUMERIC_SHORT_WEIGHT_MIN as i64;
     if short {
-        let len = 4 + 2 + 2 * digits.len();
-        out.extend_from_slice(&varlena_header(len));
+        out.extend_from_slice(&varlena_header(4 + 2 + 2 * count));
         let header = (if sign == NUMERIC_NEG { NUMERIC_SHORT | NUMERIC_SHORT_SIGN_MASK } else { NUMERIC_SHORT })
             | ((dscale as u16) << NUMERIC_SHORT_DSCALE_SHIFT)
             | (if weight < 0 { NUMERIC_SHORT_WEIGHT_SIGN_MASK } else { 0 })
@@ -121,16 +132,15 @@ pub fn numeric_datum(text: &[u8]) -> Result<Vec<u8>, NumericError> {
         if weight != weight as i16 as i64 || dscale != (dscale as i32 & NUMERIC_DSCALE_MASK) as i64 {
             return Err(NumericError::Overflow);
         }
-        let len = 4 + 4 + 2 * digits.len();
-        out.extend_from_slice(&varlena_header(len));
+        out.extend_from_slice(&varlena_header(4 + 4 + 2 * count));
         let sign_dscale = sign | (dscale as i32 & NUMERIC_DSCALE_MASK) as u16;
         out.extend_from_slice(&sign_dscale.to_ne_bytes());
         out.extend_from_slice(&(weight as i16).to_ne_bytes());
     }
-    for d in digits {
-        out.extend_from_slice(&d.to_ne_bytes());
+    for k in start..end {
+        out.extend_from_slice(&digit(k).to_ne_bytes());
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The numeric datum `numeric_in(text, typmod)` makes for a column of type `numeric(p,s)`
