@@ -419,7 +419,7 @@ impl RowEncoder {
                 let col = &self.columns[c];
                 match col.kind {
                     ColumnKind::Jsonb => put_jsonb(out, value, col.finished),
-                    _ if col.finished => put_text_datum(out, &text),
+                    _ if col.finished => put_json(out, &text),
                     _ => put_receive(out, &[], &text),
                 }
                 Ok(())
@@ -516,7 +516,7 @@ impl RowEncoder {
                 put_receive(out, &[], &convert::text_form(&v)?);
                 mark_checked(out);
             }
-            ColumnKind::Json if col.finished => put_text_datum(out, v.raw),
+            ColumnKind::Json if col.finished => put_json(out, v.raw),
             ColumnKind::Json => {
                 put_receive(out, &[], v.raw);
                 mark_checked(out);
@@ -660,6 +660,17 @@ fn put_datum(out: &mut EncodedChunk, datum: &[u8]) {
     out.bytes.extend_from_slice(&(datum.len() as i32 + 1).to_be_bytes());
     out.bytes.push(TAG_DATUM);
     out.bytes.extend_from_slice(datum);
+}
+
+/// A json datum, unless it nests deeper than json_in would take (its stack depth check): then
+/// json_recv decides.
+fn put_json(out: &mut EncodedChunk, raw: &[u8]) {
+    if json::nests_deeper_than(raw, crate::jsonb::MAX_DEPTH) {
+        put_receive(out, &[], raw);
+        mark_checked(out);
+    } else {
+        put_text_datum(out, raw);
+    }
 }
 
 /// A text or json datum: the tag, a varlena header, the text.

@@ -364,6 +364,36 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// Whether the JSON text `raw` (valid JSON) nests containers deeper than `limit`.
+pub fn nests_deeper_than(raw: &[u8], limit: usize) -> bool {
+    let (mut depth, mut at) = (0usize, 0);
+    while at < raw.len() {
+        match raw[at] {
+            b'"' => {
+                // to the closing quote, over escapes
+                at += 1;
+                loop {
+                    at += string_run(&raw[at..]);
+                    match raw.get(at) {
+                        Some(b'\\') => at += 2,
+                        _ => break,
+                    }
+                }
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        at += 1;
+    }
+    false
+}
+
 /// Validates `text` as one JSON value (white space around it allowed) and returns its span.
 pub fn parse_value(text: &[u8]) -> Result<Value<'_>, JsonError> {
     let mut sc = Scanner { s: text, pos: 0 };
@@ -674,4 +704,12 @@ fn nesting_deeper_than_the_bit_set_is_checked_as_closely() {
             assert!(parse_value(bad.as_bytes()).is_err(), "depth {depth}");
         }
     }
+}
+
+#[test]
+fn nesting_depth_is_counted_outside_strings() {
+    assert!(!nests_deeper_than(b"[[1]]", 2));
+    assert!(nests_deeper_than(b"[[[1]]]", 2));
+    assert!(!nests_deeper_than(br#"{"a":"[[[[\"[[[","b":[1]}"#, 2));
+    assert!(nests_deeper_than(br#"{"a":"x\\","b":[[1]]}"#, 2));
 }

@@ -28,7 +28,7 @@ const JB_FSCALAR: u32 = 0x1000_0000;
 const JB_FOBJECT: u32 = 0x2000_0000;
 const JB_FARRAY: u32 = 0x4000_0000;
 /// Deeper than this, PostgreSQL's own input decides (its stack depth check included).
-const MAX_DEPTH: usize = 512;
+pub const MAX_DEPTH: usize = 512;
 
 enum Node<'a> {
     Null,

@@ -80,8 +80,7 @@ pub fn numeric_datum_into(text: &[u8], out: &mut Vec<u8>) -> Result<(), NumericE
         if text[i] != b'e' && text[i] != b'E' {
             return Err(NumericError::Syntax);
         }
-        let exp = std::str::from_utf8(&text[i + 1..]).map_err(|_| NumericError::Syntax)?;
-        let exponent: i64 = exp.strip_prefix('+').unwrap_or(exp).parse().map_err(|_| NumericError::Syntax)?;
+        let exponent = exponent(&text[i + 1..])?;
         if exponent >= i32::MAX as i64 / 2 || exponent <= -(i32::MAX as i64 / 2) {
             return Err(NumericError::Overflow);
         }
@@ -176,10 +175,9 @@ pub fn numeric_datum_typmod(text: &[u8], typmod: i32) -> Result<Vec<u8>, Numeric
         point = digits.len() as i64;
     }
     if !exponent.is_empty() {
-        let e = std::str::from_utf8(&exponent[1..]).map_err(|_| NumericError::Syntax)?;
-        let e: i64 = e.strip_prefix('+').unwrap_or(e).parse().map_err(|_| NumericError::Syntax)?;
-        // far beyond any typmod: PostgreSQL decides
-        if e.abs() > 2000 {
+        let e = self::exponent(&exponent[1..])?;
+        // far beyond any typmod (or any numeric): PostgreSQL decides
+        if !(-2000..=2000).contains(&e) {
             return Err(NumericError::Overflow);
         }
         point += e;
@@ -237,6 +235,24 @@ pub fn numeric_datum_typmod(text: &[u8], typmod: i32) -> Result<Vec<u8>, Numeric
         }
     }
     numeric_datum(&out)
+}
+
+/// An exponent's digits after the `e`: an optional sign, then decimal digits only (a second
+/// sign, spaces or anything else is for PostgreSQL); beyond i64, an overflow.
+fn exponent(t: &[u8]) -> Result<i64, NumericError> {
+    let (negative, digits) = match t.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, t),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(NumericError::Syntax);
+    }
+    let mut value: i64 = 0;
+    for &d in digits {
+        value = value.checked_mul(10).and_then(|v| v.checked_add((d - b'0') as i64)).ok_or(NumericError::Overflow)?;
+    }
+    Ok(if negative { -value } else { value })
 }
 
 /// A 4-byte varlena header for `len` bytes in all (SET_VARSIZE on a little-endian machine).
@@ -314,5 +330,17 @@ mod tests {
         assert_eq!(numeric_datum_typmod(b"+1", typmod(4, 2)), Err(NumericError::Syntax));
         assert_eq!(numeric_datum_typmod(b" 1", typmod(4, 2)), Err(NumericError::Syntax));
         assert_eq!(numeric_datum_typmod(b".", typmod(4, 2)), Err(NumericError::Syntax));
+        // exponents: one sign at most, and no wrapping however large
+        for bad in ["1e++5", "1e+-5", "1e-+5", "1e 5", "1e", "1e-"] {
+            assert_eq!(numeric_datum_typmod(bad.as_bytes(), typmod(10, 2)), Err(NumericError::Syntax), "{bad}");
+            assert_eq!(numeric_datum(bad.as_bytes()), Err(NumericError::Syntax), "{bad}");
+        }
+        for huge in
+            [".5e-9223372036854775808", "1e-9223372036854775808", "1e9223372036854775807", "1e99999999999999999999"]
+        {
+            assert_eq!(numeric_datum_typmod(huge.as_bytes(), typmod(3, -1)), Err(NumericError::Overflow), "{huge}");
+            assert_eq!(numeric_datum_typmod(huge.as_bytes(), typmod(10, 2)), Err(NumericError::Overflow), "{huge}");
+            assert_eq!(numeric_datum(huge.as_bytes()), Err(NumericError::Overflow), "{huge}");
+        }
     }
 }

@@ -6,7 +6,7 @@
 //! same datum, byte for byte where it is variable-length), or is rejected with PostgreSQL's
 //! own SQLSTATE and message.
 
-use pg_ingest_tests::{ingest, DataDir, TestDb};
+use pg_ingest_tests::{connect_as, db_error, ingest, role, CrashWitness, DataDir, TestDb};
 use postgres::Client;
 
 /// A small deterministic generator (xorshift64*).
@@ -416,4 +416,69 @@ fn uuids_numerics_and_bools_agree_with_postgres() {
         differential(c, &dir, sql_type, &bools());
         differential(c, &dir, sql_type, &numerics[..200]);
     }
+}
+
+/// What an attacker of the fast paths found, held: exponents that wrapped (a server crash from
+/// any role), exponents with two signs, NULLs that skipped a domain's NOT NULL, json nested
+/// deeper than json_in takes.
+#[test]
+fn hostile_numbers_nulls_in_domains_and_deep_json_get_postgres_own_answer() {
+    let mut db = TestDb::new("fast_attacks");
+    let dir = DataDir::new();
+    let mut witness = CrashWitness::new(&db.name);
+    role(&mut db.client, "fast_attacker", "LOGIN");
+    let mut attacker = connect_as(&db.name, "fast_attacker");
+    for (sql_type, value) in [
+        ("numeric(3,-1)", "\".5e-9223372036854775808\""),
+        ("numeric(5,-2)", "1e-9223372036854775808"),
+        ("numeric(10,2)", "1e-9223372036854775808"),
+        ("numeric(10,2)", "1e9223372036854775807"),
+        ("numeric", "\"1e++5\""),
+        ("numeric(10,2)", "\"1e+-5\""),
+    ] {
+        attacker.batch_execute(&format!("DROP TABLE IF EXISTS pg_temp.x; CREATE TEMP TABLE x (v {sql_type})")).unwrap();
+        let mut w = attacker.copy_in("COPY x FROM STDIN (FORMAT jsonl)").unwrap();
+        std::io::Write::write_all(&mut w, format!("{{\"v\": {value}}}\n").as_bytes()).unwrap();
+        let ours = w.finish().map(|_| ()).map_err(|e| db_error(&e));
+        let text = input_text(value);
+        let theirs =
+            attacker.execute(&format!("INSERT INTO x VALUES ('{text}')"), &[]).map(|_| ()).map_err(|e| db_error(&e));
+        witness.assert_no_crash();
+        match (&ours, &theirs) {
+            (Err(o), Err(t)) => assert!(o.0 == t.0 && o.1.ends_with(&t.1), "{value} into {sql_type}: {o:?} vs {t:?}"),
+            _ => assert_eq!(ours.is_ok(), theirs.is_ok(), "{value} into {sql_type}: {ours:?} vs {theirs:?}"),
+        }
+    }
+    // a domain's NOT NULL and CHECKs see JSON null and missing keys, on every path
+    let c = &mut db.client;
+    c.batch_execute(
+        "CREATE DOMAIN nn AS text NOT NULL; CREATE DOMAIN nn2 AS int CHECK (VALUE IS NOT NULL); \
+         CREATE TABLE tnn (id int, v nn, w nn2)",
+    )
+    .unwrap();
+    // (NOT NULL: 23502; a CHECK that fails on NULL: 23514, as INSERT raises them)
+    for (line, code) in [
+        (r#"{"id": 1, "v": null, "w": 1}"#, "23502"),
+        (r#"{"id": 2, "w": 1}"#, "23502"),
+        (r#"{"id": 3, "v": "x"}"#, "23514"),
+    ] {
+        let path = dir.write("nn.jsonl", format!("{line}\n"));
+        let e = ingest(c, &path, "'tnn', force => true").unwrap_err();
+        assert_eq!(db_error(&e).0, code, "{line}: {e}");
+        let e = c.query(&format!("SELECT * FROM read_jsonl('{path}', NULL::tnn)"), &[]).unwrap_err();
+        assert_eq!(db_error(&e).0, code, "read_jsonl {line}: {e}");
+    }
+    let path = dir.write("nn_ok.jsonl", "{\"id\": 4, \"v\": \"x\", \"w\": 2}\n");
+    assert_eq!(ingest(c, &path, "'tnn'").unwrap().rows_inserted, 1);
+    // json nested deeper than json_in takes: json_in's own error, not a value nothing can read
+    c.batch_execute("CREATE TABLE deep (id int, j json)").unwrap();
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let path = dir.write("deep.jsonl", format!("{{\"id\": 1, \"j\": {deep}}}\n"));
+    let ours = db_error(&ingest(c, &path, "'deep'").unwrap_err());
+    let theirs = db_error(&c.execute("INSERT INTO deep VALUES (1, $1::text::json)", &[&deep]).unwrap_err());
+    assert_eq!(ours.0, theirs.0, "{ours:?} vs {theirs:?}");
+    let fine = format!("{}{}", "[".repeat(400), "]".repeat(400));
+    let path = dir.write("fine.jsonl", format!("{{\"id\": 2, \"j\": {fine}}}\n"));
+    ingest(c, &path, "'deep'").unwrap();
+    witness.assert_no_crash();
 }

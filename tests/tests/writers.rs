@@ -180,3 +180,60 @@ fn writers_refuse_a_table_this_transaction_locked() {
     let e = db.client.query("SELECT * FROM ingest_jsonl($1, 'u', writers => 0)", &[&path]).unwrap_err();
     assert_eq!(db_error(&e).0, "22023");
 }
+
+#[test]
+fn writers_read_values_in_the_callers_time_zone_and_date_style() {
+    let mut db = TestDb::new("writers_settings");
+    let c = &mut db.client;
+    c.batch_execute(
+        "CREATE TABLE got (id int, at timestamptz, d date, i interval, ab timestamptz); CREATE TABLE want (LIKE got)",
+    )
+    .unwrap();
+    // wall-clock times (no offset), a day-first date, a SQL-standard interval, a zone
+    // abbreviation: what they mean depends on TimeZone, DateStyle, IntervalStyle and
+    // timezone_abbreviations
+    let lines: Vec<String> = (0..4000)
+        .map(|i| {
+            format!(
+                "{{\"id\": {i}, \"at\": \"2024-{:02}-{:02}T{:02}:30:00\", \"d\": \"{:02}/{:02}/2024\", \"i\": \"-1 2:03:04\", \"ab\": \"2024-05-01 12:00 EST\"}}",
+                1 + i % 12,
+                1 + i % 28,
+                i % 24,
+                1 + i % 28,
+                1 + i % 12
+            )
+        })
+        .collect();
+    let dir = DataDir::new();
+    let path = dir.write("settings.jsonl", lines.join("\n") + "\n");
+    c.batch_execute(
+        "SET TimeZone = 'America/St_Johns'; SET DateStyle = 'SQL, DMY'; SET IntervalStyle = 'sql_standard'; \
+         SET timezone_abbreviations = 'Australia'",
+    )
+    .unwrap();
+    let r = ingest(c, &path, "'got', writers => 2").unwrap();
+    assert_eq!(r.rows_inserted, 4000);
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        c.execute(
+            "INSERT INTO want VALUES ($1::int, $2::text::timestamptz, $3::text::date, $4::text::interval, \
+             $5::text::timestamptz)",
+            &[
+                &(v["id"].as_i64().unwrap() as i32),
+                &v["at"].as_str(),
+                &v["d"].as_str(),
+                &v["i"].as_str(),
+                &v["ab"].as_str(),
+            ],
+        )
+        .unwrap();
+    }
+    let differ: i64 = c
+        .query_one(
+            "SELECT count(*) FROM ((TABLE got EXCEPT ALL TABLE want) UNION ALL (TABLE want EXCEPT ALL TABLE got)) d",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(differ, 0, "the writers read values as the caller's session would");
+}

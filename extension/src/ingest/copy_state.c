@@ -162,7 +162,11 @@ pg_ingest_recv_tagged(PG_FUNCTION_ARGS)
 	StringInfo	buf = (StringInfo) PG_GETARG_POINTER(0);
 
 	if (buf == NULL)
+	{
+		/* a NULL still goes to the receive function: a domain's NOT NULL and CHECKs run */
+		(void) ReceiveFunctionCall(&x->recv.orig, NULL, PG_GETARG_OID(1), PG_GETARG_INT32(2));
 		PG_RETURN_NULL();
+	}
 	return pg_ingest_field(&x->recv.orig, &x->input, PG_GETARG_OID(1), PG_GETARG_INT32(2), buf);
 }
 

@@ -451,6 +451,16 @@ impl RowSource {
                 let len = i32::from_be_bytes(bytes[pos..pos + 4].try_into().expect("4 bytes"));
                 pos += 4;
                 if len < 0 {
+                    // as COPY does: a NULL goes to the receive function too (a domain's NOT
+                    // NULL and CHECKs; a strict one is not called)
+                    unsafe {
+                        pg_sys::ReceiveFunctionCall(
+                            column.receive.as_mut(),
+                            std::ptr::null_mut(),
+                            column.typioparam,
+                            column.typmod,
+                        )
+                    };
                     None
                 } else {
                     let data = &bytes[pos..pos + len as usize];

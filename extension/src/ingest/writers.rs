@@ -139,6 +139,8 @@ pub fn load_with_writers(
             // what the writers must find when they open the file: the one that was cut
             "device": plan.facts.device, "inode": plan.facts.inode, "size": plan.facts.size,
             "head_bytes": plan.head.bytes, "head_fingerprint": plan.head.hash,
+            // the caller's settings the input functions read: a writer reads values as the caller would
+            "settings": caller_input_settings(),
         })
         .to_string();
         let (path_sql, options_sql) = (quote_literal(key), quote_literal(&options));
@@ -207,6 +209,36 @@ pub fn load_with_writers(
     result
 }
 
+/// The settings input functions read (time zone and its abbreviations, date and interval
+/// styles, xml's document or content, money's locale), which a writer takes over from the
+/// caller for its transaction.
+const INPUT_SETTINGS: [&str; 6] =
+    ["TimeZone", "timezone_abbreviations", "DateStyle", "IntervalStyle", "xmloption", "lc_monetary"];
+
+fn caller_input_settings() -> serde_json::Value {
+    let settings: serde_json::Map<String, serde_json::Value> = INPUT_SETTINGS
+        .iter()
+        .map(|name| {
+            let c_name = std::ffi::CString::new(*name).expect("no NUL");
+            let value = unsafe {
+                let v = pg_sys::GetConfigOptionByName(c_name.as_ptr(), std::ptr::null_mut(), false);
+                std::ffi::CStr::from_ptr(v).to_string_lossy().into_owned()
+            };
+            (name.to_string(), serde_json::Value::String(value))
+        })
+        .collect();
+    serde_json::Value::Object(settings)
+}
+
+/// Takes over the caller's input settings for the writer's transaction (`SET LOCAL`).
+fn take_input_settings(options: &serde_json::Value) {
+    for name in INPUT_SETTINGS {
+        if let Some(value) = options["settings"][name].as_str() {
+            crate::identity::set_guc_local(name, value);
+        }
+    }
+}
+
 /// One writer's range (`ingest.load_range`): loaded, and recorded as committed, in the
 /// current transaction. The file must still be the one the leader cut (same device, inode
 /// and first bytes, at least as long): else nothing is loaded.
@@ -231,6 +263,7 @@ pub fn load_range(
         .raise()
     }
     target::check_file_permission();
+    take_input_settings(&options);
     let opts: LoadOptions = LoadOptions {
         columns: options.get("columns").filter(|v| !v.is_null()).cloned(),
         rest: options["rest"].as_str().map(str::to_owned),
