@@ -470,6 +470,20 @@ fn hostile_numbers_nulls_in_domains_and_deep_json_get_postgres_own_answer() {
     }
     let path = dir.write("nn_ok.jsonl", "{\"id\": 4, \"v\": \"x\", \"w\": 2}\n");
     assert_eq!(ingest(c, &path, "'tnn'").unwrap().rows_inserted, 1);
+    // a constant DEFAULT that fails fails only for the lines that need it, as INSERT's does
+    c.batch_execute(
+        "CREATE DOMAIN positive AS int CHECK (VALUE IS NOT NULL AND VALUE > 0); \
+         CREATE TABLE dflt (n int, v positive DEFAULT NULL)",
+    )
+    .unwrap();
+    let path = dir.write("dflt.jsonl", "{\"n\": 1, \"v\": 5}\n{\"n\": 2}\n{\"n\": 3, \"v\": 6}\n");
+    let r = ingest(c, &path, "'dflt', on_error => 'skip'").unwrap();
+    assert_eq!((r.rows_inserted, r.rows_rejected), (2, 1));
+    let (line, code): (i64, String) = c
+        .query_one("SELECT line, sqlstate FROM ingest.rejects WHERE load_id = $1", &[&r.load_id])
+        .map(|row| (row.get(0), row.get(1)))
+        .unwrap();
+    assert_eq!((line, code.as_str()), (2, "23514"));
     // json nested deeper than json_in takes: json_in's own error, not a value nothing can read
     c.batch_execute("CREATE TABLE deep (id int, j json)").unwrap();
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));

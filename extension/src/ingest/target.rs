@@ -3,7 +3,7 @@
 
 use std::ffi::{CStr, CString};
 
-use pgrx::pg_sys::{self, Oid};
+use pgrx::pg_sys::{self, Oid, PgTryBuilder};
 use pgrx::{PgSqlErrorCode, PgTupleDesc};
 
 use pg_ingest_core::encode::{ColumnKind, DefaultValue};
@@ -234,13 +234,28 @@ impl Target {
             if pg_sys::contain_volatile_functions(expr as *mut pg_sys::Node) {
                 return (DefaultValue::PerRow, expr);
             }
-            let state = pg_sys::ExecInitExpr(expr, std::ptr::null_mut());
-            let econtext = pg_sys::CreateStandaloneExprContext();
-            let mut isnull = false;
-            let datum = pg_sys::ExecEvalExprSwitchContext(state, econtext, &mut isnull);
-            let value = if isnull { None } else { Some(send(datum)) };
-            pg_sys::FreeExprContext(econtext, true);
-            (DefaultValue::Const(value), std::ptr::null_mut())
+            // evaluated once, here, for every line that lacks the column; a DEFAULT that fails
+            // (a domain's CHECK, `1/0`) fails only for those lines, as INSERT and COPY fail
+            // only for the rows that need it: it is then evaluated per row
+            let mut send = std::panic::AssertUnwindSafe(&mut send);
+            let expr_addr = expr as usize;
+            let once = super::skip::in_subtransaction(|| {
+                PgTryBuilder::new(move || {
+                    let state = pg_sys::ExecInitExpr(expr_addr as *mut pg_sys::Expr, std::ptr::null_mut());
+                    let econtext = pg_sys::CreateStandaloneExprContext();
+                    let mut isnull = false;
+                    let datum = pg_sys::ExecEvalExprSwitchContext(state, econtext, &mut isnull);
+                    let value = if isnull { None } else { Some((*send)(datum)) };
+                    pg_sys::FreeExprContext(econtext, true);
+                    Ok(value)
+                })
+                .catch_others(Err)
+                .execute()
+            });
+            match once {
+                Ok(value) => (DefaultValue::Const(value), std::ptr::null_mut()),
+                Err(_) => (DefaultValue::PerRow, expr),
+            }
         }
     }
 

@@ -209,32 +209,45 @@ pub fn load_with_writers(
     result
 }
 
-/// The settings input functions read (time zone and its abbreviations, date and interval
-/// styles, xml's document or content, money's locale), which a writer takes over from the
-/// caller for its transaction.
-const INPUT_SETTINGS: [&str; 6] =
-    ["TimeZone", "timezone_abbreviations", "DateStyle", "IntervalStyle", "xmloption", "lc_monetary"];
+/// The caller's settings a writer takes over for its transaction: those input functions read
+/// (time zone and its abbreviations, date and interval styles, xml's document or content,
+/// money's locale, array NULLs), and pg_ingest's own that shape a load.
+const INPUT_SETTINGS: [&str; 11] = [
+    "TimeZone",
+    "timezone_abbreviations",
+    "DateStyle",
+    "IntervalStyle",
+    "xmloption",
+    "lc_monetary",
+    "array_nulls",
+    "pg_ingest.max_line_bytes",
+    "pg_ingest.chunk_bytes",
+    "pg_ingest.memory_budget",
+    "pg_ingest.reject_line_bytes",
+];
 
 fn caller_input_settings() -> serde_json::Value {
-    let settings: serde_json::Map<String, serde_json::Value> = INPUT_SETTINGS
-        .iter()
-        .map(|name| {
-            let c_name = std::ffi::CString::new(*name).expect("no NUL");
-            let value = unsafe {
-                let v = pg_sys::GetConfigOptionByName(c_name.as_ptr(), std::ptr::null_mut(), false);
-                std::ffi::CStr::from_ptr(v).to_string_lossy().into_owned()
-            };
-            (name.to_string(), serde_json::Value::String(value))
-        })
-        .collect();
+    let settings: serde_json::Map<String, serde_json::Value> =
+        INPUT_SETTINGS.iter().map(|name| (name.to_string(), serde_json::Value::String(setting(name)))).collect();
     serde_json::Value::Object(settings)
 }
 
-/// Takes over the caller's input settings for the writer's transaction (`SET LOCAL`).
+fn setting(name: &str) -> String {
+    let c_name = std::ffi::CString::new(name).expect("no NUL");
+    unsafe {
+        let v = pg_sys::GetConfigOptionByName(c_name.as_ptr(), std::ptr::null_mut(), false);
+        std::ffi::CStr::from_ptr(v).to_string_lossy().into_owned()
+    }
+}
+
+/// Takes over the caller's settings for the writer's transaction (`SET LOCAL`), those that
+/// differ.
 fn take_input_settings(options: &serde_json::Value) {
     for name in INPUT_SETTINGS {
         if let Some(value) = options["settings"][name].as_str() {
-            crate::identity::set_guc_local(name, value);
+            if setting(name) != value {
+                crate::identity::set_guc_local(name, value);
+            }
         }
     }
 }
