@@ -11,6 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::convert::{self, EpochUnit};
 use crate::error::{sqlstate, RowError};
+use crate::fields::{
+    mark_checked, put_bytes, put_datum, put_hole, put_input, put_json, put_jsonb, put_null, put_receive, put_temporal,
+    put_text_datum, string_inner,
+};
 use crate::framing::{self, Chunk};
 use crate::input::Header;
 use crate::json::{self, JsonError, Kind, Value};
@@ -589,120 +593,6 @@ impl RowEncoder {
         }
         Ok(())
     }
-}
-
-/// A string's bytes between its quotes (for a string without escapes).
-fn string_inner<'a>(v: &Value<'a>) -> &'a [u8] {
-    &v.raw[1..v.raw.len() - 1]
-}
-
-/// A timestamptz, timestamp or date from its ISO 8601 text: the binary form where it is
-/// certain, a wall-clock time for the session's TimeZone, or the text for the input function.
-fn put_temporal(out: &mut EncodedChunk, col: &ColumnSpec, text: &[u8]) {
-    use crate::temporal;
-    match col.kind {
-        ColumnKind::Date => match temporal::parse_date(text) {
-            Some(days) => put_receive(out, &[], &days.to_be_bytes()),
-            None => put_input(out, text),
-        },
-        ColumnKind::Timestamp => match temporal::parse_datetime(text) {
-            // timestamp_in reads an offset and ignores it
-            Some(t) => put_receive(out, &[], &t.local_us().to_be_bytes()),
-            None => put_input(out, text),
-        },
-        _ => match temporal::parse_datetime(text) {
-            Some(t) => match t.utc_us() {
-                Some(us) => put_receive(out, &[], &us.to_be_bytes()),
-                None if col.finished && col.typmod < 0 && !t.fraction_carried => {
-                    out.bytes.extend_from_slice(&(1 + 8 + text.len() as i32).to_be_bytes());
-                    out.bytes.push(TAG_LOCAL);
-                    out.bytes.extend_from_slice(&t.local_us().to_ne_bytes());
-                    out.bytes.extend_from_slice(text);
-                    mark_checked(out);
-                }
-                None => put_input(out, text),
-            },
-            None => put_input(out, text),
-        },
-    }
-}
-
-fn put_null(out: &mut EncodedChunk) {
-    out.bytes.extend_from_slice(&(-1i32).to_be_bytes());
-}
-
-/// The row being encoded has a field PostgreSQL may still refuse.
-fn mark_checked(out: &mut EncodedChunk) {
-    let row = out.rows as u32;
-    if out.checked_rows.last() != Some(&row) {
-        out.checked_rows.push(row);
-    }
-}
-
-/// Text for the column type's input function.
-fn put_input(out: &mut EncodedChunk, text: &[u8]) {
-    out.bytes.extend_from_slice(&(text.len() as i32 + 1).to_be_bytes());
-    out.bytes.push(TAG_INPUT);
-    out.bytes.extend_from_slice(text);
-    mark_checked(out);
-}
-
-/// The type's binary form (`prefix`, then `data`) for its receive function.
-fn put_receive(out: &mut EncodedChunk, prefix: &[u8], data: &[u8]) {
-    out.bytes.extend_from_slice(&((prefix.len() + data.len()) as i32 + 1).to_be_bytes());
-    out.bytes.push(TAG_RECEIVE);
-    out.bytes.extend_from_slice(prefix);
-    out.bytes.extend_from_slice(data);
-}
-
-/// A finished datum, its varlena header included.
-fn put_datum(out: &mut EncodedChunk, datum: &[u8]) {
-    out.bytes.extend_from_slice(&(datum.len() as i32 + 1).to_be_bytes());
-    out.bytes.push(TAG_DATUM);
-    out.bytes.extend_from_slice(datum);
-}
-
-/// A json datum, unless it nests deeper than json_in would take (its stack depth check): then
-/// json_recv decides.
-fn put_json(out: &mut EncodedChunk, raw: &[u8]) {
-    if json::nests_deeper_than(raw, crate::jsonb::MAX_DEPTH) {
-        put_receive(out, &[], raw);
-        mark_checked(out);
-    } else {
-        put_text_datum(out, raw);
-    }
-}
-
-/// A text or json datum: the tag, a varlena header, the text.
-fn put_text_datum(out: &mut EncodedChunk, text: &[u8]) {
-    out.bytes.extend_from_slice(&(text.len() as i32 + 5).to_be_bytes());
-    out.bytes.push(TAG_DATUM);
-    out.bytes.extend_from_slice(&crate::numeric::varlena_header(text.len() + 4));
-    out.bytes.extend_from_slice(text);
-}
-
-/// A jsonb field: the finished datum when it can be built here, else jsonb's binary COPY
-/// form (version 1, the text) for `jsonb_recv`.
-fn put_jsonb(out: &mut EncodedChunk, v: Value<'_>, finished: bool) {
-    if finished {
-        if let Some(datum) = crate::jsonb::jsonb_datum(v) {
-            put_datum(out, &datum);
-            return;
-        }
-    }
-    // jsonb_recv: version 1, then the text (a domain's checks, what the builder leaves)
-    put_receive(out, &[1], v.raw);
-    mark_checked(out);
-}
-
-/// A constant DEFAULT, already a whole field's bytes (tag included).
-fn put_bytes(out: &mut EncodedChunk, b: &[u8]) {
-    out.bytes.extend_from_slice(&(b.len() as i32).to_be_bytes());
-    out.bytes.extend_from_slice(b);
-}
-
-fn put_hole(out: &mut EncodedChunk, column: usize, line: u64) {
-    out.holes.push(Hole { at: out.bytes.len(), column: column as u16, line });
 }
 
 /// Follows `steps` below `root`; `None` where a key or index is missing.

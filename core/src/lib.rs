@@ -8,6 +8,7 @@
 pub mod convert;
 pub mod encode;
 pub mod error;
+mod fields;
 pub mod framing;
 pub mod input;
 pub mod json;
