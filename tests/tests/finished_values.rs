@@ -5,28 +5,8 @@
 //! PostgreSQL (`\u0000`, numbers beyond the numeric format) gets PostgreSQL's own error; domains
 //! and typmods keep their checks.
 
-use pg_ingest_tests::{db_error, ingest, DataDir, TestDb};
+use pg_ingest_tests::{db_error, ingest, DataDir, Rng, TestDb};
 use postgres::Client;
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
 
 const NUMBERS: &[&str] = &[
     "0",

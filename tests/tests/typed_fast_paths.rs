@@ -6,28 +6,8 @@
 //! same datum, byte for byte where it is variable-length), or is rejected with PostgreSQL's
 //! own SQLSTATE and message.
 
-use pg_ingest_tests::{connect_as, db_error, ingest, role, CrashWitness, DataDir, TestDb};
+use pg_ingest_tests::{connect_as, db_error, ingest, role, CrashWitness, DataDir, Rng, TestDb};
 use postgres::Client;
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
 
 fn quoted(s: &str) -> String {
     serde_json::to_string(s).unwrap()

@@ -11,7 +11,7 @@ use pg_ingest_core::sample::{write_event_lines, EVENTS_COLUMNS, EVENTS_TABLE_DDL
 use pg_ingest_tests::connect;
 
 use super::peers::{Peers, PEERS};
-use super::{cpus, median, run_once, Method, LAST_CPU};
+use super::{cpus, time_methods, Method};
 
 pub fn event_log(db: &str, dir: &std::path::Path, lines: u64, runs: usize, report: &mut String) {
     let mut admin = connect(db);
@@ -50,24 +50,8 @@ pub fn event_log(db: &str, dir: &std::path::Path, lines: u64, runs: usize, repor
             methods.push((name, Method { peer, ..sql(String::new()) }));
         }
     }
-    let mut times = vec![Vec::new(); methods.len()];
-    let mut cpu = vec![(Vec::new(), Vec::new()); methods.len()];
-    let mut mem = vec![0f64; methods.len()];
-    for run in 0..runs {
-        for (i, (name, m)) in methods.iter().enumerate() {
-            admin.batch_execute("TRUNCATE bench_events; TRUNCATE ingest.loads CASCADE; CHECKPOINT").unwrap();
-            let (secs, mb, _) = run_once(db, m);
-            let n: i64 = admin.query_one("SELECT count(*) FROM bench_events", &[]).unwrap().get(0);
-            assert_eq!(n as u64, lines, "{name}");
-            eprintln!("[event log] run {} {name:<30} {secs:7.2} s  peak {mb:6.1} MB", run + 1);
-            let (main, threads) = *LAST_CPU.lock().unwrap();
-            cpu[i].0.push(main);
-            cpu[i].1.push(threads);
-            times[i].push(secs);
-            mem[i] = mem[i].max(mb);
-        }
-    }
-    let med: Vec<f64> = times.iter().map(|t| median(t)).collect();
+    let timed = time_methods(db, "event log", "bench_events", &methods, lines, runs);
+    let med: Vec<f64> = timed.iter().map(|t| t.secs).collect();
     writeln!(
         report,
         "### Event log ({lines} lines, {:.0} MB: uuid, timestamptz from ISO 8601 strings, numeric(12,2), text, \
@@ -90,9 +74,9 @@ pub fn event_log(db: &str, dir: &std::path::Path, lines: u64, runs: usize, repor
             lines as f64 / med[i],
             med[i] / med[0],
             med[i] / med[1],
-            median(&cpu[i].0),
-            median(&cpu[i].1),
-            mem[i]
+            timed[i].main_cpu,
+            timed[i].thread_cpu,
+            timed[i].peak_mb
         )
         .unwrap();
     }
@@ -112,5 +96,5 @@ pub fn event_log(db: &str, dir: &std::path::Path, lines: u64, runs: usize, repor
         )
         .unwrap();
     }
-    writeln!(report, "- parse CPU per GB of input: {:.2} s\n", median(&cpu[2].1) / (bytes as f64 / 1e9)).unwrap();
+    writeln!(report, "- parse CPU per GB of input: {:.2} s\n", timed[2].thread_cpu / (bytes as f64 / 1e9)).unwrap();
 }

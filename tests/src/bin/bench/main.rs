@@ -346,6 +346,40 @@ fn run_once(db: &str, m: &Method) -> (f64, f64, f64) {
     (secs, sampler.finish() as f64 / 1024.0, busy)
 }
 
+/// One method's medians over the runs, and its peak memory.
+struct Timed {
+    secs: f64,
+    main_cpu: f64,
+    thread_cpu: f64,
+    peak_mb: f64,
+}
+
+/// Runs each of `methods` `runs` times, alternating, each into `table` emptied first (and the
+/// ledger with it), checking that it leaves `rows` rows.
+fn time_methods(db: &str, label: &str, table: &str, methods: &[(&str, Method)], rows: u64, runs: usize) -> Vec<Timed> {
+    let mut admin = connect(db);
+    let mut samples = vec![(Vec::new(), Vec::new(), Vec::new(), 0f64); methods.len()];
+    for run in 0..runs {
+        for (i, (name, m)) in methods.iter().enumerate() {
+            admin.batch_execute(&format!("TRUNCATE {table}; TRUNCATE ingest.loads CASCADE; CHECKPOINT")).unwrap();
+            let (secs, mb, _) = run_once(db, m);
+            let n: i64 = admin.query_one(&format!("SELECT count(*) FROM {table}"), &[]).unwrap().get(0);
+            assert_eq!(n as u64, rows, "{name}");
+            eprintln!("[{label}] run {} {name:<30} {secs:7.2} s  peak {mb:6.1} MB", run + 1);
+            let (main, threads) = *LAST_CPU.lock().unwrap();
+            let s = &mut samples[i];
+            s.0.push(secs);
+            s.1.push(main);
+            s.2.push(threads);
+            s.3 = s.3.max(mb);
+        }
+    }
+    samples
+        .iter()
+        .map(|(t, m, p, mb)| Timed { secs: median(t), main_cpu: median(m), thread_cpu: median(p), peak_mb: *mb })
+        .collect()
+}
+
 /// The JSON-heavy set: tweet-shaped documents of 3–5 kB (nested objects and arrays into jsonb,
 /// long texts, numbers, a timestamp string), no indexes.
 fn json_heavy(db: &str, dir: &std::path::Path, lines: u64, runs: usize, report: &mut String) {
@@ -374,25 +408,14 @@ fn json_heavy(db: &str, dir: &std::path::Path, lines: u64, runs: usize, report: 
         ("ingest_jsonl", ingest("")),
         ("ingest_jsonl threads => CPUs", ingest(&format!(", threads => {}", cpus()))),
     ];
-    let mut times = vec![Vec::new(); methods.len()];
-    let mut mem = vec![0f64; methods.len()];
-    let mut cpu = vec![(Vec::new(), Vec::new()); methods.len()];
-    for run in 0..runs {
-        for (i, (name, sql)) in methods.iter().enumerate() {
-            admin.batch_execute("TRUNCATE bench_tweets; TRUNCATE ingest.loads CASCADE; CHECKPOINT").unwrap();
-            let m = Method { name, sql: vec![sql.clone()], rows: lines, parallel: false, stdin: None, peer: None };
-            let (secs, mb, _) = run_once(db, &m);
-            let n: i64 = admin.query_one("SELECT count(*) FROM bench_tweets", &[]).unwrap().get(0);
-            assert_eq!(n as u64, lines, "{name}");
-            eprintln!("[json-heavy] run {} {name:<30} {secs:7.2} s  peak {mb:6.1} MB", run + 1);
-            let (main, threads) = *LAST_CPU.lock().unwrap();
-            cpu[i].0.push(main);
-            cpu[i].1.push(threads);
-            times[i].push(secs);
-            mem[i] = mem[i].max(mb);
-        }
-    }
-    let med: Vec<f64> = times.iter().map(|t| median(t)).collect();
+    let methods: Vec<(&str, Method)> = methods
+        .into_iter()
+        .map(|(name, sql)| {
+            (name, Method { name, sql: vec![sql], rows: lines, parallel: false, stdin: None, peer: None })
+        })
+        .collect();
+    let timed = time_methods(db, "json-heavy", "bench_tweets", &methods, lines, runs);
+    let med: Vec<f64> = timed.iter().map(|t| t.secs).collect();
     writeln!(report, "### JSON-heavy rows ({lines} tweet-shaped lines, {:.0} MB, no indexes)\n", bytes as f64 / 1e6)
         .unwrap();
     writeln!(
@@ -409,9 +432,9 @@ fn json_heavy(db: &str, dir: &std::path::Path, lines: u64, runs: usize, report: 
             bytes as f64 / 1e6 / med[i],
             med[i] / med[0],
             med[i] / med[1],
-            median(&cpu[i].0),
-            median(&cpu[i].1),
-            mem[i]
+            timed[i].main_cpu,
+            timed[i].thread_cpu,
+            timed[i].peak_mb
         )
         .unwrap();
     }
