@@ -20,8 +20,9 @@ install: deps ## build in release mode; install the extension and the pg-ingest 
 start: ## start the private cluster (127.0.0.1:54329, data in .pg/; PG=17: 54317, .pg17/) and create the extensions
 	@$(SCRIPTS)/cluster.sh start
 
-stop: ## stop the private cluster
+stop: ## stop the private cluster and its Citus nodes
 	@$(SCRIPTS)/cluster.sh stop
+	@$(SCRIPTS)/citus.sh stop
 
 status: ## is the private cluster running?
 	@$(SCRIPTS)/cluster.sh status
