@@ -69,9 +69,10 @@ fn canonical_integer(t: &[u8]) -> bool {
     !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
 }
 
-/// The bytes an integer value gets through the fast path, `Ok(None)` to leave it to the input
-/// function, or the input function's out-of-range error.
-pub fn integer(v: &Value, bytes: u8) -> Result<Option<Vec<u8>>, RowError> {
+/// The integer an integer value gets through the fast path (written as its `bytes` low-order
+/// big-endian bytes), `Ok(None)` to leave it to the input function, or the input function's
+/// out-of-range error.
+pub fn integer(v: &Value, bytes: u8) -> Result<Option<i64>, RowError> {
     let t: &[u8] = match v.kind {
         Kind::Number => v.raw,
         Kind::String { escaped: false } => &v.raw[1..v.raw.len() - 1],
@@ -80,22 +81,41 @@ pub fn integer(v: &Value, bytes: u8) -> Result<Option<Vec<u8>>, RowError> {
     if !canonical_integer(t) {
         return Ok(None);
     }
-    let text = std::str::from_utf8(t).expect("digits");
     let (type_name, min, max) = match bytes {
         2 => ("smallint", i16::MIN as i64, i16::MAX as i64),
         4 => ("integer", i32::MIN as i64, i32::MAX as i64),
         _ => ("bigint", i64::MIN, i64::MAX),
     };
-    match text.parse::<i64>() {
-        Ok(n) if n >= min && n <= max => Ok(Some(match bytes {
-            2 => (n as i16).to_be_bytes().to_vec(),
-            4 => (n as i32).to_be_bytes().to_vec(),
-            _ => n.to_be_bytes().to_vec(),
-        })),
+    match plain_integer(t) {
+        Some(n) if n >= min && n <= max => Ok(Some(n)),
         _ => Err(RowError::new(
             sqlstate::NUMERIC_VALUE_OUT_OF_RANGE,
-            format!("value \"{text}\" is out of range for type {type_name}"),
+            format!("value \"{}\" is out of range for type {type_name}", String::from_utf8_lossy(t)),
         )),
+    }
+}
+
+/// `-?[0-9]+` as an i64, `None` when it is not that or does not fit.
+fn plain_integer(t: &[u8]) -> Option<i64> {
+    let (neg, digits) = match t.strip_prefix(b"-") {
+        Some(d) => (true, d),
+        None => (false, t),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    // accumulated negative: i64::MIN has no positive twin
+    let mut n: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_sub((d - b'0') as i64)?;
+    }
+    if neg {
+        Some(n)
+    } else {
+        n.checked_neg()
     }
 }
 
@@ -131,7 +151,7 @@ pub fn bool_text(t: &[u8]) -> Option<bool> {
 
 /// A JSON number as float4/float8 bytes, or `None` (strings, overflow and underflow go to the
 /// input function, which accepts or refuses them itself).
-pub fn float(v: &Value, bytes: u8) -> Option<Vec<u8>> {
+pub fn float(v: &Value, bytes: u8) -> Option<([u8; 8], usize)> {
     if v.kind != Kind::Number {
         return None;
     }
@@ -139,16 +159,24 @@ pub fn float(v: &Value, bytes: u8) -> Option<Vec<u8>> {
     let mantissa_is_zero = || text.split(['e', 'E']).next().unwrap_or("").bytes().all(|b| !(b'1'..=b'9').contains(&b));
     if bytes == 4 {
         let f: f32 = text.parse().ok()?;
-        (f.is_finite() && (f != 0.0 || mantissa_is_zero())).then(|| f.to_be_bytes().to_vec())
+        let mut b = [0u8; 8];
+        b[..4].copy_from_slice(&f.to_be_bytes());
+        (f.is_finite() && (f != 0.0 || mantissa_is_zero())).then_some((b, 4))
     } else {
         let f: f64 = text.parse().ok()?;
-        (f.is_finite() && (f != 0.0 || mantissa_is_zero())).then(|| f.to_be_bytes().to_vec())
+        (f.is_finite() && (f != 0.0 || mantissa_is_zero())).then_some((f.to_be_bytes(), 8))
     }
 }
 
 /// A JSON number scaled by `10^scale` and rounded half to even, exactly; `None` when it does
 /// not fit in an i128.
 fn scaled_decimal(raw: &[u8], scale: i32) -> Option<i128> {
+    // the usual case, a whole number of units: no exponent, no fraction
+    if scale >= 0 {
+        if let Some(n) = plain_integer(raw) {
+            return (n as i128).checked_mul(10i128.checked_pow(scale as u32)?);
+        }
+    }
     let text = std::str::from_utf8(raw).ok()?;
     let (neg, body) = match text.strip_prefix('-') {
         Some(b) => (true, b),
@@ -191,7 +219,7 @@ fn scaled_decimal(raw: &[u8], scale: i32) -> Option<i128> {
 }
 
 /// A JSON number of Unix epoch units as timestamp(tz) bytes: microseconds since 2000-01-01.
-pub fn epoch_timestamp(v: &Value, unit: EpochUnit) -> Result<Vec<u8>, RowError> {
+pub fn epoch_timestamp(v: &Value, unit: EpochUnit) -> Result<[u8; 8], RowError> {
     let out_of_range = || {
         RowError::new(
             sqlstate::DATETIME_FIELD_OVERFLOW,
@@ -203,11 +231,11 @@ pub fn epoch_timestamp(v: &Value, unit: EpochUnit) -> Result<Vec<u8>, RowError> 
     if !(MIN_TIMESTAMP..END_TIMESTAMP).contains(&pg) {
         return Err(out_of_range());
     }
-    Ok((pg as i64).to_be_bytes().to_vec())
+    Ok((pg as i64).to_be_bytes())
 }
 
 /// A JSON number of Unix epoch units as date bytes: the UTC day, days since 2000-01-01.
-pub fn epoch_date(v: &Value, unit: EpochUnit) -> Result<Vec<u8>, RowError> {
+pub fn epoch_date(v: &Value, unit: EpochUnit) -> Result<[u8; 4], RowError> {
     let out_of_range = || {
         RowError::new(
             sqlstate::DATETIME_FIELD_OVERFLOW,
@@ -219,7 +247,7 @@ pub fn epoch_date(v: &Value, unit: EpochUnit) -> Result<Vec<u8>, RowError> {
     if !(MIN_DATE..END_DATE).contains(&days) {
         return Err(out_of_range());
     }
-    Ok((days as i32).to_be_bytes().to_vec())
+    Ok((days as i32).to_be_bytes())
 }
 
 /// PostgreSQL allows at most this many array dimensions (`MAXDIM`).
@@ -276,9 +304,11 @@ mod tests {
 
     #[test]
     fn integers_exact_and_range_checked() {
-        assert_eq!(integer(&v("505874924095815681"), 8).unwrap(), Some(505874924095815681i64.to_be_bytes().to_vec()));
-        assert_eq!(integer(&v("\"-42\""), 4).unwrap(), Some((-42i32).to_be_bytes().to_vec()));
-        assert_eq!(integer(&v("-0"), 2).unwrap(), Some(0i16.to_be_bytes().to_vec()));
+        assert_eq!(integer(&v("505874924095815681"), 8).unwrap(), Some(505874924095815681));
+        assert_eq!(integer(&v("\"-42\""), 4).unwrap(), Some(-42));
+        assert_eq!(integer(&v("-0"), 2).unwrap(), Some(0));
+        assert_eq!(integer(&v("-9223372036854775808"), 8).unwrap(), Some(i64::MIN));
+        assert!(integer(&v("9223372036854775808"), 8).is_err());
         let e = integer(&v("2147483648"), 4).unwrap_err();
         assert_eq!(
             (e.sqlstate, e.message.as_str()),
@@ -297,9 +327,10 @@ mod tests {
 
     #[test]
     fn floats_exact_or_left_to_postgres() {
-        assert_eq!(float(&v("0.1"), 8), Some(0.1f64.to_be_bytes().to_vec()));
-        assert_eq!(float(&v("0.1"), 4), Some(0.1f32.to_be_bytes().to_vec()));
-        assert_eq!(float(&v("-0.0"), 8), Some((-0.0f64).to_be_bytes().to_vec()));
+        let bytes = |f: Option<([u8; 8], usize)>| f.map(|(b, len)| b[..len].to_vec());
+        assert_eq!(bytes(float(&v("0.1"), 8)), Some(0.1f64.to_be_bytes().to_vec()));
+        assert_eq!(bytes(float(&v("0.1"), 4)), Some(0.1f32.to_be_bytes().to_vec()));
+        assert_eq!(bytes(float(&v("-0.0"), 8)), Some((-0.0f64).to_be_bytes().to_vec()));
         assert_eq!(float(&v("1e400"), 8), None, "overflow: float8in says out of range");
         assert_eq!(float(&v("1e-400"), 8), None, "underflow: float8in says out of range");
         assert_eq!(float(&v("1e39"), 4), None);

@@ -13,7 +13,7 @@ use crate::convert::{self, EpochUnit};
 use crate::error::{sqlstate, RowError};
 use crate::fields::{
     mark_checked, put_bytes, put_datum, put_hole, put_input, put_json, put_jsonb, put_null, put_receive, put_temporal,
-    put_text_datum, string_inner,
+    put_text_value, string_inner,
 };
 use crate::framing::{self, Chunk};
 use crate::input::Header;
@@ -514,7 +514,7 @@ impl RowEncoder {
             Some(v) => v,
         };
         match col.kind {
-            ColumnKind::Text if col.finished => put_text_datum(out, &convert::text_form(&v)?),
+            ColumnKind::Text if col.finished => put_text_value(out, &v)?,
             // varchar(n), char(n), a domain: the receive function applies the typmod and checks
             ColumnKind::Text => {
                 put_receive(out, &[], &convert::text_form(&v)?);
@@ -533,13 +533,13 @@ impl RowEncoder {
                     _ => 8,
                 };
                 match convert::integer(&v, width)? {
-                    Some(b) => put_receive(out, &[], &b),
+                    Some(n) => put_receive(out, &[], &n.to_be_bytes()[8 - width as usize..]),
                     None => put_input(out, &convert::text_form(&v)?),
                 }
             }
             ColumnKind::Float4 | ColumnKind::Float8 => {
                 match convert::float(&v, if col.kind == ColumnKind::Float4 { 4 } else { 8 }) {
-                    Some(b) => put_receive(out, &[], &b),
+                    Some((b, len)) => put_receive(out, &[], &b[..len]),
                     None => put_input(out, &convert::text_form(&v)?),
                 }
             }

@@ -2,8 +2,10 @@
 //! [`crate::encode::TAG_DATUM`] and the others), and what the tag says follows; a per-row
 //! DEFAULT as a hole. Which rows hold a field PostgreSQL may still refuse is noted as it goes.
 
+use crate::convert;
 use crate::encode::{ColumnKind, ColumnSpec, EncodedChunk, Hole, TAG_DATUM, TAG_INPUT, TAG_LOCAL, TAG_RECEIVE};
-use crate::json::{self, Value};
+use crate::error::RowError;
+use crate::json::{self, Kind, Value};
 
 /// A string's bytes between its quotes (for a string without escapes).
 pub(crate) fn string_inner<'a>(v: &Value<'a>) -> &'a [u8] {
@@ -93,6 +95,30 @@ pub(crate) fn put_text_datum(out: &mut EncodedChunk, text: &[u8]) {
     out.bytes.push(TAG_DATUM);
     out.bytes.extend_from_slice(&crate::numeric::varlena_header(text.len() + 4));
     out.bytes.extend_from_slice(text);
+}
+
+/// A text datum of a JSON value's text form: a string decoded straight into the row, anything
+/// else as written.
+pub(crate) fn put_text_value(out: &mut EncodedChunk, v: &Value<'_>) -> Result<(), RowError> {
+    match v.kind {
+        Kind::String { escaped: true } => {
+            let start = out.bytes.len();
+            out.bytes.extend_from_slice(&[0; 4]);
+            out.bytes.push(TAG_DATUM);
+            let header = out.bytes.len();
+            out.bytes.extend_from_slice(&[0; 4]);
+            if let Err(e) = json::unescape_into(string_inner(v), &mut out.bytes) {
+                out.bytes.truncate(start);
+                return Err(convert::unescape_error(e));
+            }
+            let len = out.bytes.len() - header;
+            out.bytes[start..start + 4].copy_from_slice(&(len as i32 + 1).to_be_bytes());
+            out.bytes[header..header + 4].copy_from_slice(&crate::numeric::varlena_header(len));
+        }
+        Kind::String { escaped: false } => put_text_datum(out, string_inner(v)),
+        _ => put_text_datum(out, v.raw),
+    }
+    Ok(())
 }
 
 /// A jsonb field: the finished datum when it can be built here, else jsonb's binary COPY

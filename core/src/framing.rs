@@ -95,26 +95,20 @@ impl<R: Read> LineFramer<R> {
         }
     }
 
-    /// Fills `buf` up to `want` bytes or end of input.
+    /// Fills `buf` up to `want` bytes or end of input. (`read_to_end` reads into the spare
+    /// capacity where the reader can, a file's or a slice's, without zeroing it first.)
     fn fill(&mut self, buf: &mut Vec<u8>, want: usize) -> io::Result<()> {
-        while buf.len() < want && !self.eof {
-            let start = buf.len();
-            buf.resize(want, 0);
-            match self.input.read(&mut buf[start..]) {
-                Ok(0) => {
-                    buf.truncate(start);
-                    self.eof = true;
-                }
-                Ok(n) => {
-                    buf.truncate(start + n);
-                    self.bytes_read += n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(start),
-                Err(e) => {
-                    buf.truncate(start);
-                    return Err(e);
-                }
-            }
+        if buf.len() >= want || self.eof {
+            return Ok(());
+        }
+        let need = (want - buf.len()) as u64;
+        let start = buf.len();
+        let read = (&mut self.input).take(need).read_to_end(buf);
+        let n = (buf.len() - start) as u64;
+        self.bytes_read += n;
+        read?;
+        if n < need {
+            self.eof = true;
         }
         Ok(())
     }

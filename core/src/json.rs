@@ -483,7 +483,7 @@ pub fn unescape_into(inner: &[u8], out: &mut Vec<u8>) -> Result<(), UnescapeErro
     while i < inner.len() {
         let b = inner[i];
         if b != b'\\' {
-            let n = inner[i..].iter().position(|&b| b == b'\\').unwrap_or(inner.len() - i);
+            let n = memchr::memchr(b'\\', &inner[i..]).unwrap_or(inner.len() - i);
             out.extend_from_slice(&inner[i..i + n]);
             i += n;
             continue;
