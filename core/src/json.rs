@@ -148,10 +148,14 @@ struct Scanner<'a> {
 }
 
 impl<'a> Scanner<'a> {
+    #[cold]
+    #[inline(never)]
     fn err<T>(&self, message: impl Into<String>) -> Result<T, JsonError> {
         Err(JsonError { offset: self.pos, message: message.into() })
     }
 
+    #[cold]
+    #[inline(never)]
     fn unexpected<T>(&self, expected: &str) -> Result<T, JsonError> {
         match self.s.get(self.pos) {
             None => self.err(format!("expected {expected}, found end of input")),
@@ -184,8 +188,37 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// A string starting at the opening quote; returns whether it has escapes.
+    /// A string starting at the opening quote; returns whether it has escapes. The usual
+    /// strings are scanned here; anything else (a `\\u` escape, an error) by
+    /// [`Self::string_checked`].
+    #[inline(always)]
     fn string(&mut self) -> Result<bool, JsonError> {
+        debug_assert_eq!(self.peek(), Some(b'"'));
+        let s = self.s;
+        let mut at = self.pos + 1;
+        let mut escaped = false;
+        loop {
+            at += string_run(&s[at..]);
+            match s.get(at) {
+                Some(b'"') => {
+                    self.pos = at + 1;
+                    return Ok(escaped);
+                }
+                Some(b'\\')
+                    if matches!(s.get(at + 1), Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't')) =>
+                {
+                    escaped = true;
+                    at += 2;
+                }
+                _ => return self.string_checked(),
+            }
+        }
+    }
+
+    /// [`Self::string`] byte by byte, every escape and error included.
+    #[cold]
+    #[inline(never)]
+    fn string_checked(&mut self) -> Result<bool, JsonError> {
         debug_assert_eq!(self.peek(), Some(b'"'));
         self.pos += 1;
         let mut escaped = false;
@@ -280,9 +313,12 @@ impl<'a> Scanner<'a> {
 
     /// Any value at the current position (after white space); containers are walked with an
     /// explicit stack. Returns the value's span.
+    #[inline(always)]
     fn value(&mut self) -> Result<Value<'a>, JsonError> {
         let start = self.pos;
         let kind = match self.peek() {
+            Some(b'"') => Kind::String { escaped: self.string()? },
+            Some(b'0'..=b'9' | b'-') => self.number()?,
             Some(open @ (b'{' | b'[')) => {
                 self.container(open)?;
                 if open == b'{' {
@@ -425,23 +461,32 @@ pub fn parse_object<'a>(
         return Ok(None);
     }
     loop {
-        sc.ws();
+        // white space is looked for only where the next byte is not what is expected
         if sc.peek() != Some(b'"') {
-            return sc.unexpected("a string (an object key)");
+            sc.ws();
+            if sc.peek() != Some(b'"') {
+                return sc.unexpected("a string (an object key)");
+            }
         }
         let key_start = sc.pos + 1;
         let escaped = sc.string()?;
         let key = &text[key_start..sc.pos - 1];
-        sc.ws();
         if sc.peek() != Some(b':') {
-            return sc.unexpected("\":\"");
+            sc.ws();
+            if sc.peek() != Some(b':') {
+                return sc.unexpected("\":\"");
+            }
         }
         sc.pos += 1;
         sc.ws();
         let v = sc.value()?;
         member(key, escaped, v);
-        sc.ws();
-        match sc.peek() {
+        let mut next = sc.peek();
+        if !matches!(next, Some(b',' | b'}')) {
+            sc.ws();
+            next = sc.peek();
+        }
+        match next {
             Some(b',') => sc.pos += 1,
             Some(b'}') => {
                 sc.pos += 1;
