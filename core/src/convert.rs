@@ -226,6 +226,14 @@ pub fn epoch_timestamp(v: &Value, unit: EpochUnit) -> Result<[u8; 8], RowError> 
             format!("timestamp out of range: \"{}\"", String::from_utf8_lossy(v.raw)),
         )
     };
+    // the usual case, whole units well inside the range, in i64
+    if let Some(us) = plain_integer(v.raw).and_then(|n| n.checked_mul(10i64.pow(unit.micros_exponent() as u32))) {
+        if let Some(pg) = us.checked_sub((PG_EPOCH_UNIX_SECS * 1_000_000) as i64) {
+            if (MIN_TIMESTAMP as i64..END_TIMESTAMP as i64).contains(&pg) {
+                return Ok(pg.to_be_bytes());
+            }
+        }
+    }
     let micros = scaled_decimal(v.raw, unit.micros_exponent()).ok_or_else(out_of_range)?;
     let pg = micros.checked_sub(PG_EPOCH_UNIX_SECS * 1_000_000).ok_or_else(out_of_range)?;
     if !(MIN_TIMESTAMP..END_TIMESTAMP).contains(&pg) {

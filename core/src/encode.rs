@@ -463,7 +463,7 @@ impl RowEncoder {
         }
         // Most lines have the same keys in the same order as the line before.
         let predicted = s.layout.get(pos).copied().flatten().filter(|m| match m {
-            KeyMatch::Exact(c) => self.columns[*c].name.as_bytes() == lookup,
+            KeyMatch::Exact(c) => same_key(self.columns[*c].name.as_bytes(), lookup),
             KeyMatch::Folded(_) => false,
         });
         let found = predicted.or_else(|| self.keys.find(lookup));
@@ -593,6 +593,12 @@ impl RowEncoder {
         }
         Ok(())
     }
+}
+
+/// `a == b` for the short keys of lines, compared in line (no call to `memcmp`).
+#[inline(always)]
+fn same_key(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 /// Follows `steps` below `root`; `None` where a key or index is missing.
