@@ -125,10 +125,15 @@ pub(crate) fn put_text_value(out: &mut EncodedChunk, v: &Value<'_>) -> Result<()
 /// form (version 1, the text) for `jsonb_recv`.
 pub(crate) fn put_jsonb(out: &mut EncodedChunk, v: Value<'_>, finished: bool) {
     if finished {
-        if let Some(datum) = crate::jsonb::jsonb_datum(v) {
-            put_datum(out, &datum);
+        let start = out.bytes.len();
+        out.bytes.extend_from_slice(&[0; 4]);
+        out.bytes.push(TAG_DATUM);
+        if crate::jsonb::jsonb_datum_into(v, &mut out.bytes) {
+            let len = (out.bytes.len() - start - 4) as i32;
+            out.bytes[start..start + 4].copy_from_slice(&len.to_be_bytes());
             return;
         }
+        out.bytes.truncate(start);
     }
     // jsonb_recv: version 1, then the text (a domain's checks, what the builder leaves)
     put_receive(out, &[1], v.raw);

@@ -71,7 +71,7 @@ pub enum UnescapeError {
 /// How many bytes at the start of `s` a string takes as they are: up to the first `"`, `\\` or
 /// control character (or all of them). Sixteen bytes at a time with SSE2 where there is SSE2.
 #[inline]
-fn string_run(s: &[u8]) -> usize {
+pub(crate) fn string_run(s: &[u8]) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;

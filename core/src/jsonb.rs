@@ -9,9 +9,9 @@
 //! string, a number beyond the numeric format, very deep nesting) returns `None`: the value
 //! then goes to PostgreSQL's own `jsonb_recv`, which decides (and raises its own error).
 
-use std::borrow::Cow;
+use std::cell::RefCell;
 
-use crate::json::{self, Kind, Value};
+use crate::json::{self, Value};
 use crate::numeric::{numeric_datum_into, varlena_header};
 
 const JENTRY_OFFLENMASK: u32 = 0x0FFF_FFFF;
@@ -29,174 +29,309 @@ const JB_FOBJECT: u32 = 0x2000_0000;
 const JB_FARRAY: u32 = 0x4000_0000;
 /// Deeper than this, PostgreSQL's own input decides (its stack depth check included).
 pub const MAX_DEPTH: usize = 512;
+/// A builder's working memory above this is given back after the value.
+const KEEP_BYTES: usize = 1 << 20;
 
-enum Node<'a> {
+/// One value of the tree, in the builder's arena. Strings and numbers are spans: of the input,
+/// or of the decoded text for strings with escapes.
+#[derive(Clone, Copy)]
+enum Node {
     Null,
     Bool(bool),
-    Number(&'a [u8]),
-    String(Cow<'a, [u8]>),
-    Array(Vec<Node<'a>>),
-    Object(Vec<(Cow<'a, [u8]>, Node<'a>)>),
+    Number {
+        at: u32,
+        len: u32,
+    },
+    String {
+        at: u32,
+        len: u32,
+        decoded: bool,
+    },
+    /// `n` children at `kids[first..]`.
+    Array {
+        first: u32,
+        n: u32,
+    },
+    /// `n` members at `kids[first..]`, key and value in turn, sorted and deduplicated.
+    Object {
+        first: u32,
+        n: u32,
+    },
 }
 
-fn string<'a>(v: &Value<'a>) -> Option<Cow<'a, [u8]>> {
-    v.string_text().ok()
+/// The working memory of one thread's jsonb builds, reused from value to value.
+#[derive(Default)]
+struct Builder {
+    nodes: Vec<Node>,
+    kids: Vec<u32>,
+    /// The children of the containers still open, in order.
+    pending: Vec<u32>,
+    /// The open containers: whether an object, where their children start in `pending`.
+    open: Vec<(bool, usize)>,
+    /// Decoded strings with escapes.
+    text: Vec<u8>,
+    pairs: Vec<(u32, u32)>,
+    /// Where in the output the datum starts: its padding counts from there.
+    base: usize,
 }
 
-fn node<'a>(v: Value<'a>, depth: usize) -> Option<Node<'a>> {
-    if depth > MAX_DEPTH {
-        return None;
+thread_local! {
+    static BUILDER: RefCell<Builder> = RefCell::default();
+}
+
+impl Builder {
+    fn clear(&mut self) {
+        self.nodes.clear();
+        self.kids.clear();
+        self.pending.clear();
+        self.open.clear();
+        self.text.clear();
+        self.pairs.clear();
     }
-    Some(match v.kind {
-        Kind::Null => Node::Null,
-        Kind::Bool(b) => Node::Bool(b),
-        Kind::Number => Node::Number(v.raw),
-        Kind::String { .. } => Node::String(string(&v)?),
-        Kind::Array => {
-            let mut elems = Vec::new();
-            for e in json::array_elements(v.raw) {
-                elems.push(node(e, depth + 1)?);
-            }
-            Node::Array(elems)
+
+    fn push(&mut self, node: Node) {
+        self.pending.push(self.nodes.len() as u32);
+        self.nodes.push(node);
+    }
+
+    fn bytes<'s>(&'s self, raw: &'s [u8], node: Node) -> &'s [u8] {
+        match node {
+            Node::String { at, len, decoded: true } => &self.text[at as usize..(at + len) as usize],
+            Node::String { at, len, .. } | Node::Number { at, len } => &raw[at as usize..(at + len) as usize],
+            _ => &[],
         }
-        Kind::Object => {
-            let mut pairs: Vec<(Cow<'a, [u8]>, Node<'a>)> = Vec::new();
-            let mut failed = false;
-            json::parse_object(v.raw, |key, escaped, value| {
-                if failed {
-                    return;
-                }
-                let key = if escaped {
-                    let mut out = Vec::new();
-                    match json::unescape_into(key, &mut out) {
-                        Ok(()) if !out.contains(&0) => Cow::Owned(out),
-                        _ => {
-                            failed = true;
-                            return;
-                        }
-                    }
-                } else {
-                    Cow::Borrowed(key)
-                };
-                match node(value, depth + 1) {
-                    Some(n) => pairs.push((key, n)),
-                    None => failed = true,
-                }
-            })
-            .ok()?;
-            if failed {
+    }
+
+    /// The tree of `raw`, one validated JSON value, in one pass: its root's index, or `None`
+    /// where PostgreSQL must decide.
+    fn build(&mut self, raw: &[u8]) -> Option<u32> {
+        let mut i = 0;
+        while i < raw.len() {
+            let b = raw[i];
+            if matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b',' | b':') {
+                i += 1;
+                continue;
+            }
+            if matches!(b, b'}' | b']') {
+                self.close(raw)?;
+                i += 1;
+                continue;
+            }
+            // a value, `open.len()` containers deep
+            if self.open.len() > MAX_DEPTH {
                 return None;
             }
-            // sorted by length then bytes; of equal keys the last one stays (a stable sort
-            // keeps input order, so the last of a run is the last in the input)
-            pairs.sort_by(|a, b| a.0.len().cmp(&b.0.len()).then_with(|| a.0.as_ref().cmp(b.0.as_ref())));
-            // in place: of a run of equal keys the last one is kept
-            let mut kept = 0;
-            for i in 0..pairs.len() {
-                if kept > 0 && pairs[kept - 1].0 == pairs[i].0 {
-                    pairs.swap(kept - 1, i);
-                } else {
-                    pairs.swap(kept, i);
-                    kept += 1;
+            match b {
+                b'{' | b'[' => {
+                    self.open.push((b == b'{', self.pending.len()));
+                    i += 1;
+                }
+                b'"' => {
+                    let start = i + 1;
+                    let mut j = start;
+                    let mut escaped = false;
+                    loop {
+                        j += json::string_run(&raw[j..]);
+                        match raw.get(j) {
+                            Some(b'\\') => {
+                                escaped = true;
+                                j += 2;
+                            }
+                            Some(_) => break,
+                            None => return None,
+                        }
+                    }
+                    let node = if escaped {
+                        let at = self.text.len();
+                        json::unescape_into(&raw[start..j], &mut self.text).ok()?;
+                        Node::String { at: at as u32, len: (self.text.len() - at) as u32, decoded: true }
+                    } else {
+                        Node::String { at: start as u32, len: (j - start) as u32, decoded: false }
+                    };
+                    self.push(node);
+                    i = j + 1;
+                }
+                b't' => {
+                    self.push(Node::Bool(true));
+                    i += 4;
+                }
+                b'f' => {
+                    self.push(Node::Bool(false));
+                    i += 5;
+                }
+                b'n' => {
+                    self.push(Node::Null);
+                    i += 4;
+                }
+                _ => {
+                    let len = raw[i..]
+                        .iter()
+                        .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                        .unwrap_or(raw.len() - i);
+                    self.push(Node::Number { at: i as u32, len: len as u32 });
+                    i += len;
                 }
             }
-            pairs.truncate(kept);
-            Node::Object(pairs)
         }
-    })
+        (self.open.is_empty() && self.pending.len() == 1).then(|| self.pending[0])
+    }
+
+    /// Closes the innermost container: its children move to `kids`, an object's members
+    /// sorted by key length then bytes, of equal keys the last one kept.
+    fn close(&mut self, raw: &[u8]) -> Option<()> {
+        let (object, from) = self.open.pop()?;
+        let first = self.kids.len() as u32;
+        let node = if object {
+            let mut pairs = std::mem::take(&mut self.pairs);
+            pairs.clear();
+            pairs.extend(self.pending[from..].chunks_exact(2).map(|kv| (kv[0], kv[1])));
+            // stable: of equal keys, input order stays
+            pairs.sort_by(|a, b| {
+                let (ka, kb) = (self.bytes(raw, self.nodes[a.0 as usize]), self.bytes(raw, self.nodes[b.0 as usize]));
+                ka.len().cmp(&kb.len()).then_with(|| ka.cmp(kb))
+            });
+            let mut n = 0;
+            for (i, &(k, v)) in pairs.iter().enumerate() {
+                let same_as_next = pairs.get(i + 1).is_some_and(|next| {
+                    self.bytes(raw, self.nodes[next.0 as usize]) == self.bytes(raw, self.nodes[k as usize])
+                });
+                if !same_as_next {
+                    self.kids.push(k);
+                    self.kids.push(v);
+                    n += 1;
+                }
+            }
+            self.pairs = pairs;
+            Node::Object { first, n }
+        } else {
+            let n = (self.pending.len() - from) as u32;
+            self.kids.extend_from_slice(&self.pending[from..]);
+            Node::Array { first, n }
+        };
+        self.pending.truncate(from);
+        self.push(node);
+        Some(())
+    }
+
+    /// Appends a value's data to `buf`; its JEntry.
+    fn emit(&self, raw: &[u8], buf: &mut Vec<u8>, index: u32) -> Option<u32> {
+        let node = self.nodes[index as usize];
+        Some(match node {
+            Node::Null => JENTRY_ISNULL,
+            Node::Bool(true) => JENTRY_ISBOOL_TRUE,
+            Node::Bool(false) => JENTRY_ISBOOL_FALSE,
+            Node::String { .. } => {
+                let s = self.bytes(raw, node);
+                buf.extend_from_slice(s);
+                JENTRY_ISSTRING | s.len() as u32
+            }
+            Node::Number { .. } => {
+                let pad = pad_to_int(buf, self.base);
+                let at = buf.len();
+                numeric_datum_into(self.bytes(raw, node), buf).ok()?;
+                JENTRY_ISNUMERIC | (pad + buf.len() - at) as u32
+            }
+            Node::Array { first, n } => self.container(raw, buf, n | JB_FARRAY, first, n as usize, 1)?,
+            Node::Object { first, n } => self.container(raw, buf, n | JB_FOBJECT, first, n as usize, 2)?,
+        })
+    }
+
+    /// Appends a container: its header, JEntries and children's data (an object's keys, then
+    /// its values); its JEntry. Its `n` children are at `kids[first..]`, every `stride`th.
+    fn container(
+        &self,
+        raw: &[u8],
+        buf: &mut Vec<u8>,
+        header: u32,
+        first: u32,
+        n: usize,
+        stride: usize,
+    ) -> Option<u32> {
+        let base = buf.len();
+        pad_to_int(buf, self.base);
+        buf.extend_from_slice(&header.to_ne_bytes());
+        let mut at = buf.len();
+        buf.resize(at + 4 * n * stride, 0);
+        let mut total: u32 = 0;
+        let first = first as usize;
+        // an object's keys (offset 0 of each pair), then its values (offset 1)
+        let children = (0..stride).flat_map(|half| (0..n).map(move |i| first + i * stride + half));
+        for (i, child) in children.enumerate() {
+            let mut meta = self.emit(raw, buf, self.kids[child])?;
+            total = total.checked_add(meta & JENTRY_OFFLENMASK)?;
+            if total > JENTRY_OFFLENMASK {
+                return None;
+            }
+            if i % JB_OFFSET_STRIDE == 0 {
+                meta = (meta & JENTRY_TYPEMASK) | total | JENTRY_HAS_OFF;
+            }
+            buf[at..at + 4].copy_from_slice(&meta.to_ne_bytes());
+            at += 4;
+        }
+        let len = buf.len() - base;
+        if len > JENTRY_OFFLENMASK as usize {
+            return None;
+        }
+        Some(JENTRY_ISCONTAINER | len as u32)
+    }
 }
 
-fn pad_to_int(buf: &mut Vec<u8>) -> usize {
-    let pad = (4 - buf.len() % 4) % 4;
+/// Pads the datum that starts at `base` in `buf` to a multiple of 4 bytes.
+fn pad_to_int(buf: &mut Vec<u8>, base: usize) -> usize {
+    let pad = (4 - (buf.len() - base) % 4) % 4;
     buf.extend(std::iter::repeat_n(0, pad));
     pad
 }
 
-/// Appends a value's data; its JEntry.
-fn convert(buf: &mut Vec<u8>, n: &Node<'_>) -> Option<u32> {
-    Some(match n {
-        Node::Null => JENTRY_ISNULL,
-        Node::Bool(true) => JENTRY_ISBOOL_TRUE,
-        Node::Bool(false) => JENTRY_ISBOOL_FALSE,
-        Node::String(s) => {
-            buf.extend_from_slice(s);
-            JENTRY_ISSTRING | s.len() as u32
+/// Appends the jsonb datum (its 4-byte varlena header included) of one validated JSON value
+/// to `out`; `false`, with `out` as it was, when PostgreSQL's own input must decide. The
+/// datum's alignment is counted from where it starts in `out`.
+pub fn jsonb_datum_into(value: Value<'_>, out: &mut Vec<u8>) -> bool {
+    BUILDER.with_borrow_mut(|b| {
+        b.clear();
+        let start = out.len();
+        let built = build_into(b, value.raw, out, start);
+        if b.nodes.capacity() * 16 + b.text.capacity() > KEEP_BYTES {
+            *b = Builder::default();
         }
-        Node::Number(text) => {
-            let pad = pad_to_int(buf);
-            let at = buf.len();
-            numeric_datum_into(text, buf).ok()?;
-            JENTRY_ISNUMERIC | (pad + buf.len() - at) as u32
+        match built {
+            Some(()) => true,
+            None => {
+                out.truncate(start);
+                false
+            }
         }
-        Node::Array(elems) => container(buf, elems.len() as u32 | JB_FARRAY, elems.iter().map(Entry::Value))?,
-        Node::Object(pairs) => container(
-            buf,
-            pairs.len() as u32 | JB_FOBJECT,
-            pairs.iter().map(|(k, _)| Entry::Key(k)).chain(pairs.iter().map(|(_, v)| Entry::Value(v))),
-        )?,
     })
 }
 
-enum Entry<'n, 'a> {
-    Key(&'n Cow<'a, [u8]>),
-    Value(&'n Node<'a>),
-}
-
-/// Appends a container (its header, JEntries and children's data); its JEntry.
-fn container<'n, 'a: 'n>(buf: &mut Vec<u8>, header: u32, children: impl Iterator<Item = Entry<'n, 'a>>) -> Option<u32> {
-    let base = buf.len();
-    pad_to_int(buf);
-    buf.extend_from_slice(&header.to_ne_bytes());
-    let count = (header & 0x0FFF_FFFF) as usize * if header & JB_FOBJECT != 0 { 2 } else { 1 };
-    let mut at = buf.len();
-    buf.resize(at + 4 * count, 0);
-    let mut total: u32 = 0;
-    for (i, child) in children.enumerate() {
-        let mut meta = match child {
-            Entry::Key(k) => {
-                buf.extend_from_slice(k);
-                JENTRY_ISSTRING | k.len() as u32
-            }
-            Entry::Value(v) => convert(buf, v)?,
-        };
-        total = total.checked_add(meta & JENTRY_OFFLENMASK)?;
-        if total > JENTRY_OFFLENMASK {
-            return None;
+fn build_into(b: &mut Builder, raw: &[u8], out: &mut Vec<u8>, start: usize) -> Option<()> {
+    let root = b.build(raw)?;
+    b.base = start;
+    out.extend_from_slice(&[0; 4]);
+    match b.nodes[root as usize] {
+        Node::Array { .. } | Node::Object { .. } => {
+            b.emit(raw, out, root)?;
         }
-        if i % JB_OFFSET_STRIDE == 0 {
-            meta = (meta & JENTRY_TYPEMASK) | total | JENTRY_HAS_OFF;
+        _ => {
+            // a raw scalar: a one-element array flagged as such
+            b.kids.push(root);
+            let first = (b.kids.len() - 1) as u32;
+            b.container(raw, out, 1 | JB_FARRAY | JB_FSCALAR, first, 1, 1)?;
         }
-        buf[at..at + 4].copy_from_slice(&meta.to_ne_bytes());
-        at += 4;
     }
-    let len = buf.len() - base;
-    if len > JENTRY_OFFLENMASK as usize {
+    let len = out.len() - start;
+    if len > 0x3FFF_FFFF {
         return None;
     }
-    Some(JENTRY_ISCONTAINER | len as u32)
+    out[start..start + 4].copy_from_slice(&varlena_header(len));
+    Some(())
 }
 
 /// The jsonb datum (its 4-byte varlena header included) for one validated JSON value, or
 /// `None` when PostgreSQL's own input must decide.
 pub fn jsonb_datum(value: Value<'_>) -> Option<Vec<u8>> {
-    let root = node(value, 0)?;
-    let mut buf = Vec::with_capacity(value.raw.len() + 64);
-    buf.extend_from_slice(&[0; 4]);
-    match &root {
-        Node::Array(_) | Node::Object(_) => {
-            convert(&mut buf, &root)?;
-        }
-        scalar => {
-            // a raw scalar: a one-element array flagged as such
-            container(&mut buf, 1 | JB_FARRAY | JB_FSCALAR, std::iter::once(Entry::Value(scalar)))?;
-        }
-    }
-    let len = buf.len();
-    if len > 0x3FFF_FFFF {
-        return None;
-    }
-    buf[..4].copy_from_slice(&varlena_header(len));
-    Some(buf)
+    let mut out = Vec::with_capacity(value.raw.len() + 64);
+    jsonb_datum_into(value, &mut out).then_some(out)
 }
 
 #[cfg(test)]
