@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::convert::{self, EpochUnit};
 use crate::error::{sqlstate, RowError};
 use crate::fields::{
-    mark_checked, put_bytes, put_datum, put_hole, put_input, put_json, put_jsonb, put_null, put_receive, put_temporal,
-    put_text_value, string_inner,
+    mark_checked, put_bytes, put_char_value, put_datum, put_hole, put_input, put_json, put_jsonb, put_null,
+    put_receive, put_temporal, put_text_value, string_inner,
 };
 use crate::framing::{self, Chunk};
 use crate::input::Header;
@@ -23,8 +23,10 @@ use crate::mapping::{KeyIndex, KeyMatch, PathStep, Source};
 /// How a column's values are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnKind {
-    /// text, varchar, bpchar: the binary form is the UTF-8 text.
+    /// text, varchar: the binary form is the UTF-8 text.
     Text,
+    /// character(n), blank-padded: the binary form is the UTF-8 text.
+    Bpchar,
     Int2,
     Int4,
     Int8,
@@ -514,9 +516,12 @@ impl RowEncoder {
             Some(v) => v,
         };
         match col.kind {
-            ColumnKind::Text if col.finished => put_text_value(out, &v)?,
-            // varchar(n), char(n), a domain: the receive function applies the typmod and checks
-            ColumnKind::Text => {
+            ColumnKind::Text | ColumnKind::Bpchar if col.finished && col.typmod >= 4 => {
+                put_char_value(out, &v, (col.typmod - 4) as usize, col.kind == ColumnKind::Bpchar)?
+            }
+            ColumnKind::Text | ColumnKind::Bpchar if col.finished => put_text_value(out, &v)?,
+            // a domain: the receive function applies the typmod and checks
+            ColumnKind::Text | ColumnKind::Bpchar => {
                 put_receive(out, &[], &convert::text_form(&v)?);
                 mark_checked(out);
             }

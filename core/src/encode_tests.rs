@@ -437,3 +437,35 @@ fn event_log_values_are_finished_on_the_threads() {
     );
     assert_eq!(ch.checked_rows, vec![1, 2]);
 }
+
+#[test]
+fn varchar_and_character_lengths_are_applied_as_postgres_applies_them() {
+    let finished =
+        |name: &str, kind: ColumnKind, n: i32| ColumnSpec { finished: true, typmod: n + 4, ..col(name, kind) };
+    let cols = vec![finished("v", ColumnKind::Text, 3), finished("c", ColumnKind::Bpchar, 3)];
+    let text_datum = |s: &str| {
+        let mut d = crate::numeric::varlena_header(s.len() + 4).to_vec();
+        d.extend_from_slice(s.as_bytes());
+        F::D(d)
+    };
+    // (the JSON string, what varchar(3) stores, what character(3) stores); None: PostgreSQL decides
+    let cases: [(&str, Option<&str>, Option<&str>); 8] = [
+        ("ab", Some("ab"), Some("ab ")),
+        ("", Some(""), Some("   ")),
+        ("日本語", Some("日本語"), Some("日本語")),
+        ("é🎉", Some("é🎉"), Some("é🎉 ")),
+        ("abc   ", Some("abc"), Some("abc")),
+        ("a\\tb  ", Some("a\tb"), Some("a\tb")),
+        ("日本語 x", None, None),
+        ("abcd", None, None),
+    ];
+    let input: String = cases.iter().map(|(s, _, _)| format!("{{\"v\":\"{s}\",\"c\":\"{s}\"}}\n")).collect();
+    let ch = encode(cols, &input, EncodeOptions::default());
+    assert!(ch.errors.is_empty(), "{:?}", ch.errors);
+    for (row, (s, varchar, bpchar)) in decode(&ch, 2).iter().zip(cases) {
+        let decoded = s.replace("\\t", "\t");
+        let want = |stored: Option<&str>| stored.map(text_datum).unwrap_or_else(|| t(&decoded));
+        assert_eq!(row, &vec![want(varchar), want(bpchar)], "{s}");
+    }
+    assert_eq!(ch.checked_rows, vec![6, 7]);
+}

@@ -121,6 +121,48 @@ pub(crate) fn put_text_value(out: &mut EncodedChunk, v: &Value<'_>) -> Result<()
     Ok(())
 }
 
+/// A varchar(n) (`pad` false) or character(n) (`pad` true) datum of a JSON value's text form,
+/// `maxlen` characters at most, as `varchar_input` and `bpchar_input` make it: characters past
+/// `maxlen` that are all spaces are cut off, and character(n) is padded with spaces to `maxlen`
+/// characters. A longer text is left to the receive function, whose error it gets. (The
+/// characters are UTF-8's: the backend finishes these only in a UTF8 database.)
+pub(crate) fn put_char_value(out: &mut EncodedChunk, v: &Value<'_>, maxlen: usize, pad: bool) -> Result<(), RowError> {
+    let start = out.bytes.len();
+    put_text_value(out, v)?;
+    // the field: its length (4), the tag, the varlena header (4), the text
+    let text_at = start + 9;
+    let len = out.bytes.len() - text_at;
+    if len > maxlen || pad {
+        let text = &out.bytes[text_at..];
+        // where the character after the first `maxlen` starts
+        let mut chars = 0;
+        let cut = text.iter().position(|&b| {
+            let starts = b & 0xC0 != 0x80;
+            chars += starts as usize;
+            starts && chars > maxlen
+        });
+        match cut {
+            Some(cut) if text[cut..].iter().all(|&b| b == b' ') => out.bytes.truncate(text_at + cut),
+            Some(_) => {
+                let text = text.to_vec();
+                out.bytes.truncate(start);
+                put_receive(out, &[], &text);
+                mark_checked(out);
+                return Ok(());
+            }
+            None if pad => {
+                let spaces = maxlen - chars;
+                out.bytes.resize(out.bytes.len() + spaces, b' ');
+            }
+            None => {}
+        }
+        let total = out.bytes.len() - start;
+        out.bytes[start..start + 4].copy_from_slice(&(total as i32 - 4).to_be_bytes());
+        out.bytes[start + 5..start + 9].copy_from_slice(&crate::numeric::varlena_header(total - 5));
+    }
+    Ok(())
+}
+
 /// A jsonb field: the finished datum when it can be built here, else jsonb's binary COPY
 /// form (version 1, the text) for `jsonb_recv`.
 pub(crate) fn put_jsonb(out: &mut EncodedChunk, v: Value<'_>, finished: bool) {

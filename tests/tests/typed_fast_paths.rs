@@ -254,6 +254,18 @@ fn bools() -> Vec<String> {
     out
 }
 
+/// Strings of up to seven characters of one to four UTF-8 bytes, spaces and tabs among them
+/// (trailing spaces are what varchar(n) and character(n) may cut off), and a few numbers.
+fn character_strings(rng: &mut Rng, n: usize) -> Vec<String> {
+    let mut out = vec!["12".to_string(), "1234.5".to_string(), "true".to_string()];
+    while out.len() < n {
+        let len = rng.below(8);
+        let s: String = (0..len).map(|_| rng.pick(&["a", "é", "日", "🎉", " ", " ", "x", "\t"])).collect();
+        out.push(quoted(&s.replace("\\t", "\t")));
+    }
+    out
+}
+
 /// The text an input function gets for a JSON value: a string's text, else the value's own.
 fn input_text(json: &str) -> String {
     match serde_json::from_str::<serde_json::Value>(json).unwrap() {
@@ -395,6 +407,19 @@ fn uuids_numerics_and_bools_agree_with_postgres() {
     for sql_type in ["bool", "int4", "int8", "float8", "varchar(5)", "char(3)"] {
         differential(c, &dir, sql_type, &bools());
         differential(c, &dir, sql_type, &numerics[..200]);
+    }
+}
+
+#[test]
+fn varchar_and_character_lengths_agree_with_postgres() {
+    let mut db = TestDb::new("fast_chars");
+    let c = &mut db.client;
+    let dir = DataDir::new();
+    let values = character_strings(&mut Rng(0x0C4A_25EE), 600);
+    c.batch_execute("CREATE DOMAIN short_name AS varchar(3) CHECK (VALUE <> 'x')").unwrap();
+    for sql_type in ["varchar(3)", "varchar(1)", "char(3)", "char", "character(5)", "bpchar", "varchar", "short_name"] {
+        let loaded = differential(c, &dir, sql_type, &values);
+        assert!(loaded > values.len() / 4, "{sql_type}: only {loaded} loaded");
     }
 }
 

@@ -87,12 +87,17 @@ pub fn check_file_permission() {
 }
 
 /// Whether the parse threads may build this column's datums: the type itself (a domain has
-/// its checks run by PostgreSQL), one whose datums they build (text, varchar, json and jsonb
-/// without a typmod; numeric, whose typmod they apply as `apply_typmod`; timestamptz, whose
+/// its checks run by PostgreSQL), one whose datums they build (text, json and jsonb without a
+/// typmod; varchar(n) and character(n), whose lengths they apply as `varchar_input` and
+/// `bpchar_input` do, in a UTF8 database; numeric, whose typmod they apply as `apply_typmod`; timestamptz, whose
 /// wall-clock times the backend places in the session's TimeZone).
 pub fn finishes(typid: Oid, typmod: i32) -> bool {
     match typid {
-        pg_sys::TEXTOID | pg_sys::VARCHAROID | pg_sys::JSONOID | pg_sys::JSONBOID => typmod < 0,
+        pg_sys::TEXTOID | pg_sys::JSONOID | pg_sys::JSONBOID => typmod < 0,
+        // a length is counted in characters: UTF-8's, in a UTF8 database
+        pg_sys::VARCHAROID | pg_sys::BPCHAROID => {
+            typmod < 0 || unsafe { pg_sys::GetDatabaseEncoding() } == pg_sys::pg_enc::PG_UTF8 as i32
+        }
         pg_sys::NUMERICOID | pg_sys::TIMESTAMPTZOID => true,
         _ => false,
     }
@@ -101,7 +106,8 @@ pub fn finishes(typid: Oid, typmod: i32) -> bool {
 pub fn column_kind(typid: Oid) -> ColumnKind {
     let base = unsafe { pg_sys::getBaseType(typid) };
     match base {
-        pg_sys::TEXTOID | pg_sys::VARCHAROID | pg_sys::BPCHAROID => ColumnKind::Text,
+        pg_sys::TEXTOID | pg_sys::VARCHAROID => ColumnKind::Text,
+        pg_sys::BPCHAROID => ColumnKind::Bpchar,
         pg_sys::INT2OID => ColumnKind::Int2,
         pg_sys::INT4OID => ColumnKind::Int4,
         pg_sys::INT8OID => ColumnKind::Int8,
