@@ -26,7 +26,10 @@ CREATE TABLE ingest.job_records (
     server_started timestamptz NOT NULL DEFAULT pg_catalog.pg_postmaster_start_time(),
     results        jsonb,
     error          text,
-    sqlstate       text
+    sqlstate       text,
+    -- the submitter's settings that input functions read (TimeZone, DateStyle, …) and
+    -- pg_ingest's own: the job reads values as the submitter would (since 0.3.0)
+    settings       jsonb
 );
 COMMENT ON TABLE ingest.job_records IS 'pg_ingest: background load jobs as recorded (read ingest.jobs)';
 

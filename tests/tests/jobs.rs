@@ -84,6 +84,53 @@ fn a_job_runs_the_load_and_wait_job_returns_its_rows() {
     assert_eq!(code, "42704");
 }
 
+/// A job's worker reads values as the submitting session would: wall-clock times in its
+/// TimeZone, day-first dates under its DateStyle, its array_nulls; with writers too.
+#[test]
+fn a_job_reads_values_in_the_submitters_settings() {
+    let mut db = TestDb::new("jobs_settings");
+    let dir = DataDir::new();
+    let c = &mut db.client;
+    c.batch_execute(
+        "CREATE TABLE got (id int, at timestamptz, d date, tags text[]); CREATE TABLE want (LIKE got); \
+         SET TimeZone = 'Asia/Tokyo'; SET DateStyle = 'SQL, DMY'; SET array_nulls = off",
+    )
+    .unwrap();
+    let lines = [(1, "2024-03-04 12:00", "03/04/2024", "{a,NULL}"), (2, "2024-07-01T23:30:00", "31/12/1999", "{NULL}")];
+    let text: String = lines
+        .iter()
+        .map(|(id, at, d, tags)| format!("{{\"id\": {id}, \"at\": \"{at}\", \"d\": \"{d}\", \"tags\": \"{tags}\"}}\n"))
+        .collect();
+    let path = dir.write("local.jsonl", text);
+    for (id, at, d, tags) in lines {
+        c.execute(
+            "INSERT INTO want VALUES ($1, $2::text::timestamptz, $3::text::date, $4::text::text[])",
+            &[&id, &at, &d, &tags],
+        )
+        .unwrap();
+    }
+    for writers in [1, 2] {
+        c.batch_execute("TRUNCATE got").unwrap();
+        let job = submit(c, &path, &format!("target => 'got', writers => {writers}, force => true"));
+        c.query("SELECT * FROM wait_job($1)", &[&job]).unwrap();
+        let differ: i64 = c
+            .query_one("SELECT count(*) FROM (SELECT * FROM got EXCEPT ALL SELECT * FROM want) x", &[])
+            .unwrap()
+            .get(0);
+        let loaded: i64 = c.query_one("SELECT count(*) FROM got", &[]).unwrap().get(0);
+        assert_eq!((loaded, differ), (2, 0), "writers => {writers}: the job read values in other settings");
+    }
+    // the server's defaults would have read them otherwise: the test can tell
+    c.batch_execute("RESET TimeZone; RESET DateStyle; RESET array_nulls; TRUNCATE got").unwrap();
+    let job = submit(c, &path, "target => 'got', force => true, on_error => 'skip'");
+    c.query("SELECT * FROM wait_job($1)", &[&job]).unwrap();
+    let differ: i64 =
+        c.query_one("SELECT count(*) FROM (SELECT * FROM got EXCEPT ALL SELECT * FROM want) x", &[]).unwrap().get(0);
+    let loaded: i64 = c.query_one("SELECT count(*) FROM got", &[]).unwrap().get(0);
+    // 12:00 read as UTC and 3 April as 4 March; 31/12/1999 refused under month-first dates
+    assert_eq!((loaded, differ), (1, 1));
+}
+
 #[test]
 fn a_job_starts_when_its_submission_commits() {
     let mut db = TestDb::new("jobs_transactional");

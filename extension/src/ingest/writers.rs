@@ -226,7 +226,7 @@ const INPUT_SETTINGS: [&str; 11] = [
     "pg_ingest.reject_line_bytes",
 ];
 
-fn caller_input_settings() -> serde_json::Value {
+pub(crate) fn caller_input_settings() -> serde_json::Value {
     let settings: serde_json::Map<String, serde_json::Value> =
         INPUT_SETTINGS.iter().map(|name| (name.to_string(), serde_json::Value::String(setting(name)))).collect();
     serde_json::Value::Object(settings)
@@ -240,11 +240,11 @@ fn setting(name: &str) -> String {
     }
 }
 
-/// Takes over the caller's settings for the writer's transaction (`SET LOCAL`), those that
-/// differ.
-fn take_input_settings(options: &serde_json::Value) {
+/// Takes over the caller's settings (as [`caller_input_settings`] recorded them) for the
+/// transaction (`SET LOCAL`), those that differ: a writer's, a background job's.
+pub(crate) fn take_input_settings(settings: &serde_json::Value) {
     for name in INPUT_SETTINGS {
-        if let Some(value) = options["settings"][name].as_str() {
+        if let Some(value) = settings[name].as_str() {
             if setting(name) != value {
                 crate::identity::set_guc_local(name, value);
             }
@@ -276,7 +276,7 @@ pub fn load_range(
         .raise()
     }
     target::check_file_permission();
-    take_input_settings(&options);
+    take_input_settings(&options["settings"]);
     let opts: LoadOptions = LoadOptions {
         columns: options.get("columns").filter(|v| !v.is_null()).cloned(),
         rest: options["rest"].as_str().map(str::to_owned),

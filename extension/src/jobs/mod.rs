@@ -42,8 +42,8 @@ pub fn submit(path: &str, target: Option<String>, opts: &LoadOptions, writers: u
     let job_id = run_as_owner(|| {
         Spi::get_one_with_args::<i64>(
             "INSERT INTO ingest.job_records (submitted_by, search_path, path, target, columns, threads, rest, \
-                                             epoch_unit, on_error, max_errors, force, writers) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING job_id",
+                                             epoch_unit, on_error, max_errors, force, writers, settings) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING job_id",
             &[
                 caller.user.into(),
                 search_path.as_str().into(),
@@ -57,6 +57,8 @@ pub fn submit(path: &str, target: Option<String>, opts: &LoadOptions, writers: u
                 opts.max_errors.into(),
                 opts.force.into(),
                 (writers as i32).into(),
+                // the settings the submitter's input functions read: the job reads values as they would
+                pgrx::JsonB(crate::ingest::writers::caller_input_settings()).into(),
             ],
         )
     })

@@ -92,6 +92,8 @@ struct Job {
     max_errors: Option<i64>,
     force: bool,
     writers: i32,
+    /// The submitter's input settings (none for a job queued before 0.3.0).
+    settings: Option<pgrx::JsonB>,
 }
 
 fn take(job_id: i64) -> Option<Job> {
@@ -102,7 +104,7 @@ fn take(job_id: i64) -> Option<Job> {
                         pid = pg_backend_pid(), server_started = pg_postmaster_start_time() \
                   WHERE job_id = $1 AND state = 'queued' \
                  RETURNING search_path, path, target, columns, threads, rest, epoch_unit, \
-                           on_error, max_errors, force, writers",
+                           on_error, max_errors, force, writers, settings",
                 None,
                 &[job_id.into()],
             )?;
@@ -120,6 +122,7 @@ fn take(job_id: i64) -> Option<Job> {
                     max_errors: r.get(9)?,
                     force: r.get(10)?.unwrap_or(false),
                     writers: r.get(11)?.unwrap_or(1),
+                    settings: r.get(12)?,
                 });
             }
             Ok::<_, pgrx::spi::Error>(job)
@@ -143,6 +146,9 @@ fn run(job_id: i64, job: &Job) {
     // the submitter's search_path (the target's name is resolved through it); the identity
     // is the worker's since it started
     set_guc_local("search_path", &job.search_path);
+    if let Some(settings) = &job.settings {
+        crate::ingest::writers::take_input_settings(&settings.0);
+    }
     let results = Spi::get_one_with_args::<String>(
         &format!(
             "SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(r)), '[]')::pg_catalog.text \
