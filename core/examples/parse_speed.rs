@@ -13,7 +13,15 @@ use pg_ingest_core::mapping::{parse_path, Source};
 use pg_ingest_core::sample;
 
 fn column(name: &str, kind: ColumnKind, finished: bool) -> ColumnSpec {
-    ColumnSpec { name: name.into(), kind, default: DefaultValue::Null, source: Source::Key, finished, typmod: -1 }
+    ColumnSpec {
+        name: name.into(),
+        kind,
+        default: DefaultValue::Null,
+        source: Source::Key,
+        finished,
+        typmod: -1,
+        element: None,
+    }
 }
 
 /// The columns the extension encodes for the set's table (finished where it would finish them).

@@ -9,10 +9,11 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::arrays::Element;
 use crate::convert::{self, EpochUnit};
 use crate::error::{sqlstate, RowError};
 use crate::fields::{
-    mark_checked, put_bytes, put_char_value, put_datum, put_hole, put_input, put_json, put_jsonb, put_null,
+    mark_checked, put_array, put_bytes, put_char_value, put_datum, put_hole, put_input, put_json, put_jsonb, put_null,
     put_receive, put_temporal, put_text_value, string_inner,
 };
 use crate::framing::{self, Chunk};
@@ -71,6 +72,9 @@ pub struct ColumnSpec {
     pub finished: bool,
     /// The column's typmod (numeric(p,s) is rounded here as `apply_typmod` rounds).
     pub typmod: i32,
+    /// For an array column that is [`ColumnSpec::finished`]: its element type, whose arrays are
+    /// built here ([`crate::arrays`]).
+    pub element: Option<Element>,
 }
 
 /// A field's tag: the datum itself follows, its varlena header included, taken as it is.
@@ -589,6 +593,8 @@ impl RowEncoder {
                     None => put_input(out, &text),
                 }
             }
+            ColumnKind::Array
+                if v.kind == Kind::Array && col.finished && col.element.is_some() && put_array(out, &v, col) => {}
             ColumnKind::Array | ColumnKind::JsonArray if v.kind == Kind::Array => {
                 let mut literal = Vec::with_capacity(v.raw.len() + 8);
                 convert::array_literal(&v, col.kind == ColumnKind::JsonArray, &mut literal)?;

@@ -25,6 +25,7 @@ fn col(name: &str, kind: ColumnKind) -> ColumnSpec {
         source: Source::Key,
         finished: false,
         typmod: -1,
+        element: None,
     }
 }
 

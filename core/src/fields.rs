@@ -163,6 +163,23 @@ pub(crate) fn put_char_value(out: &mut EncodedChunk, v: &Value<'_>, maxlen: usiz
     Ok(())
 }
 
+/// A finished array of a column's element type; `false` (nothing written) where `array_in` must
+/// decide.
+pub(crate) fn put_array(out: &mut EncodedChunk, v: &Value<'_>, col: &ColumnSpec) -> bool {
+    let Some(element) = col.element else { return false };
+    let start = out.bytes.len();
+    out.bytes.extend_from_slice(&[0; 4]);
+    out.bytes.push(TAG_DATUM);
+    if crate::arrays::array_datum_into(v, element, col.typmod, &mut out.bytes) {
+        let len = (out.bytes.len() - start - 4) as i32;
+        out.bytes[start..start + 4].copy_from_slice(&len.to_be_bytes());
+        true
+    } else {
+        out.bytes.truncate(start);
+        false
+    }
+}
+
 /// A jsonb field: the finished datum when it can be built here, else jsonb's binary COPY
 /// form (version 1, the text) for `jsonb_recv`.
 pub(crate) fn put_jsonb(out: &mut EncodedChunk, v: Value<'_>, finished: bool) {

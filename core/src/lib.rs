@@ -5,6 +5,7 @@
 // encoder returns it by value on purpose: bad lines are rare, and boxing would cost every one.
 #![allow(clippy::result_large_err)]
 
+pub mod arrays;
 pub mod convert;
 pub mod encode;
 pub mod error;

@@ -435,6 +435,7 @@ mod tests {
             source: Source::Key,
             finished: false,
             typmod: -1,
+            element: None,
         }];
         Arc::new(RowEncoder::new(cols, EncodeOptions::default()).unwrap())
     }

@@ -447,6 +447,7 @@ pub fn column_specs(target: &Target, sources: Vec<Source>) -> (Vec<ColumnIo>, Ve
             source,
             finished: col.finished,
             typmod: col.typmod,
+            element: col.element,
         });
         ios.push(io);
     }

@@ -16,7 +16,7 @@ use pg_ingest_core::input::Compression;
 
 use super::feed::Feed;
 use super::skip::Rejects;
-use super::target::{column_kind, finishes, TargetColumn};
+use super::target::{array_element, column_kind, finishes, TargetColumn};
 use super::{Checked, Input, LoadOptions, Span, Threads};
 use crate::error::{sqlstate_text, IngestError};
 use crate::pg_compat;
@@ -54,6 +54,7 @@ impl RowType {
                     typmod: att.atttypmod,
                     kind: column_kind(att.atttypid),
                     finished: finishes(att.atttypid, att.atttypmod),
+                    element: array_element(att.atttypid, att.atttypmod),
                 },
             ));
         }
@@ -199,6 +200,7 @@ impl RowSource {
                 source,
                 finished: c.finished,
                 typmod: c.typmod,
+                element: c.element,
             })
             .collect();
         let span = Span { start_offset: 0, start_line: 1, end_offset: None };

@@ -6,6 +6,7 @@ use std::ffi::{CStr, CString};
 use pgrx::pg_sys::{self, Oid, PgTryBuilder};
 use pgrx::{PgSqlErrorCode, PgTupleDesc};
 
+use pg_ingest_core::arrays::Element;
 use pg_ingest_core::encode::{ColumnKind, DefaultValue};
 
 use crate::error::IngestError;
@@ -22,6 +23,8 @@ pub struct TargetColumn {
     /// The parse threads may build its datums: see [`finishes`], and `pg_ingest_field` in
     /// copy_state.c.
     pub finished: bool,
+    /// An array column whose arrays the parse threads build: its element type.
+    pub element: Option<Element>,
 }
 
 pub struct Target {
@@ -99,8 +102,38 @@ pub fn finishes(typid: Oid, typmod: i32) -> bool {
             typmod < 0 || unsafe { pg_sys::GetDatabaseEncoding() } == pg_sys::pg_enc::PG_UTF8 as i32
         }
         pg_sys::NUMERICOID | pg_sys::TIMESTAMPTZOID => true,
-        _ => false,
+        _ => array_element(typid, typmod).is_some(),
     }
+}
+
+/// For an array type itself (not a domain over one, not int2vector or oidvector) of elements
+/// that are base types with a fast path: the element, whose one-dimensional arrays the parse
+/// threads build as `array_in` does. The typmod is the elements'.
+pub fn array_element(typid: Oid, typmod: i32) -> Option<Element> {
+    let elem = unsafe { pg_sys::get_element_type(typid) };
+    if elem == pg_sys::InvalidOid
+        || unsafe { pg_sys::get_array_type(elem) } != typid
+        || unsafe { pg_sys::getBaseType(elem) } != elem
+    {
+        return None;
+    }
+    let kind = match elem {
+        pg_sys::INT2OID => ColumnKind::Int2,
+        pg_sys::INT4OID => ColumnKind::Int4,
+        pg_sys::INT8OID => ColumnKind::Int8,
+        pg_sys::FLOAT4OID => ColumnKind::Float4,
+        pg_sys::FLOAT8OID => ColumnKind::Float8,
+        pg_sys::BOOLOID => ColumnKind::Bool,
+        pg_sys::TEXTOID => ColumnKind::Text,
+        pg_sys::VARCHAROID if typmod < 0 => ColumnKind::Text,
+        pg_sys::UUIDOID => ColumnKind::Uuid,
+        pg_sys::NUMERICOID => ColumnKind::Numeric,
+        pg_sys::DATEOID => ColumnKind::Date,
+        pg_sys::TIMESTAMPOID if typmod < 0 => ColumnKind::Timestamp,
+        pg_sys::TIMESTAMPTZOID if typmod < 0 => ColumnKind::Timestamptz,
+        _ => return None,
+    };
+    Element::new(kind, elem.to_u32())
 }
 
 pub fn column_kind(typid: Oid) -> ColumnKind {
@@ -155,6 +188,7 @@ impl Target {
                 typmod: att.type_mod(),
                 kind: column_kind(att.type_oid().value()),
                 finished: finishes(att.type_oid().value(), att.type_mod()),
+                element: array_element(att.type_oid().value(), att.type_mod()),
             });
         }
         let citus = crate::citus::manages(oid);
