@@ -120,6 +120,18 @@ fn a_job_reads_values_in_the_submitters_settings() {
         let loaded: i64 = c.query_one("SELECT count(*) FROM got", &[]).unwrap().get(0);
         assert_eq!((loaded, differ), (2, 0), "writers => {writers}: the job read values in other settings");
     }
+    // a zone set as an interval with seconds shows as a name SET refuses: it is passed on as
+    // the interval (a job or writers failed with 22023 before)
+    c.batch_execute("SET TIME ZONE INTERVAL '-08:00:30'; RESET DateStyle; RESET array_nulls").unwrap();
+    let at: String = c.query_one("SELECT '2024-03-04 12:00'::timestamptz::text", &[]).unwrap().get(0);
+    for writers in [1, 2] {
+        c.batch_execute("TRUNCATE got").unwrap();
+        let job =
+            submit(c, &path, &format!("target => 'got', writers => {writers}, force => true, on_error => 'skip'"));
+        c.query("SELECT * FROM wait_job($1)", &[&job]).unwrap();
+        let got: String = c.query_one("SELECT at::text FROM got WHERE id = 1", &[]).unwrap().get(0);
+        assert_eq!(got, at, "writers => {writers}");
+    }
     // the server's defaults would have read them otherwise: the test can tell
     c.batch_execute("RESET TimeZone; RESET DateStyle; RESET array_nulls; TRUNCATE got").unwrap();
     let job = submit(c, &path, "target => 'got', force => true, on_error => 'skip'");

@@ -227,9 +227,28 @@ const INPUT_SETTINGS: [&str; 11] = [
 ];
 
 pub(crate) fn caller_input_settings() -> serde_json::Value {
-    let settings: serde_json::Map<String, serde_json::Value> =
-        INPUT_SETTINGS.iter().map(|name| (name.to_string(), serde_json::Value::String(setting(name)))).collect();
+    let settings: serde_json::Map<String, serde_json::Value> = INPUT_SETTINGS
+        .iter()
+        .map(|name| {
+            let value = match *name {
+                "TimeZone" => time_zone_setting(),
+                _ => setting(name),
+            };
+            (name.to_string(), serde_json::Value::String(value))
+        })
+        .collect();
     serde_json::Value::Object(settings)
+}
+
+/// The session's TimeZone as a value `SET` takes back. A zone set as an interval with seconds
+/// (`SET TIME ZONE INTERVAL '-08:00:30'`) shows as `<-08:00:30>+08:00:30`, which `SET` refuses:
+/// it is given back as the interval, in seconds east of UTC.
+fn time_zone_setting() -> String {
+    let mut east: std::ffi::c_long = 0;
+    if unsafe { pg_sys::pg_get_timezone_offset(pg_sys::session_timezone, &mut east) } && east % 60 != 0 {
+        return format!("INTERVAL '{east} seconds'");
+    }
+    setting("TimeZone")
 }
 
 fn setting(name: &str) -> String {
