@@ -6,7 +6,8 @@
 //! to its type's alignment, the padding (zeros) after each element included; an empty array
 //! has no dimension.
 //!
-//! A JSON null element is NULL. Whatever an element's fast path does not fully understand
+//! A JSON null element is NULL (the backend builds arrays here only with `array_nulls` on, as
+//! `array_in` then reads the literal's NULL). Whatever an element's fast path does not fully understand
 //! (a nested array, a spelling left to the input function, an error) leaves the whole array
 //! to `array_in`, which decides.
 

@@ -108,10 +108,12 @@ pub fn finishes(typid: Oid, typmod: i32) -> bool {
 
 /// For an array type itself (not a domain over one, not int2vector or oidvector) of elements
 /// that are base types with a fast path: the element, whose one-dimensional arrays the parse
-/// threads build as `array_in` does. The typmod is the elements'.
+/// threads build as `array_in` does. The typmod is the elements'. Not with `array_nulls` off:
+/// `array_in` then reads the literal's NULL as the text "NULL", and decides.
 pub fn array_element(typid: Oid, typmod: i32) -> Option<Element> {
     let elem = unsafe { pg_sys::get_element_type(typid) };
-    if elem == pg_sys::InvalidOid
+    if !unsafe { pg_sys::Array_nulls }
+        || elem == pg_sys::InvalidOid
         || unsafe { pg_sys::get_array_type(elem) } != typid
         || unsafe { pg_sys::getBaseType(elem) } != elem
     {
