@@ -212,12 +212,22 @@ fn the_packages_install_onto_a_server_that_never_saw_a_build_and_load() {
     // what the packages say and hold
     assert!(deb_field(&ext, "Depends").split(", ").any(|d| d == format!("postgresql-{major}")));
     let files = deb_files(&ext);
-    for f in [
+    // every update script (0.1.0 → 0.2.0 → 0.3.0 …: ALTER EXTENSION … UPDATE follows the chain)
+    let sql_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../extension/sql");
+    let updates: Vec<String> = std::fs::read_dir(&sql_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.starts_with("pg_ingest--") && f.matches("--").count() == 2)
+        .collect();
+    assert!(updates.iter().any(|f| f.starts_with(&format!("pg_ingest--{OLD_VERSION}--"))), "{updates:?}");
+    assert!(updates.iter().any(|f| f.ends_with(&format!("--{}.sql", pg_ingest_core::VERSION))), "{updates:?}");
+    let expected = [
         format!("./usr/lib/postgresql/{major}/lib/pg_ingest.so"),
         format!("./usr/share/postgresql/{major}/extension/pg_ingest.control"),
         format!("./usr/share/postgresql/{major}/extension/pg_ingest--{}.sql", pg_ingest_core::VERSION),
-        format!("./usr/share/postgresql/{major}/extension/pg_ingest--{OLD_VERSION}--{}.sql", pg_ingest_core::VERSION),
-    ] {
+    ];
+    let scripts = updates.iter().map(|f| format!("./usr/share/postgresql/{major}/extension/{f}"));
+    for f in expected.into_iter().chain(scripts) {
         assert!(files.contains(&f), "{f} is not in {}:\n{files}", ext.display());
     }
     assert!(deb_files(&cli).contains("./usr/bin/pg-ingest"));
