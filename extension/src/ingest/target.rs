@@ -119,22 +119,11 @@ pub fn array_element(typid: Oid, typmod: i32) -> Option<Element> {
     {
         return None;
     }
-    let kind = match elem {
-        pg_sys::INT2OID => ColumnKind::Int2,
-        pg_sys::INT4OID => ColumnKind::Int4,
-        pg_sys::INT8OID => ColumnKind::Int8,
-        pg_sys::FLOAT4OID => ColumnKind::Float4,
-        pg_sys::FLOAT8OID => ColumnKind::Float8,
-        pg_sys::BOOLOID => ColumnKind::Bool,
-        pg_sys::TEXTOID => ColumnKind::Text,
-        pg_sys::VARCHAROID if typmod < 0 => ColumnKind::Text,
-        pg_sys::UUIDOID => ColumnKind::Uuid,
-        pg_sys::NUMERICOID => ColumnKind::Numeric,
-        pg_sys::DATEOID => ColumnKind::Date,
-        pg_sys::TIMESTAMPOID if typmod < 0 => ColumnKind::Timestamp,
-        pg_sys::TIMESTAMPTZOID if typmod < 0 => ColumnKind::Timestamptz,
-        _ => return None,
-    };
+    // of the element types with a typmod, only numeric(p,s)'s is applied here
+    let kind = column_kind(elem);
+    if typmod >= 0 && kind != ColumnKind::Numeric {
+        return None;
+    }
     Element::new(kind, elem.to_u32())
 }
 
