@@ -167,10 +167,16 @@ pub(crate) fn put_char_value(out: &mut EncodedChunk, v: &Value<'_>, maxlen: usiz
 /// decide.
 pub(crate) fn put_array(out: &mut EncodedChunk, v: &Value<'_>, col: &ColumnSpec) -> bool {
     let Some(element) = col.element else { return false };
+    put_datum_built(out, |bytes| crate::arrays::array_datum_into(v, element, col.typmod, bytes))
+}
+
+/// A finished datum that `build` appends to the row's bytes; `false` (nothing written) where it
+/// cannot.
+fn put_datum_built(out: &mut EncodedChunk, build: impl FnOnce(&mut Vec<u8>) -> bool) -> bool {
     let start = out.bytes.len();
     out.bytes.extend_from_slice(&[0; 4]);
     out.bytes.push(TAG_DATUM);
-    if crate::arrays::array_datum_into(v, element, col.typmod, &mut out.bytes) {
+    if build(&mut out.bytes) {
         let len = (out.bytes.len() - start - 4) as i32;
         out.bytes[start..start + 4].copy_from_slice(&len.to_be_bytes());
         true
@@ -183,16 +189,8 @@ pub(crate) fn put_array(out: &mut EncodedChunk, v: &Value<'_>, col: &ColumnSpec)
 /// A jsonb field: the finished datum when it can be built here, else jsonb's binary COPY
 /// form (version 1, the text) for `jsonb_recv`.
 pub(crate) fn put_jsonb(out: &mut EncodedChunk, v: Value<'_>, finished: bool) {
-    if finished {
-        let start = out.bytes.len();
-        out.bytes.extend_from_slice(&[0; 4]);
-        out.bytes.push(TAG_DATUM);
-        if crate::jsonb::jsonb_datum_into(v, &mut out.bytes) {
-            let len = (out.bytes.len() - start - 4) as i32;
-            out.bytes[start..start + 4].copy_from_slice(&len.to_be_bytes());
-            return;
-        }
-        out.bytes.truncate(start);
+    if finished && put_datum_built(out, |bytes| crate::jsonb::jsonb_datum_into(v, bytes)) {
+        return;
     }
     // jsonb_recv: version 1, then the text (a domain's checks, what the builder leaves)
     put_receive(out, &[1], v.raw);
