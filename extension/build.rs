@@ -1,6 +1,7 @@
-//! Compiles `src/ingest/copy_state.c` against the server headers of the PostgreSQL version
-//! being built for: COPY's own state (`CopyFromStateData`) is opaque in pgrx's bindings, and
-//! pg_ingest reads two of its fields to say which line of the file an error belongs to.
+//! Compiles `src/ingest/copy_state.c` and `src/ingest/citus_copy.c` against the server headers
+//! of the PostgreSQL version being built for: COPY's own state (`CopyFromStateData`) is opaque
+//! in pgrx's bindings, and pg_ingest reads two of its fields to say which line of the file an
+//! error belongs to; the Citus loop uses the executor's macros.
 
 use pgrx_pg_config::{PgConfig, Pgrx};
 
@@ -9,6 +10,7 @@ const SUPPORTED: [u32; 3] = [15, 17, 18];
 
 fn main() {
     println!("cargo:rerun-if-changed=src/ingest/copy_state.c");
+    println!("cargo:rerun-if-changed=src/ingest/citus_copy.c");
     println!("cargo:rerun-if-env-changed=PGRX_PG_CONFIG_PATH");
     let major = SUPPORTED
         .into_iter()
@@ -28,5 +30,10 @@ fn main() {
     }
     .unwrap_or_else(|e| panic!("no pg_config for pg{major} (run `make deps`): {e}"));
     let include = pg_config.includedir_server().expect("pg_config --includedir-server");
-    cc::Build::new().file("src/ingest/copy_state.c").include(include).warnings(false).compile("pg_ingest_copy_state");
+    cc::Build::new()
+        .file("src/ingest/copy_state.c")
+        .file("src/ingest/citus_copy.c")
+        .include(include)
+        .warnings(false)
+        .compile("pg_ingest_copy_state");
 }

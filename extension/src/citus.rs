@@ -1,9 +1,12 @@
-//! Citus: a distributed or reference table is written through `INSERT … SELECT` from the
-//! load's rows, which Citus plans and routes to the shards (COPY's executor would write into
-//! the coordinator's shell table, where no query sees the rows). What cannot hold there is
-//! refused before anything is written.
+//! Citus: a distributed or reference table is written through Citus's own COPY routing
+//! (`citus_copy.c`): each row COPY reads from the load's feed goes to Citus's
+//! `CitusCopyDestReceiver`, which sends it to its shard over one connection per placement, as
+//! Citus's `COPY` does (COPY's executor would write into the coordinator's shell table, where
+//! no query sees the rows). A Citus whose entry points are not the ones known here (not 13.x)
+//! gets `INSERT … SELECT` from the load's rows, which Citus plans and routes; what cannot hold
+//! there is refused before anything is written.
 
-use pgrx::pg_sys::Oid;
+use pgrx::pg_sys::{self, Oid};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 
@@ -28,13 +31,46 @@ pub fn manages(table: Oid) -> bool {
     .unwrap_or(false)
 }
 
+unsafe extern "C" {
+    // src/ingest/citus_copy.c
+    fn pg_ingest_citus_lookup() -> bool;
+}
+
+/// The Citus versions whose `CreateCitusCopyDestReceiver` has the signature `citus_copy.c`
+/// calls (Citus 13.1 added `trackQueryCounters`).
+const ROUTED_VERSIONS: &[&str] = &["13."];
+
+/// How rows reach a Citus table through Citus's COPY routing: the distribution column's index
+/// in the table's tuple descriptor (-1: none, as for reference tables). `None`: this Citus is
+/// not one whose entry points are known here.
+pub fn route(table: Oid) -> Option<i32> {
+    let found = with_safe_search_path(|| {
+        let version = Spi::get_one::<String>(
+            "SELECT extversion::pg_catalog.text FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'citus'",
+        )?;
+        if !version.is_some_and(|v| ROUTED_VERSIONS.iter().any(|p| v.starts_with(p))) {
+            return Ok(None);
+        }
+        let attnum = Spi::get_one_with_args::<i16>(
+            "SELECT a.attnum FROM pg_catalog.pg_dist_partition p JOIN pg_catalog.pg_attribute a \
+               ON a.attrelid OPERATOR(pg_catalog.=) p.logicalrelid \
+              AND a.attname OPERATOR(pg_catalog.=) pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) \
+             WHERE p.logicalrelid OPERATOR(pg_catalog.=) $1 AND p.partkey IS NOT NULL",
+            &[table.into()],
+        )?;
+        Ok(Some(attnum.map_or(-1, |a| a as i32 - 1)))
+    })
+    .unwrap_or_else(|e| crate::ledger::spi_error(e));
+    found.filter(|_| unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| pg_ingest_citus_lookup()) })
+}
+
 /// Refuses, before anything is written, what a load into a Citus table cannot do: rows a
 /// worker refuses cannot be skipped one by one (the statement fails on the worker), and
 /// writers in separate transactions are not routed.
 /// `from_client`: COPY … FROM STDIN (psql's `\copy`, `pg-ingest load` of a local file), whose
 /// rows the routed INSERT does not reach: refused before the client is asked for data.
 pub fn refuse_unsupported(target: &Target, skip: bool, writers: usize, from_client: bool) {
-    if !target.citus {
+    if !target.citus || target.citus_route.is_some() {
         return;
     }
     let name = &target.name;

@@ -20,6 +20,10 @@ unsafe extern "C" {
     fn pg_ingest_copy_cur_attname(cstate: CopyFromState) -> *const std::ffi::c_char;
     fn pg_ingest_copy_recv_unconverted(cstate: CopyFromState);
     fn pg_ingest_copy_recv_tagged(cstate: CopyFromState);
+    // src/ingest/citus_copy.c
+    fn pg_ingest_citus_copy(cstate: CopyFromState, rel: pg_sys::Relation, partition_index: i32) -> u64;
+    fn pg_ingest_citus_phase() -> i32;
+    fn pg_ingest_citus_reset_phase();
 }
 
 /// An ERROR raised inside COPY, and where.
@@ -37,13 +41,16 @@ pub struct CopyFailure {
     pub hole: Option<(u64, Option<usize>)>,
     /// The feed raised it itself (a bad line found by the parse threads).
     pub raised_by_feed: bool,
+    /// A Citus worker refused a row of this COPY, which row it does not say (Citus reports a
+    /// shard's COPY error with the worker's message and detail only, as SQLSTATE XX000).
+    pub refused_by_worker: bool,
 }
 
 impl CopyFailure {
     /// A data error of some row (class 22, 23, 54, or raised by a trigger), as opposed to a
     /// cancel, an out-of-memory, a lock or serialization failure...
     pub fn is_about_a_row(&self) -> bool {
-        matches!(self.sqlstate.get(..2), Some("22" | "23" | "54" | "P0"))
+        self.refused_by_worker || matches!(self.sqlstate.get(..2), Some("22" | "23" | "54" | "P0"))
     }
 
     pub fn rethrow(self) -> ! {
@@ -88,10 +95,20 @@ pub fn run_copy(target: &Target, feed: *mut Feed) -> Result<u64, CopyFailure> {
             pg_ingest_copy_recv_unconverted(cstate);
         }
         // raw addresses: the closures must be unwind-safe
-        let (feed_addr, cstate_addr) = (feed as usize, cstate as usize);
-        let result = PgTryBuilder::new(|| Ok(pg_sys::CopyFrom(cstate_addr as CopyFromState)))
-            .catch_others(|e| Err(failure(e, feed_addr as *mut Feed, cstate_addr as CopyFromState)))
-            .execute();
+        let (feed_addr, cstate_addr, rel_addr) = (feed as usize, cstate as usize, target.rel as usize);
+        let route = target.citus_route;
+        pg_ingest_citus_reset_phase();
+        let result = PgTryBuilder::new(|| {
+            Ok(match route {
+                // Citus's COPY routing: the rows to the shards
+                Some(partition) => pg_sys::ffi::pg_guard_ffi_boundary(|| {
+                    pg_ingest_citus_copy(cstate_addr as CopyFromState, rel_addr as pg_sys::Relation, partition)
+                }),
+                None => pg_sys::CopyFrom(cstate_addr as CopyFromState),
+            })
+        })
+        .catch_others(|e| Err(failure(e, feed_addr as *mut Feed, cstate_addr as CopyFromState)))
+        .execute();
         if result.is_ok() {
             pg_sys::EndCopyFrom(cstate);
         }
@@ -119,7 +136,28 @@ fn failure(error: CaughtError, feed: *mut Feed, cstate: CopyFromState) -> CopyFa
         Some((line, col)) => (Some((line, feed.current_row)), Some(feed.column_name(col).to_owned())),
         None => (None, column),
     };
-    CopyFailure { error, sqlstate, message, detail, hint, copy_row, column, hole, raised_by_feed: feed.raised_own }
+    // Inside Citus's routing: an error of class 22 or 23 while a row is handed over is that
+    // row's (a NULL distribution column); one while the shards' COPYs end, or any other while
+    // a row is handed over (a shard's COPY ended early), is a worker's, of a row it does not
+    // name. Connection failures keep their own SQLSTATE (08, 58) and are not about a row.
+    let phase = unsafe { pg_ingest_citus_phase() };
+    let row_error = matches!(sqlstate.get(..2), Some("22" | "23"));
+    let remote = phase == 3 || (phase == 2 && !row_error);
+    let refused_by_worker = remote && sqlstate == "XX000";
+    let copy_row = if remote { None } else { copy_row };
+    unsafe { pg_ingest_citus_reset_phase() };
+    CopyFailure {
+        error,
+        sqlstate,
+        message,
+        detail,
+        hint,
+        copy_row,
+        column: if remote { None } else { column },
+        hole,
+        raised_by_feed: feed.raised_own,
+        refused_by_worker,
+    }
 }
 
 /// Writes the whole file in one COPY; an error about a row is raised again naming the file

@@ -380,8 +380,8 @@ pub fn load_span(
     status: &str,
     started: Instant,
 ) -> SpanResult {
-    if target.citus {
-        // routed by Citus: an INSERT … SELECT of the same rows
+    if target.citus && target.citus_route.is_none() {
+        // a Citus whose COPY routing is not known here: an INSERT … SELECT of the same rows
         return upsert::upsert_span(path, input, target, sources, checked, span, load_id, status, None, started);
     }
     let Checked { skip, max_errors, .. } = *checked;

@@ -33,8 +33,11 @@ pub struct Target {
     /// `schema.table`, quoted where needed.
     pub name: String,
     pub columns: Vec<TargetColumn>,
-    /// Citus manages it: rows go through `INSERT … SELECT`, which Citus routes.
+    /// Citus manages it.
     pub citus: bool,
+    /// Rows go through Citus's COPY routing, with the distribution column at this index of
+    /// the tuple descriptor (-1: none); `None` for a Citus table: through `INSERT … SELECT`.
+    pub citus_route: Option<i32>,
 }
 
 /// The table a load goes to: `target` when given, else the table named after the file's stem
@@ -183,7 +186,8 @@ impl Target {
             });
         }
         let citus = crate::citus::manages(oid);
-        let target = Self { rel, oid, name, columns, citus };
+        let citus_route = if citus { crate::citus::route(oid) } else { None };
+        let target = Self { rel, oid, name, columns, citus, citus_route };
         target.check_columns_and_rls();
         target
     }
