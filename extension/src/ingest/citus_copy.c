@@ -17,7 +17,10 @@
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "nodes/value.h"
+#include "optimizer/optimizer.h"
 #include "tcop/dest.h"
+#include "lib/stringinfo.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
 
 /* Citus 13's CreateCitusCopyDestReceiver (commands/multi_copy.h) */
@@ -82,13 +85,100 @@ pg_ingest_citus_lookup(void)
 	return true;
 }
 
+/* A row the coordinator found the shards would refuse: its COPY row, SQLSTATE and message. */
+typedef void (*RefusedFn) (void *arg, uint64 row, int sqlstate, const char *message);
+
+/*
+ * The checks a shard makes on every row that the coordinator can make the same way before
+ * sending it: NOT NULL columns and CHECK constraints (the shards have the coordinator's).
+ * Not made when a BEFORE ROW trigger on the shards may still change the row, nor on a
+ * table with generated columns (computed on the shards).
+ */
+typedef struct RowChecks
+{
+	int			ncheck;
+	ExprState **check;
+	const char **check_name;
+} RowChecks;
+
+static bool
+prepare_checks(Relation rel, EState *estate, RowChecks *checks)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	TupleConstr *constr = desc->constr;
+
+	checks->ncheck = 0;
+	if (rel->trigdesc != NULL && rel->trigdesc->trig_insert_before_row)
+		return false;
+	if (constr != NULL && constr->has_generated_stored)
+		return false;
+	if (constr == NULL)
+		return true;
+	checks->check = palloc0(sizeof(ExprState *) * (constr->num_check + 1));
+	checks->check_name = palloc0(sizeof(char *) * (constr->num_check + 1));
+	for (int i = 0; i < constr->num_check; i++)
+	{
+		Expr	   *e = (Expr *) stringToNode(constr->check[i].ccbin);
+
+		checks->check[i] = ExecPrepareCheck(list_make1(e), estate);
+		checks->check_name[i] = constr->check[i].ccname;
+	}
+	checks->ncheck = constr->num_check;
+	return true;
+}
+
+/*
+ * Whether the row in slot passes: when it does not, *sqlstate and *message say why, as
+ * ExecConstraints would say it (the distributed table named, not the shard).
+ */
+static bool
+row_passes(Relation rel, TupleTableSlot *slot, ExprContext *econtext, RowChecks *checks,
+		   int *sqlstate, char **message)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	if (desc->constr != NULL && desc->constr->has_not_null)
+	{
+		for (int i = 0; i < desc->natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+
+			if (att->attnotnull && !att->attisdropped && slot->tts_isnull[i])
+			{
+				*sqlstate = ERRCODE_NOT_NULL_VIOLATION;
+				*message = psprintf("null value in column \"%s\" of relation \"%s\" violates not-null constraint",
+									NameStr(att->attname), RelationGetRelationName(rel));
+				return false;
+			}
+		}
+	}
+	econtext->ecxt_scantuple = slot;
+	for (int i = 0; i < checks->ncheck; i++)
+	{
+		if (!ExecCheck(checks->check[i], econtext))
+		{
+			*sqlstate = ERRCODE_CHECK_VIOLATION;
+			*message = psprintf("new row for relation \"%s\" violates check constraint \"%s\"",
+								RelationGetRelationName(rel), checks->check_name[i]);
+			return false;
+		}
+	}
+	return true;
+}
+
 /*
  * Reads every row of cstate and routes it to the shards of rel (a Citus table whose
- * distribution column is attribute partition_index, from 0; -1 for none): the rows read.
+ * distribution column is attribute partition_index, from 0; -1 for none): the rows sent.
+ * A row that breaks a NOT NULL or CHECK constraint is refused on the coordinator, before
+ * it is sent, as its shard would refuse it: given to refused (not sent) when refused is
+ * set, else raised as that row's error.
  */
 uint64
-pg_ingest_citus_copy(CopyFromState cstate, Relation rel, int partition_index)
+pg_ingest_citus_copy(CopyFromState cstate, Relation rel, int partition_index,
+					 RefusedFn refused, void *refused_arg)
 {
+	RowChecks	checks;
+	bool		checking;
 	TupleDesc	desc = RelationGetDescr(rel);
 	Oid			relid = RelationGetRelid(rel);
 	List	   *names = NIL;
@@ -97,6 +187,7 @@ pg_ingest_citus_copy(CopyFromState cstate, Relation rel, int partition_index)
 	DestReceiver *dest;
 	TupleTableSlot *slot;
 	uint64		rows = 0;
+	uint64		refused_rows = 0;
 
 	if (!pg_ingest_citus_lookup())
 		ereport(ERROR,
@@ -121,6 +212,7 @@ pg_ingest_citus_copy(CopyFromState cstate, Relation rel, int partition_index)
 	econtext = GetPerTupleExprContext(estate);
 	dest = create_dest(relid, names, partition_index, estate, NULL, true, true);
 	slot = MakeSingleTupleTableSlot(desc, &TTSOpsVirtual);
+	checking = prepare_checks(rel, estate, &checks);
 	dest->rStartup(dest, 0, desc);
 
 	for (;;)
@@ -138,6 +230,24 @@ pg_ingest_citus_copy(CopyFromState cstate, Relation rel, int partition_index)
 			break;
 		ExecStoreVirtualTuple(slot);
 		CHECK_FOR_INTERRUPTS();
+		if (checking)
+		{
+			int			sqlstate;
+			char	   *message;
+
+			old = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
+			found = row_passes(rel, slot, econtext, &checks, &sqlstate, &message);
+			MemoryContextSwitchTo(old);
+			if (!found && refused == NULL)
+				ereport(ERROR, (errcode(sqlstate), errmsg_internal("%s", message)));
+			if (!found)
+			{
+				/* counted as COPY counts its rows, from 1 */
+				refused(refused_arg, rows + 1 + refused_rows, sqlstate, message);
+				refused_rows++;
+				continue;
+			}
+		}
 		citus_phase = 2;
 		dest->receiveSlot(slot, dest);
 		rows++;
@@ -153,4 +263,68 @@ pg_ingest_citus_copy(CopyFromState cstate, Relation rel, int partition_index)
 	if (xact_modification_level != NULL)
 		*xact_modification_level = CITUS_XACT_MODIFICATION_DATA;
 	return rows;
+}
+
+/*
+ * Reads every row of cstate without writing it, and finds the COPY rows (from 1) whose
+ * attributes attnums (from 1), each output as text and joined by ", ", read `wanted`: as a
+ * unique violation's DETAIL shows a key ("Key (a, b)=(1, x) already exists."). Up to max of
+ * them go to found; returns how many there are.
+ */
+uint64
+pg_ingest_copy_rows_with_key(CopyFromState cstate, Relation rel, const int16 *attnums, int nkeys,
+							 const char *wanted, uint64 *found, int max)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	Datum	   *values = palloc0(sizeof(Datum) * desc->natts);
+	bool	   *nulls = palloc0(sizeof(bool) * desc->natts);
+	FmgrInfo   *out = palloc0(sizeof(FmgrInfo) * nkeys);
+	EState	   *estate = CreateExecutorState();
+	ExprContext *econtext = GetPerTupleExprContext(estate);
+	StringInfoData key;
+	uint64		row = 0;
+	uint64		matches = 0;
+
+	for (int k = 0; k < nkeys; k++)
+	{
+		Oid			fn;
+		bool		varlena;
+
+		if (attnums[k] < 1 || attnums[k] > desc->natts)
+			elog(ERROR, "pg_ingest: no attribute %d", attnums[k]);
+		getTypeOutputInfo(TupleDescAttr(desc, attnums[k] - 1)->atttypid, &fn, &varlena);
+		fmgr_info(fn, &out[k]);
+	}
+	initStringInfo(&key);
+	for (;;)
+	{
+		MemoryContext old;
+
+		ResetPerTupleExprContext(estate);
+		old = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
+		if (!NextCopyFrom(cstate, econtext, values, nulls))
+		{
+			MemoryContextSwitchTo(old);
+			break;
+		}
+		row++;
+		resetStringInfo(&key);
+		for (int k = 0; k < nkeys; k++)
+		{
+			int			i = attnums[k] - 1;
+
+			if (k > 0)
+				appendStringInfoString(&key, ", ");
+			appendStringInfoString(&key, nulls[i] ? "null" : OutputFunctionCall(&out[k], values[i]));
+		}
+		MemoryContextSwitchTo(old);
+		if (strcmp(key.data, wanted) == 0)
+		{
+			if (matches < (uint64) max)
+				found[matches] = row;
+			matches++;
+		}
+	}
+	FreeExecutorState(estate);
+	return matches;
 }

@@ -21,7 +21,22 @@ unsafe extern "C" {
     fn pg_ingest_copy_recv_unconverted(cstate: CopyFromState);
     fn pg_ingest_copy_recv_tagged(cstate: CopyFromState);
     // src/ingest/citus_copy.c
-    fn pg_ingest_citus_copy(cstate: CopyFromState, rel: pg_sys::Relation, partition_index: i32) -> u64;
+    fn pg_ingest_citus_copy(
+        cstate: CopyFromState,
+        rel: pg_sys::Relation,
+        partition_index: i32,
+        refused: Option<RefusedFn>,
+        refused_arg: *mut std::ffi::c_void,
+    ) -> u64;
+    fn pg_ingest_copy_rows_with_key(
+        cstate: CopyFromState,
+        rel: pg_sys::Relation,
+        attnums: *const i16,
+        nkeys: i32,
+        wanted: *const std::ffi::c_char,
+        found: *mut u64,
+        max: i32,
+    ) -> u64;
     fn pg_ingest_citus_phase() -> i32;
     fn pg_ingest_citus_reset_phase();
 }
@@ -58,8 +73,44 @@ impl CopyFailure {
     }
 }
 
-/// Writes every row the feed yields into the target; the rows COPY processed, or what failed.
-pub fn run_copy(target: &Target, feed: *mut Feed) -> Result<u64, CopyFailure> {
+type RefusedFn = unsafe extern "C" fn(*mut std::ffi::c_void, u64, i32, *const std::ffi::c_char);
+
+/// A row the coordinator refused before sending it to its Citus shard (a NOT NULL or CHECK
+/// constraint the shard has): its row in this COPY (from 1), SQLSTATE and message.
+pub struct Refused {
+    pub row: u64,
+    pub sqlstate: String,
+    pub message: String,
+}
+
+/// Called from `citus_copy.c` for each refused row; must not raise (it only records).
+unsafe extern "C" fn record_refused(
+    arg: *mut std::ffi::c_void,
+    row: u64,
+    sqlstate: i32,
+    message: *const std::ffi::c_char,
+) {
+    let refused = unsafe { &mut *(arg as *mut Vec<Refused>) };
+    let sqlstate = (0..5).map(|i| (((sqlstate >> (6 * i)) & 0x3F) as u8 + b'0') as char).collect();
+    let message = unsafe { CStr::from_ptr(message) }.to_string_lossy().into_owned();
+    refused.push(Refused { row, sqlstate, message });
+}
+
+/// What a COPY over the feed does with the rows it reads.
+pub enum Mode<'a> {
+    /// Writes them; a row that fails, fails the COPY.
+    Write,
+    /// Writes them; rows of a Citus table that break a NOT NULL or CHECK constraint are not
+    /// sent but recorded here (skip mode).
+    Skipping(&'a mut Vec<Refused>),
+    /// Writes nothing: finds the rows whose key (these attributes, output as text and joined
+    /// by ", ") reads `wanted`; up to `found`'s length of their COPY rows go there.
+    FindKey { attnums: &'a [i16], wanted: &'a CStr, found: &'a mut [u64] },
+}
+
+/// Writes every row the feed yields into the target (see [`Mode`]); the rows COPY processed
+/// (for [`Mode::FindKey`], the rows found), or what failed.
+pub fn run_copy(target: &Target, feed: *mut Feed, mode: Mode) -> Result<u64, CopyFailure> {
     unsafe {
         let pstate = pg_sys::make_parsestate(std::ptr::null_mut());
         (*pstate).p_sourcetext = pg_sys::debug_query_string;
@@ -97,12 +148,43 @@ pub fn run_copy(target: &Target, feed: *mut Feed) -> Result<u64, CopyFailure> {
         // raw addresses: the closures must be unwind-safe
         let (feed_addr, cstate_addr, rel_addr) = (feed as usize, cstate as usize, target.rel as usize);
         let route = target.citus_route;
+        let (refused_fn, refused_arg): (Option<RefusedFn>, usize) = match &mode {
+            Mode::Skipping(r) => (Some(record_refused), &**r as *const Vec<Refused> as usize),
+            _ => (None, 0),
+        };
+        let find = match mode {
+            Mode::FindKey { attnums, wanted, found } => {
+                Some((attnums.as_ptr() as usize, attnums.len() as i32, wanted.as_ptr() as usize, found))
+            }
+            _ => None,
+        };
+        let found = find.as_ref().map(|f| (f.3.as_ptr() as usize, f.3.len() as i32));
+        let find = find.map(|(a, n, w, _)| (a, n, w));
         pg_ingest_citus_reset_phase();
         let result = PgTryBuilder::new(|| {
+            if let (Some((attnums, nkeys, wanted)), Some((found, max))) = (find, found) {
+                return Ok(pg_sys::ffi::pg_guard_ffi_boundary(|| {
+                    pg_ingest_copy_rows_with_key(
+                        cstate_addr as CopyFromState,
+                        rel_addr as pg_sys::Relation,
+                        attnums as *const i16,
+                        nkeys,
+                        wanted as *const std::ffi::c_char,
+                        found as *mut u64,
+                        max,
+                    )
+                }));
+            }
             Ok(match route {
                 // Citus's COPY routing: the rows to the shards
                 Some(partition) => pg_sys::ffi::pg_guard_ffi_boundary(|| {
-                    pg_ingest_citus_copy(cstate_addr as CopyFromState, rel_addr as pg_sys::Relation, partition)
+                    pg_ingest_citus_copy(
+                        cstate_addr as CopyFromState,
+                        rel_addr as pg_sys::Relation,
+                        partition,
+                        refused_fn,
+                        refused_arg as *mut std::ffi::c_void,
+                    )
                 }),
                 None => pg_sys::CopyFrom(cstate_addr as CopyFromState),
             })
@@ -163,7 +245,7 @@ fn failure(error: CaughtError, feed: *mut Feed, cstate: CopyFromState) -> CopyFa
 /// Writes the whole file in one COPY; an error about a row is raised again naming the file
 /// line and column, anything else (cancel, out of memory...) goes on unchanged.
 pub fn copy_from(target: &Target, feed: *mut Feed) -> u64 {
-    run_copy(target, feed).unwrap_or_else(|f| {
+    run_copy(target, feed, Mode::Write).unwrap_or_else(|f| {
         if f.raised_by_feed || !f.is_about_a_row() {
             f.rethrow();
         }

@@ -15,7 +15,7 @@ use pgrx::PgSqlErrorCode;
 use pg_ingest_core::encode::EncodedChunk;
 use pg_ingest_core::error::RowError;
 
-use super::copy::{run_copy, CopyFailure};
+use super::copy::{run_copy, CopyFailure, Mode, Refused};
 use super::feed::Feed;
 use super::target::Target;
 use crate::error::IngestError;
@@ -77,11 +77,18 @@ impl Rejects {
 /// `memory`, reset after every attempt (as PL/pgSQL runs statements inside exception
 /// blocks): left in the subtransaction's context it would be kept to the end of the
 /// transaction, and a file with many bad rows would grow the backend without bound.
-fn attempt(target: &Target, feed: &mut Feed, memory: pg_sys::MemoryContext) -> Result<u64, CopyFailure> {
+/// The rows written, and those of a Citus table refused on the coordinator (not sent).
+fn attempt(
+    target: &Target,
+    feed: &mut Feed,
+    memory: pg_sys::MemoryContext,
+) -> Result<(u64, Vec<Refused>), CopyFailure> {
+    let mut refused = Vec::new();
     let result = in_subtransaction(|| {
         unsafe { pg_sys::MemoryContextSwitchTo(memory) };
-        run_copy(target, feed as *mut Feed)
-    });
+        run_copy(target, feed as *mut Feed, Mode::Skipping(&mut refused))
+    })
+    .map(|n| (n, refused));
     unsafe { pg_sys::MemoryContextReset(memory) };
     match result {
         Err(f) if f.raised_by_feed || !f.is_about_a_row() => f.rethrow(),
@@ -118,14 +125,76 @@ fn failing_row(f: &CopyFailure, rows: &Range<usize>) -> Option<usize> {
 }
 
 fn reject_row(f: &CopyFailure, chunk: &EncodedChunk, row: usize, raw_limit: usize) -> RowError {
-    let line = chunk.line_of_row(row as u64).expect("every row has a line");
-    let offset = chunk.row_offsets[row];
-    let mut e = RowError::new("XX000", f.message.clone()).at(line, offset);
-    e.sqlstate = crate::error::static_sqlstate(&f.sqlstate);
+    let mut e = rejected(chunk, row, raw_limit, &f.sqlstate, f.message.clone());
     e.detail = f.detail.clone();
     e.column = f.column.clone();
+    e
+}
+
+fn rejected(chunk: &EncodedChunk, row: usize, raw_limit: usize, sqlstate: &str, message: String) -> RowError {
+    let line = chunk.line_of_row(row as u64).expect("every row has a line");
+    let offset = chunk.row_offsets[row];
+    let mut e = RowError::new("XX000", message).at(line, offset);
+    e.sqlstate = crate::error::static_sqlstate(sqlstate);
     e.raw = chunk.raw_of_row(row, raw_limit);
     e
+}
+
+/// Records the rows the coordinator refused in an attempt that wrote `segments` (rows of
+/// chunks, in the order COPY read them).
+fn reject_refused(refused: Vec<Refused>, segments: &[Segment], rejects: &mut Rejects, raw_limit: usize) {
+    for r in refused {
+        let (i, row) = nth_row(segments, r.row).expect("a refused row is one of the attempt's");
+        rejects.add(rejected(&segments[i].0, row, raw_limit, &r.sqlstate, r.message));
+    }
+}
+
+/// Rows of a chunk, fed to COPY in this order.
+type Segment = (Rc<EncodedChunk>, Range<usize>);
+
+/// COPY row `n` (from 1) of an attempt that wrote `segments`: its segment, and its row in that
+/// segment's chunk.
+fn nth_row(segments: &[Segment], n: u64) -> Option<(usize, usize)> {
+    let mut n = (n as usize).checked_sub(1)?;
+    for (i, (_, rows)) in segments.iter().enumerate() {
+        if n < rows.len() {
+            return Some((i, rows.start + n));
+        }
+        n -= rows.len();
+    }
+    None
+}
+
+/// Writes `segments` again without the row a Citus worker refused, found by its key, for as
+/// long as each failure names one (a unique violation's key, one row of the attempt has it):
+/// each such row is rejected with the worker's error, and costs one attempt more instead of
+/// the halving that finds a row no error names. The rows written, and the segments still to
+/// isolate (none when an attempt succeeded).
+fn without_refused_keys(
+    target: &Target,
+    feed: &mut Feed,
+    mut segments: Vec<Segment>,
+    mut f: CopyFailure,
+    rejects: &mut Rejects,
+    raw_limit: usize,
+    memory: pg_sys::MemoryContext,
+) -> (u64, Vec<Segment>) {
+    while f.refused_by_worker {
+        let Some((i, bad)) = row_with_key(target, feed, &segments, &f, memory) else { break };
+        rejects.add(reject_row(&f, &segments[i].0, bad, raw_limit));
+        let (chunk, rows) = segments[i].clone();
+        segments.splice(i..=i, [(chunk.clone(), rows.start..bad), (chunk, bad + 1..rows.end)]);
+        segments.retain(|(_, rows)| !rows.is_empty());
+        feed.feed_rows(segments.clone());
+        match attempt(target, feed, memory) {
+            Ok((n, refused)) => {
+                reject_refused(refused, &segments, rejects, raw_limit);
+                return (n, Vec::new());
+            }
+            Err(again) => f = again,
+        }
+    }
+    (0, segments)
 }
 
 /// Most chunks written in one attempt while attempts succeed (about 32MB of input).
@@ -158,30 +227,39 @@ pub fn load_skipping(target: &Target, feed: &mut Feed, rejects: &mut Rejects, ra
             }
         }
         match result {
-            Ok(n) => {
+            Ok((n, refused)) => {
+                let segments: Vec<_> = chunks.iter().map(|c| (c.clone(), 0..c.rows as usize)).collect();
+                reject_refused(refused, &segments, rejects, raw_limit);
                 inserted += n;
                 feed.progress.written_before = inserted;
                 feed.progress.rejected = rejects.count;
                 batch = (batch * 2).min(MAX_CHUNKS_PER_ATTEMPT);
             }
-            Err(_) => {
+            Err(f) => {
                 batch = 1;
-                for chunk in &chunks {
-                    inserted += isolate(target, feed, chunk, rejects, raw_limit, memory);
+                let segments = chunks.iter().map(|c| (c.clone(), 0..c.rows as usize)).collect();
+                let (n, left) = without_refused_keys(target, feed, segments, f, rejects, raw_limit, memory);
+                inserted += n;
+                for (chunk, rows) in &left {
+                    inserted += isolate(target, feed, chunk, rows.clone(), rejects, raw_limit, memory);
                     feed.progress.written_before = inserted;
                     feed.progress.rejected = rejects.count;
                 }
+                feed.progress.written_before = inserted;
+                feed.progress.rejected = rejects.count;
             }
         }
     }
     inserted
 }
 
-/// Writes one chunk, retrying around refused rows until each stands alone and is rejected.
+/// Writes rows of one chunk, retrying around refused rows until each stands alone and is
+/// rejected.
 fn isolate(
     target: &Target,
     feed: &mut Feed,
     chunk: &Rc<EncodedChunk>,
+    rows: Range<usize>,
     rejects: &mut Rejects,
     raw_limit: usize,
     memory: pg_sys::MemoryContext,
@@ -189,19 +267,32 @@ fn isolate(
     let mut inserted = 0;
     // a stack of row ranges still to write, the next one in file order on top
     #[allow(clippy::single_range_in_vec_init)] // a stack that starts with one range
-    let mut todo = vec![0..chunk.rows as usize];
+    let mut todo = vec![rows];
     while let Some(rows) = todo.pop() {
         if rows.is_empty() {
             continue;
         }
         feed.feed_rows(vec![(chunk.clone(), rows.clone())]);
         match attempt(target, feed, memory) {
-            Ok(n) => inserted += n,
+            Ok((n, refused)) => {
+                reject_refused(refused, &[(chunk.clone(), rows.clone())], rejects, raw_limit);
+                inserted += n
+            }
             Err(f) if rows.len() == 1 => {
                 let e = reject_row(&f, chunk, rows.start, raw_limit);
                 rejects.add(e);
             }
             Err(f) => match failing_row(&f, &rows) {
+                // a Citus worker refused a row with a unique key that one row here has:
+                // that row, rejected with the worker's error
+                _ if f.refused_by_worker
+                    && let Some((_, bad)) =
+                        row_with_key(target, feed, &[(chunk.clone(), rows.clone())], &f, memory) =>
+                {
+                    rejects.add(reject_row(&f, chunk, bad, raw_limit));
+                    todo.push(bad + 1..rows.end);
+                    todo.push(rows.start..bad);
+                }
                 // The last row is also where end-of-statement checks (foreign keys) point:
                 // only a row before it is sure, else halve.
                 Some(bad) if bad + 1 < rows.end => {
@@ -218,4 +309,78 @@ fn isolate(
         }
     }
     inserted
+}
+
+/// The one row of `segments` whose key a Citus worker's unique violation names ("Key (id)=(7)
+/// already exists."), as its segment and row: the rows are read again, without writing, and
+/// each row's key output as the worker output it. `None` when the error names no key, or no
+/// row or several rows have it (then halving finds the row).
+fn row_with_key(
+    target: &Target,
+    feed: &mut Feed,
+    segments: &[Segment],
+    f: &CopyFailure,
+    memory: pg_sys::MemoryContext,
+) -> Option<(usize, usize)> {
+    let detail = f.detail.as_deref()?;
+    let (columns, key) = detail.strip_prefix("Key (")?.strip_suffix(") already exists.")?.split_once(")=(")?;
+    let attnums = columns
+        .split(", ")
+        .map(|name| {
+            let name = match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+                Some(quoted) => quoted.replace("\"\"", "\""),
+                None => name.to_owned(),
+            };
+            target.columns.iter().find(|c| c.name == name).map(|c| c.attnum)
+        })
+        .collect::<Option<Vec<i16>>>()?;
+    let wanted = std::ffi::CString::new(key).ok()?;
+    let mut found = [0u64; 2];
+    feed.feed_rows(segments.to_vec());
+    let result = in_subtransaction(|| {
+        unsafe { pg_sys::MemoryContextSwitchTo(memory) };
+        run_copy(target, feed as *mut Feed, Mode::FindKey { attnums: &attnums, wanted: &wanted, found: &mut found })
+    });
+    unsafe { pg_sys::MemoryContextReset(memory) };
+    match result {
+        Ok(1) => nth_row(segments, found[0]),
+        // Rows with one key go to one shard, which takes them in this order: the first is
+        // refused when the table had the key before the attempt, else the second.
+        Ok(_) if found[1] > 0 => {
+            let had = table_has_key(target, &attnums, key)?;
+            nth_row(segments, if had { found[0] } else { found[1] })
+        }
+        _ => None,
+    }
+}
+
+/// Whether the table has a row with this key (columns `attnums`, values as a unique
+/// violation's DETAIL shows them); `None` when that cannot be told.
+fn table_has_key(target: &Target, attnums: &[i16], key: &str) -> Option<bool> {
+    let values: Vec<&str> = if attnums.len() == 1 { vec![key] } else { key.split(", ").collect() };
+    if values.len() != attnums.len() || values.contains(&"null") {
+        return None;
+    }
+    let mut conditions = Vec::new();
+    for (i, attnum) in attnums.iter().enumerate() {
+        let column = target.columns.iter().find(|c| c.attnum == *attnum)?;
+        let type_name = unsafe {
+            std::ffi::CStr::from_ptr(pg_sys::format_type_with_typemod(column.typid, column.typmod))
+                .to_string_lossy()
+                .into_owned()
+        };
+        conditions.push(format!("{} = ${}::pg_catalog.text::{type_name}", super::upsert::quote(&column.name), i + 1));
+    }
+    let sql = format!("SELECT EXISTS (SELECT FROM {} WHERE {})", target.name, conditions.join(" AND "));
+    let args: Vec<pgrx::datum::DatumWithOid> = values.iter().map(|v| (*v).into()).collect();
+    // a type without `=`, a value its input function refuses: not told
+    in_subtransaction(|| {
+        pg_sys::PgTryBuilder::new(|| {
+            crate::identity::with_safe_search_path(|| pgrx::Spi::get_one_with_args::<bool>(&sql, &args)).map_err(|_| ())
+        })
+        .catch_others(|_| Err(()))
+        .execute()
+    })
+    .ok()
+    .flatten()
 }
