@@ -51,11 +51,12 @@ pub fn route(table: Oid) -> Option<i32> {
         if !version.is_some_and(|v| ROUTED_VERSIONS.iter().any(|p| v.starts_with(p))) {
             return Ok(None);
         }
+        // NULL for a table without a distribution column (a reference table)
         let attnum = Spi::get_one_with_args::<i16>(
-            "SELECT a.attnum FROM pg_catalog.pg_dist_partition p JOIN pg_catalog.pg_attribute a \
+            "SELECT (SELECT a.attnum FROM pg_catalog.pg_dist_partition p JOIN pg_catalog.pg_attribute a \
                ON a.attrelid OPERATOR(pg_catalog.=) p.logicalrelid \
               AND a.attname OPERATOR(pg_catalog.=) pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) \
-             WHERE p.logicalrelid OPERATOR(pg_catalog.=) $1 AND p.partkey IS NOT NULL",
+             WHERE p.logicalrelid OPERATOR(pg_catalog.=) $1 AND p.partkey IS NOT NULL)",
             &[table.into()],
         )?;
         Ok(Some(attnum.map_or(-1, |a| a as i32 - 1)))

@@ -1,9 +1,16 @@
-//! Loads into Citus tables land in the shards: `ingest_jsonl`, `COPY … (FORMAT jsonl)`,
-//! upserts and `INSERT … SELECT` from `read_jsonl`, into distributed and reference tables,
-//! with the same accounting; what cannot work on Citus is refused before anything is written.
+//! Loads into Citus tables land in the shards, through Citus's own COPY routing: every way in
+//! (`ingest_jsonl`, writers, `COPY … (FORMAT jsonl)` from a file, a program and STDIN, the
+//! client's stream), upserts and `INSERT … SELECT` from `read_jsonl`, into distributed and
+//! reference tables, with the same accounting; skip mode keeps the good rows around rows the
+//! coordinator or a worker refuses; a worker killed mid-load fails the load, and a rerun loads
+//! each line once.
 //!
 //! Runs against the coordinator that `scripts/citus.sh start` runs (`make test` starts it when
 //! Citus is installed or its source tarball is there); skipped with a message otherwise.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use pg_ingest_tests::{db_error, DataDir};
 use postgres::{Client, NoTls};
@@ -100,46 +107,292 @@ fn loads_land_in_the_shards() {
     assert_eq!(count(&mut c, "SELECT count(*) FROM pgi_dist WHERE v LIKE 'V%'"), expected);
 }
 
+/// psql on the coordinator, as a client would run it.
+fn psql(command: &str) -> std::process::Output {
+    Command::new(pg_ingest_tests::pg_program("psql"))
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"])
+        .args(["-p", &std::env::var("PG_INGEST_CITUS_PORT").unwrap(), "-c", command])
+        .output()
+        .unwrap()
+}
+
+/// (rows, distinct ids) in the table's shards; and nothing in the coordinator's shell.
+fn landed(c: &mut Client, table: &str) -> (i64, i64) {
+    assert_eq!(count(c, &format!("SELECT pg_relation_size('{table}')")), 0, "{table}: rows in the shell table");
+    (rows_in_shards(c, table), count(c, &format!("SELECT count(DISTINCT id) FROM {table}")))
+}
+
 #[test]
-fn what_cannot_work_on_citus_is_refused_before_anything_is_written() {
+fn every_way_in_lands_in_the_shards() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(mut c) = coordinator() else { return };
     let dir = DataDir::new();
-    let path = dir.write("refused.jsonl", lines(100, 1));
+    let n = 30_000;
+    let path = dir.write("ways.jsonl", lines(n, 1));
     c.batch_execute(
-        "DROP TABLE IF EXISTS pgi_dist2, pgi_ref2;
-         CREATE TABLE pgi_dist2 (id bigint PRIMARY KEY, v text, n int);
-         SELECT create_distributed_table('pgi_dist2', 'id');
-         CREATE TABLE pgi_ref2 (id bigint PRIMARY KEY, v text, n int);
-         SELECT create_reference_table('pgi_ref2');",
+        "DROP TABLE IF EXISTS pgi_ways, pgi_ways_ref;
+         CREATE TABLE pgi_ways (id bigint PRIMARY KEY, v text NOT NULL, n int);
+         SELECT create_distributed_table('pgi_ways', 'id', shard_count => 8);
+         CREATE TABLE pgi_ways_ref (id bigint PRIMARY KEY, v text NOT NULL, n int);
+         SELECT create_reference_table('pgi_ways_ref');",
     )
     .unwrap();
-    for extra in [", on_error => 'skip'", ", writers => 2"] {
-        let e = c.query(&format!("SELECT * FROM ingest_jsonl('{path}', 'pgi_dist2'{extra})"), &[]).unwrap_err();
-        let (state, message, _) = db_error(&e);
-        assert_eq!(state, "0A000", "{extra}: {message}");
-        assert!(message.contains("Citus"), "{message}");
+    let ways: Vec<(&str, String)> = vec![
+        ("writers", format!("SELECT * FROM ingest_jsonl('{path}', 'pgi_ways', writers => 2, force => true)")),
+        ("skip", format!("SELECT * FROM ingest_jsonl('{path}', 'pgi_ways', on_error => 'skip', force => true)")),
+        ("program", format!("COPY pgi_ways FROM PROGRAM 'cat {path}' (FORMAT jsonl)")),
+        ("COPY ON_ERROR", format!("COPY pgi_ways FROM '{path}' (FORMAT jsonl, ON_ERROR ignore)")),
+    ];
+    for (way, sql) in &ways {
+        c.batch_execute("TRUNCATE pgi_ways").unwrap();
+        c.batch_execute(sql).unwrap_or_else(|e| panic!("{way}: {:?}", db_error(&e)));
+        assert_eq!(landed(&mut c, "pgi_ways"), (n, n), "{way}");
     }
-    let e = c.batch_execute(&format!("COPY pgi_dist2 FROM '{path}' (FORMAT jsonl, ON_ERROR skip)")).unwrap_err();
-    assert_eq!(db_error(&e).0, "0A000");
-    // FROM STDIN (psql's \copy, a client's stream) used to answer COPY 0 and drop the rows:
-    // refused before the client is asked for data, and nothing is recorded
-    let loads = count(&mut c, "SELECT count(*) FROM ingest.loads");
-    for table in ["pgi_dist2", "pgi_ref2"] {
-        let e = c.batch_execute(&format!("COPY {table} FROM STDIN (FORMAT jsonl)")).unwrap_err();
-        let (state, message, _) = db_error(&e);
-        assert_eq!(state, "0A000", "{message}");
-        assert!(message.contains("STDIN"), "{message}");
+    // a writer per range: each committed once, as on a single node
+    let ranges =
+        count(&mut c, "SELECT count(*) FROM ingest.loads WHERE target_oid = 'pgi_ways'::regclass AND status = 'range'");
+    assert!(ranges >= 2, "writers => 2 loaded {ranges} ranges");
+    for table in ["pgi_ways", "pgi_ways_ref"] {
+        // FROM STDIN: psql's \copy and the client's stream
+        c.batch_execute(&format!("TRUNCATE {table}")).unwrap();
+        let out = psql(&format!("\\copy {table} FROM '{path}' WITH (FORMAT jsonl)"));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("COPY {n}")));
+        assert_eq!(landed(&mut c, table), (n, n), "{table}: \\copy");
+        c.batch_execute(&format!("TRUNCATE {table}")).unwrap();
+        let out = Command::new(pg_ingest_tests::pg_ingest_bin())
+            .env_remove("DATABASE_URL")
+            .args([
+                "--dsn",
+                &format!(
+                    "host=127.0.0.1 port={} user=postgres dbname=postgres",
+                    std::env::var("PG_INGEST_CITUS_PORT").unwrap()
+                ),
+            ])
+            .args(["load", &path, "--into", table, "--force"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(landed(&mut c, table), (n, n), "{table}: pg-ingest load");
     }
-    let psql = std::process::Command::new(pg_ingest_tests::pg_program("psql"))
-        .args(["-X", "-h", "127.0.0.1", "-p", &std::env::var("PG_INGEST_CITUS_PORT").unwrap(), "-U", "postgres"])
-        .args(["-c", &format!("\\copy pgi_dist2 FROM '{path}' WITH (FORMAT jsonl)")])
-        .output()
+    // the reference table's every placement has every row
+    let placements = c
+        .query("SELECT result FROM run_command_on_placements('pgi_ways_ref', 'SELECT count(*) FROM %s')", &[])
         .unwrap();
-    assert!(!psql.status.success());
-    let stderr = String::from_utf8_lossy(&psql.stderr);
-    assert!(stderr.contains("FROM STDIN"), "{stderr}");
-    assert_eq!(count(&mut c, "SELECT count(*) FROM ingest.loads"), loads);
-    assert_eq!(count(&mut c, "SELECT count(*) FROM pgi_dist2"), 0);
-    assert_eq!(count(&mut c, "SELECT count(*) FROM ingest.files WHERE target_oid = 'pgi_dist2'::regclass"), 0);
+    assert!(placements.len() >= 2);
+    for p in placements {
+        assert_eq!(p.get::<_, String>(0), n.to_string());
+    }
+}
+
+/// The load's rejects: line → (SQLSTATE, message).
+fn rejects_of(c: &mut Client, load_id: i64) -> BTreeMap<i64, (String, String)> {
+    c.query(&format!("SELECT line, sqlstate, message FROM ingest.rejects WHERE load_id = {load_id}"), &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get::<_, i64>(0), (r.get::<_, String>(1), r.get::<_, String>(2))))
+        .collect()
+}
+
+#[test]
+fn skip_mode_keeps_the_good_rows_around_rows_the_coordinator_or_a_worker_refuses() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(mut c) = coordinator() else { return };
+    let dir = DataDir::new();
+    let n = 20_000i64;
+    // line → what is wrong with it; every other line is good
+    let mut bad: BTreeMap<i64, (&str, String)> = BTreeMap::new();
+    let mut text = String::new();
+    for line in 1..=n {
+        let id = line;
+        let l = match line {
+            // the key of a row the table already has (a worker refuses: unique), at the start,
+            // middle and end of the file
+            1 | 10_000 | 20_000 => format!("{{\"id\": 900000, \"v\": \"dup{line}\", \"n\": 1}}"),
+            // a key an earlier line of the file has: the later line is refused
+            7_001 => "{\"id\": 7000, \"v\": \"again\", \"n\": 1}".to_owned(),
+            // a CHECK and a NOT NULL constraint: found on the coordinator
+            2 | 15_000 => format!("{{\"id\": {id}, \"v\": \"neg\", \"n\": -1}}"),
+            3 => format!("{{\"id\": {id}, \"n\": 1}}"),
+            // not JSON, and no distribution column: the parse threads and Citus refuse them
+            4 => "{\"id\": 4, \"v\": ".to_owned(),
+            5 => "{\"v\": \"no id\", \"n\": 1}".to_owned(),
+            // a trigger on the shards refuses it: the worker's error names no key (found by
+            // halving)
+            12_345 => "{\"id\": 12345, \"v\": \"boom\", \"n\": 1}".to_owned(),
+            _ => format!("{{\"id\": {id}, \"v\": \"v{id}\", \"n\": {}}}", id % 7),
+        };
+        let why = match line {
+            1 | 10_000 | 20_000 | 7_001 => Some(("XX000", "duplicate key value")),
+            12_345 => Some(("XX000", "boom refused")),
+            2 | 15_000 => Some(("23514", "violates check constraint \"pgi_skip_n_check\"")),
+            3 => Some(("23502", "null value in column \"v\"")),
+            4 => Some(("", "")),
+            5 => Some(("23502", "null value in column \"id\"")),
+            _ => None,
+        };
+        if let Some((state, message)) = why {
+            bad.insert(line, (state, message.to_owned()));
+        }
+        text.push_str(&l);
+        text.push('\n');
+    }
+    let path = dir.write("skip.jsonl", text);
+    for sql in [
+        "DROP TABLE IF EXISTS pgi_skip",
+        "CREATE TABLE pgi_skip (id bigint PRIMARY KEY, v text NOT NULL, n int CHECK (n >= 0))",
+        "SELECT create_distributed_table('pgi_skip', 'id', shard_count => 8)",
+        "CREATE OR REPLACE FUNCTION pgi_boom() RETURNS trigger LANGUAGE plpgsql AS
+           $$BEGIN IF NEW.v = 'boom' THEN RAISE EXCEPTION 'boom refused'; END IF; RETURN NULL; END$$",
+        "SET citus.enable_unsafe_triggers = on",
+        "CREATE TRIGGER pgi_boom AFTER INSERT ON pgi_skip FOR EACH ROW EXECUTE FUNCTION pgi_boom()",
+        "RESET citus.enable_unsafe_triggers",
+        "INSERT INTO pgi_skip VALUES (900000, 'existing', 0)",
+    ] {
+        c.batch_execute(sql).unwrap_or_else(|e| panic!("{sql}: {:?}", db_error(&e)));
+    }
+    // max_errors holds: more rejects than allowed fail the load, nothing kept
+    let e = c
+        .query(&format!("SELECT * FROM ingest_jsonl('{path}', 'pgi_skip', on_error => 'skip', max_errors => 5)"), &[])
+        .unwrap_err();
+    assert!(db_error(&e).1.contains("max_errors"), "{}", db_error(&e).1);
+    assert_eq!(rows_in_shards(&mut c, "pgi_skip"), 1);
+
+    let r = c
+        .query_one(
+            &format!("SELECT rows_inserted, rows_rejected, load_id FROM ingest_jsonl('{path}', 'pgi_skip', on_error => 'skip')"),
+            &[],
+        )
+        .unwrap();
+    let (inserted, rejected, load_id): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
+    let rejects = rejects_of(&mut c, load_id);
+    assert_eq!(rejects.keys().copied().collect::<Vec<_>>(), bad.keys().copied().collect::<Vec<_>>());
+    for (line, (state, message)) in &bad {
+        let (got_state, got_message) = &rejects[line];
+        if !state.is_empty() {
+            assert_eq!(got_state, state, "line {line}: {got_message}");
+        }
+        assert!(got_message.contains(message.as_str()), "line {line}: {got_message}");
+    }
+    assert_eq!((inserted, rejected), (n - bad.len() as i64, bad.len() as i64));
+    assert_eq!(rows_in_shards(&mut c, "pgi_skip"), n - bad.len() as i64 + 1);
+    // every good line's row, once
+    let good: i64 = (1..=n).filter(|l| !bad.contains_key(l)).sum();
+    assert_eq!(count(&mut c, "SELECT sum(id)::bigint FROM pgi_skip WHERE id <> 900000"), good);
+    assert_eq!(count(&mut c, "SELECT count(DISTINCT id) FROM pgi_skip"), n - bad.len() as i64 + 1);
+
+    // stop mode: a CHECK violation names its line (found on the coordinator); a worker's
+    // refusal fails the load with the worker's error; nothing is kept either way
+    c.batch_execute("TRUNCATE pgi_skip; INSERT INTO pgi_skip VALUES (900000, 'existing', 0)").unwrap();
+    let two = dir.write("two.jsonl", "{\"id\": 1, \"v\": \"a\", \"n\": 1}\n{\"id\": 2, \"v\": \"b\", \"n\": -1}\n");
+    let e = c.query(&format!("SELECT * FROM ingest_jsonl('{two}', 'pgi_skip')"), &[]).unwrap_err();
+    let (state, message, _) = db_error(&e);
+    assert_eq!(state, "23514", "{message}");
+    assert!(message.contains("line 2") && message.contains("pgi_skip_n_check"), "{message}");
+    let dup = dir.write("dup.jsonl", "{\"id\": 1, \"v\": \"a\", \"n\": 1}\n{\"id\": 900000, \"v\": \"b\", \"n\": 1}\n");
+    let e = c.query(&format!("SELECT * FROM ingest_jsonl('{dup}', 'pgi_skip')"), &[]).unwrap_err();
+    assert!(db_error(&e).1.contains("duplicate key value"), "{}", db_error(&e).1);
+    assert_eq!(rows_in_shards(&mut c, "pgi_skip"), 1);
+}
+
+/// The worker node's processes: its postmaster (from postmaster.pid) and the postmaster's
+/// children.
+fn node_processes(data: &std::path::Path) -> Vec<i32> {
+    let pid: i32 =
+        std::fs::read_to_string(data.join("postmaster.pid")).unwrap().lines().next().unwrap().parse().unwrap();
+    let mut pids = vec![pid];
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        // pid (comm) state ppid …
+        let ppid =
+            stat.rsplit_once(") ").and_then(|(_, rest)| rest.split(' ').nth(1)).and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(pid) {
+            pids.push(child);
+        }
+    }
+    pids
+}
+
+#[test]
+fn a_worker_killed_mid_load_fails_the_load_and_a_rerun_loads_each_line_once() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(mut c) = coordinator() else { return };
+    let dir = DataDir::new();
+    let n = 600_000;
+    let path = dir.write("killed.jsonl", lines(n, 1));
+    c.batch_execute(
+        "DROP TABLE IF EXISTS pgi_killed;
+         CREATE TABLE pgi_killed (id bigint PRIMARY KEY, v text, n int);
+         SELECT create_distributed_table('pgi_killed', 'id', shard_count => 8);",
+    )
+    .unwrap();
+    let port = std::env::var("PG_INGEST_CITUS_PORT").unwrap();
+    let worker = pg_ingest_tests::pg_dir().join("citus/worker1");
+    let load = {
+        let path = path.clone();
+        let port = port.clone();
+        std::thread::spawn(move || {
+            let dsn =
+                format!("host=127.0.0.1 port={port} user=postgres dbname=postgres options='-c statement_timeout=120s'");
+            let mut c = Client::connect(&dsn, NoTls).unwrap();
+            c.query(&format!("SELECT * FROM ingest_jsonl('{path}', 'pgi_killed')"), &[]).map(|_| ())
+        })
+    };
+    // once the worker is taking rows: kill -9 the node
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut w = Client::connect(
+        &format!("host=127.0.0.1 port={} user=postgres dbname=postgres", port.parse::<u16>().unwrap() + 1),
+        NoTls,
+    )
+    .unwrap();
+    loop {
+        assert!(Instant::now() < deadline, "the worker never saw the COPY");
+        let copying = count(&mut w, "SELECT count(*) FROM pg_stat_progress_copy WHERE tuples_processed > 1000");
+        if copying > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(w);
+    for pid in node_processes(&worker) {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    let failed = load.join().unwrap();
+    let e = failed.expect_err("the load went on with a worker killed");
+    eprintln!("the load failed with: {}", db_error(&e).1);
+    // the node again, as the operator would start it
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let started = Command::new("runuser")
+            .args(["-u", "postgres", "--", "env", "-u", "RUST_BACKTRACE"])
+            .arg(pg_ingest_tests::pg_program("pg_ctl"))
+            .arg("-D")
+            .arg(&worker)
+            .arg("-l")
+            .arg(worker.with_extension("log"))
+            .args(["-w", "-t", "60", "start"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        if started.success() {
+            break;
+        }
+        // the killed node's last processes may still hold its shared memory
+        assert!(Instant::now() < deadline, "the worker did not start again");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // the coordinator's first use of its old connection to the node fails: Citus drops it
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = c.batch_execute("SELECT recover_prepared_transactions()") {
+        assert!(Instant::now() < deadline, "the coordinator cannot reach the worker again: {e}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(rows_in_shards(&mut c, "pgi_killed"), 0, "rows of the failed load were kept");
+    let r =
+        c.query_one(&format!("SELECT status, rows_inserted FROM ingest_jsonl('{path}', 'pgi_killed')"), &[]).unwrap();
+    assert_eq!((r.get::<_, String>(0), r.get::<_, i64>(1)), ("loaded".into(), n));
+    assert_eq!(landed(&mut c, "pgi_killed"), (n, n));
+    let r = c.query_one(&format!("SELECT status FROM ingest_jsonl('{path}', 'pgi_killed')"), &[]).unwrap();
+    assert_eq!(r.get::<_, String>(0), "unchanged");
 }
