@@ -44,6 +44,7 @@ BENCH_RUNS ?= 3
 bench: install start ## ingest_jsonl against PostgreSQL's own COPY and client-side peers; bench/out/results-pgNN.md
 	@mkdir -p bench/out
 	@source $(SCRIPTS)/common.sh && export PG_INGEST_BENCH_PYTHON=$$($(SCRIPTS)/bench_peers.sh || true) && \
+		if $(SCRIPTS)/citus.sh available; then $(SCRIPTS)/citus.sh start && export PG_INGEST_CITUS_PORT=$$CITUS_BASE_PORT; fi && \
 		cargo run --quiet --release --locked -p pg_ingest_tests --bin bench -- \
 		--lines $(BENCH_LINES) --runs $(BENCH_RUNS) --out bench/out/results-pg$(PG).md
 

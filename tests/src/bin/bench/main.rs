@@ -1,7 +1,7 @@
 //! `make bench`: ingest_jsonl against PostgreSQL's own COPY on the same rows, side by side in
 //! one run, alternating methods, median of several runs, reported as ratios.
 //!
-//!   bench [--lines N] [--runs N] [--out FILE] [--sets chat,events,tweets,batch]
+//!   bench [--lines N] [--runs N] [--out FILE] [--sets chat,events,tweets,batch,citus]
 //!
 //! Methods: COPY csv and COPY binary of the rows pre-converted by the server; ingest_jsonl;
 //! the usual workaround (COPY each line into a jsonb staging table, then INSERT … SELECT).
@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use pg_ingest_tests::connect;
 use postgres::Client;
 
+mod citus;
 mod events;
 mod peers;
 
@@ -29,12 +30,13 @@ struct Args {
     lines: u64,
     runs: usize,
     out: Option<String>,
-    /// The sets to run: chat, events, tweets, batch.
+    /// The sets to run: chat, events, tweets, batch, citus (when PG_INGEST_CITUS_PORT names a
+    /// Citus coordinator).
     sets: Vec<String>,
 }
 
 fn args() -> Args {
-    let sets = ["chat", "events", "tweets", "batch"].map(String::from).to_vec();
+    let sets = ["chat", "events", "tweets", "batch", "citus"].map(String::from).to_vec();
     let mut a = Args { lines: 2_000_000, runs: 3, out: None, sets };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -640,6 +642,12 @@ fn main() {
     }
     if run("batch") {
         batch_overhead(db, &mut report);
+    }
+    if run("citus") {
+        match std::env::var("PG_INGEST_CITUS_PORT") {
+            Ok(port) => citus::citus(&port, &dir, args.lines / 2, args.runs, &mut report),
+            Err(_) => eprintln!("the Citus set is skipped: no Citus cluster (scripts/citus.sh start)"),
+        }
     }
     print!("{report}");
     if let Some(out) = &args.out {
