@@ -51,6 +51,16 @@ pub fn route(table: Oid) -> Option<i32> {
         if !version.is_some_and(|v| ROUTED_VERSIONS.iter().any(|p| v.starts_with(p))) {
             return Ok(None);
         }
+        // hash-distributed, and tables without a distribution column (reference, single
+        // shard, Citus local); append- and range-distributed tables are not routed
+        let method = Spi::get_one_with_args::<String>(
+            "SELECT (SELECT partmethod::pg_catalog.text FROM pg_catalog.pg_dist_partition \
+              WHERE logicalrelid OPERATOR(pg_catalog.=) $1)",
+            &[table.into()],
+        )?;
+        if !matches!(method.as_deref(), Some("h" | "n")) {
+            return Ok(None);
+        }
         // NULL for a table without a distribution column (a reference table)
         let attnum = Spi::get_one_with_args::<i16>(
             "SELECT (SELECT a.attnum FROM pg_catalog.pg_dist_partition p JOIN pg_catalog.pg_attribute a \

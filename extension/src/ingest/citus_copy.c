@@ -268,8 +268,8 @@ pg_ingest_citus_copy(CopyFromState cstate, Relation rel, int partition_index,
 /*
  * Reads every row of cstate without writing it, and finds the COPY rows (from 1) whose
  * attributes attnums (from 1), each output as text and joined by ", ", read `wanted`: as a
- * unique violation's DETAIL shows a key ("Key (a, b)=(1, x) already exists."). Up to max of
- * them go to found; returns how many there are.
+ * unique violation's DETAIL shows a key ("Key (a, b)=(1, x) already exists."). The first goes
+ * to found[0] and the last to found[max - 1]; returns how many there are.
  */
 uint64
 pg_ingest_copy_rows_with_key(CopyFromState cstate, Relation rel, const int16 *attnums, int nkeys,
@@ -295,6 +295,8 @@ pg_ingest_copy_rows_with_key(CopyFromState cstate, Relation rel, const int16 *at
 		getTypeOutputInfo(TupleDescAttr(desc, attnums[k] - 1)->atttypid, &fn, &varlena);
 		fmgr_info(fn, &out[k]);
 	}
+	if (max < 1)
+		elog(ERROR, "pg_ingest: no room for the rows found");
 	initStringInfo(&key);
 	for (;;)
 	{
@@ -320,8 +322,9 @@ pg_ingest_copy_rows_with_key(CopyFromState cstate, Relation rel, const int16 *at
 		MemoryContextSwitchTo(old);
 		if (strcmp(key.data, wanted) == 0)
 		{
-			if (matches < (uint64) max)
-				found[matches] = row;
+			if (matches == 0)
+				found[0] = row;
+			found[max - 1] = row;
 			matches++;
 		}
 	}

@@ -200,14 +200,15 @@ pub fn run_copy(target: &Target, feed: *mut Feed, mode: Mode) -> Result<u64, Cop
 
 fn failure(error: CaughtError, feed: *mut Feed, cstate: CopyFromState) -> CopyFailure {
     let feed = unsafe { &*feed };
-    let (sqlstate, message, detail, hint) = match &error {
+    let (sqlstate, message, detail, hint, function) = match &error {
         CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => (
             sqlstate_text(r.sql_error_code()),
             r.message().to_owned(),
             r.detail().map(str::to_owned),
             r.hint().map(str::to_owned),
+            r.function_name().map(str::to_owned),
         ),
-        CaughtError::RustPanic { ereport, .. } => (String::new(), ereport.message().to_owned(), None, None),
+        CaughtError::RustPanic { ereport, .. } => (String::new(), ereport.message().to_owned(), None, None, None),
     };
     let (copy_row, column) = unsafe {
         let row = pg_ingest_copy_cur_lineno(cstate);
@@ -220,12 +221,14 @@ fn failure(error: CaughtError, feed: *mut Feed, cstate: CopyFromState) -> CopyFa
     };
     // Inside Citus's routing: an error of class 22 or 23 while a row is handed over is that
     // row's (a NULL distribution column); one while the shards' COPYs end, or any other while
-    // a row is handed over (a shard's COPY ended early), is a worker's, of a row it does not
-    // name. Connection failures keep their own SQLSTATE (08, 58) and are not about a row.
+    // a row is handed over (a shard's COPY ended early), is not about the row being read.
+    // A worker refusing a row of its shard's COPY is reported by Citus's ReportCopyError
+    // (XX000, the worker's message and detail); anything else there (a lost connection, a
+    // shard Citus cannot find) is not about a row.
     let phase = unsafe { pg_ingest_citus_phase() };
     let row_error = matches!(sqlstate.get(..2), Some("22" | "23"));
     let remote = phase == 3 || (phase == 2 && !row_error);
-    let refused_by_worker = remote && sqlstate == "XX000";
+    let refused_by_worker = remote && sqlstate == "XX000" && function.as_deref() == Some("ReportCopyError");
     let copy_row = if remote { None } else { copy_row };
     unsafe { pg_ingest_citus_reset_phase() };
     CopyFailure {

@@ -165,38 +165,6 @@ fn nth_row(segments: &[Segment], n: u64) -> Option<(usize, usize)> {
     None
 }
 
-/// Writes `segments` again without the row a Citus worker refused, found by its key, for as
-/// long as each failure names one (a unique violation's key, one row of the attempt has it):
-/// each such row is rejected with the worker's error, and costs one attempt more instead of
-/// the halving that finds a row no error names. The rows written, and the segments still to
-/// isolate (none when an attempt succeeded).
-fn without_refused_keys(
-    target: &Target,
-    feed: &mut Feed,
-    mut segments: Vec<Segment>,
-    mut f: CopyFailure,
-    rejects: &mut Rejects,
-    raw_limit: usize,
-    memory: pg_sys::MemoryContext,
-) -> (u64, Vec<Segment>) {
-    while f.refused_by_worker {
-        let Some((i, bad)) = row_with_key(target, feed, &segments, &f, memory) else { break };
-        rejects.add(reject_row(&f, &segments[i].0, bad, raw_limit));
-        let (chunk, rows) = segments[i].clone();
-        segments.splice(i..=i, [(chunk.clone(), rows.start..bad), (chunk, bad + 1..rows.end)]);
-        segments.retain(|(_, rows)| !rows.is_empty());
-        feed.feed_rows(segments.clone());
-        match attempt(target, feed, memory) {
-            Ok((n, refused)) => {
-                reject_refused(refused, &segments, rejects, raw_limit);
-                return (n, Vec::new());
-            }
-            Err(again) => f = again,
-        }
-    }
-    (0, segments)
-}
-
 /// Most chunks written in one attempt while attempts succeed (about 32MB of input).
 const MAX_CHUNKS_PER_ATTEMPT: usize = 8;
 
@@ -237,37 +205,44 @@ pub fn load_skipping(target: &Target, feed: &mut Feed, rejects: &mut Rejects, ra
             }
             Err(f) => {
                 batch = 1;
-                let segments = chunks.iter().map(|c| (c.clone(), 0..c.rows as usize)).collect();
-                let (n, left) = without_refused_keys(target, feed, segments, f, rejects, raw_limit, memory);
-                inserted += n;
-                for (chunk, rows) in &left {
-                    inserted += isolate(target, feed, chunk, rows.clone(), rejects, raw_limit, memory);
+                // a Citus worker's unique violation: where to split the chunk of the row
+                let hint = if f.refused_by_worker {
+                    let segments: Vec<_> = chunks.iter().map(|c| (c.clone(), 0..c.rows as usize)).collect();
+                    row_with_key(target, feed, &segments, &f, memory)
+                } else {
+                    None
+                };
+                for (i, chunk) in chunks.iter().enumerate() {
+                    let at = hint.filter(|(segment, _)| *segment == i).map(|(_, row)| row);
+                    inserted += isolate(target, feed, chunk, at, rejects, raw_limit, memory);
                     feed.progress.written_before = inserted;
                     feed.progress.rejected = rejects.count;
                 }
-                feed.progress.written_before = inserted;
-                feed.progress.rejected = rejects.count;
             }
         }
     }
     inserted
 }
 
-/// Writes rows of one chunk, retrying around refused rows until each stands alone and is
-/// rejected.
+/// Writes one chunk, retrying around refused rows until each stands alone and is rejected;
+/// split first around row `at` when that is where a refused row probably is.
 fn isolate(
     target: &Target,
     feed: &mut Feed,
     chunk: &Rc<EncodedChunk>,
-    rows: Range<usize>,
+    at: Option<usize>,
     rejects: &mut Rejects,
     raw_limit: usize,
     memory: pg_sys::MemoryContext,
 ) -> u64 {
     let mut inserted = 0;
     // a stack of row ranges still to write, the next one in file order on top
-    #[allow(clippy::single_range_in_vec_init)] // a stack that starts with one range
-    let mut todo = vec![rows];
+    let end = chunk.rows as usize;
+    let mut todo = match at {
+        Some(bad) => vec![bad + 1..end, bad..bad + 1, 0..bad],
+        #[allow(clippy::single_range_in_vec_init)] // a stack that starts with one range
+        None => vec![0..end],
+    };
     while let Some(rows) = todo.pop() {
         if rows.is_empty() {
             continue;
@@ -283,14 +258,14 @@ fn isolate(
                 rejects.add(e);
             }
             Err(f) => match failing_row(&f, &rows) {
-                // a Citus worker refused a row with a unique key that one row here has:
-                // that row, rejected with the worker's error
+                // a Citus worker refused a row with a unique key that rows here have: split
+                // around the last of them, which is tried alone (rejected only if it fails so)
                 _ if f.refused_by_worker
                     && let Some((_, bad)) =
                         row_with_key(target, feed, &[(chunk.clone(), rows.clone())], &f, memory) =>
                 {
-                    rejects.add(reject_row(&f, chunk, bad, raw_limit));
                     todo.push(bad + 1..rows.end);
+                    todo.push(bad..bad + 1);
                     todo.push(rows.start..bad);
                 }
                 // The last row is also where end-of-statement checks (foreign keys) point:
@@ -311,10 +286,11 @@ fn isolate(
     inserted
 }
 
-/// The one row of `segments` whose key a Citus worker's unique violation names ("Key (id)=(7)
-/// already exists."), as its segment and row: the rows are read again, without writing, and
-/// each row's key output as the worker output it. `None` when the error names no key, or no
-/// row or several rows have it (then halving finds the row).
+/// Where in `segments` a Citus worker's unique violation ("Key (id)=(7) already exists.")
+/// probably is: the last row with that key, as its segment and row. The rows are read again
+/// without writing, each row's key output as text; a hint only, since the worker output it
+/// in its own settings (the row is rejected only when it fails alone). `None` when the error
+/// names no column of the table, or no row has the key (then halving finds the row).
 fn row_with_key(
     target: &Target,
     feed: &mut Feed,
@@ -335,6 +311,7 @@ fn row_with_key(
         })
         .collect::<Option<Vec<i16>>>()?;
     let wanted = std::ffi::CString::new(key).ok()?;
+    // the first and the last row with the key
     let mut found = [0u64; 2];
     feed.feed_rows(segments.to_vec());
     let result = in_subtransaction(|| {
@@ -343,44 +320,10 @@ fn row_with_key(
     });
     unsafe { pg_sys::MemoryContextReset(memory) };
     match result {
-        Ok(1) => nth_row(segments, found[0]),
-        // Rows with one key go to one shard, which takes them in this order: the first is
-        // refused when the table had the key before the attempt, else the second.
-        Ok(_) if found[1] > 0 => {
-            let had = table_has_key(target, &attnums, key)?;
-            nth_row(segments, if had { found[0] } else { found[1] })
-        }
-        _ => None,
+        Ok(0) => None,
+        Ok(_) => nth_row(segments, found[1]),
+        // a row COPY cannot read again: halving finds it; a cancel goes on
+        Err(f) if f.is_about_a_row() => None,
+        Err(f) => f.rethrow(),
     }
-}
-
-/// Whether the table has a row with this key (columns `attnums`, values as a unique
-/// violation's DETAIL shows them); `None` when that cannot be told.
-fn table_has_key(target: &Target, attnums: &[i16], key: &str) -> Option<bool> {
-    let values: Vec<&str> = if attnums.len() == 1 { vec![key] } else { key.split(", ").collect() };
-    if values.len() != attnums.len() || values.contains(&"null") {
-        return None;
-    }
-    let mut conditions = Vec::new();
-    for (i, attnum) in attnums.iter().enumerate() {
-        let column = target.columns.iter().find(|c| c.attnum == *attnum)?;
-        let type_name = unsafe {
-            std::ffi::CStr::from_ptr(pg_sys::format_type_with_typemod(column.typid, column.typmod))
-                .to_string_lossy()
-                .into_owned()
-        };
-        conditions.push(format!("{} = ${}::pg_catalog.text::{type_name}", super::upsert::quote(&column.name), i + 1));
-    }
-    let sql = format!("SELECT EXISTS (SELECT FROM {} WHERE {})", target.name, conditions.join(" AND "));
-    let args: Vec<pgrx::datum::DatumWithOid> = values.iter().map(|v| (*v).into()).collect();
-    // a type without `=`, a value its input function refuses: not told
-    in_subtransaction(|| {
-        pg_sys::PgTryBuilder::new(|| {
-            crate::identity::with_safe_search_path(|| pgrx::Spi::get_one_with_args::<bool>(&sql, &args)).map_err(|_| ())
-        })
-        .catch_others(|_| Err(()))
-        .execute()
-    })
-    .ok()
-    .flatten()
 }

@@ -103,7 +103,7 @@ impl Drop for Prepared {
     }
 }
 
-pub fn quote(name: &str) -> String {
+fn quote(name: &str) -> String {
     let c = std::ffi::CString::new(name).expect("a name has no NUL");
     unsafe { std::ffi::CStr::from_ptr(pg_sys::quote_identifier(c.as_ptr())) }.to_string_lossy().into_owned()
 }

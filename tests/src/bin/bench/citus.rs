@@ -40,7 +40,10 @@ fn spoil(src: &str, dst: &str, lines: u64, dups: u64) -> u64 {
         let spoiled = if i % 100 == 50 {
             bad += 1;
             match bad % 3 {
-                0 => line[..line.len() / 2].to_owned(),
+                0 => {
+                    let cut = (0..=line.len() / 2).rev().find(|&i| line.is_char_boundary(i)).unwrap();
+                    line[..cut].to_owned()
+                }
                 1 => line.replacen("\"timestamp\":", "\"timestamp\":1e300,\"x\":", 1),
                 _ => line.replacen("\"from\":", "\"sender\":", 1),
             }
@@ -90,7 +93,8 @@ pub fn citus(port: &str, dir: &std::path::Path, lines: u64, runs: usize, report:
     c.batch_execute(&format!("SELECT * FROM ingest_jsonl('{jsonl}', 'bench_citus')")).unwrap();
     c.batch_execute(&format!("COPY (SELECT * FROM bench_citus) TO '{csv}' (FORMAT csv)")).unwrap();
 
-    let ingest = |table: &str, extra: &str| format!("SELECT * FROM ingest_jsonl('{jsonl}', '{table}'{extra})");
+    let ingest =
+        |table: &str, extra: &str| format!("SELECT * FROM ingest_jsonl('{jsonl}', '{table}', force => true{extra})");
     let m = |name, table, sql: String, rows| Method { name, table, setup: None, sql, rows };
     let methods = vec![
         m("Citus COPY csv", "bench_citus", format!("COPY bench_citus FROM '{csv}' (FORMAT csv)"), lines),
@@ -99,7 +103,7 @@ pub fn citus(port: &str, dir: &std::path::Path, lines: u64, runs: usize, report:
         m(
             "ingest_jsonl, skip mode, 1% bad",
             "bench_citus",
-            format!("SELECT * FROM ingest_jsonl('{bad_jsonl}', 'bench_citus', on_error => 'skip')"),
+            format!("SELECT * FROM ingest_jsonl('{bad_jsonl}', 'bench_citus', on_error => 'skip', force => true)"),
             lines - bad,
         ),
         m("ingest_jsonl, writers => 2", "bench_citus", ingest("bench_citus", ", writers => 2"), lines),
@@ -118,9 +122,19 @@ pub fn citus(port: &str, dir: &std::path::Path, lines: u64, runs: usize, report:
                 lines,
             )
         },
-        m("reference table: Citus COPY csv", "bench_citus_ref", format!("COPY bench_citus_ref FROM '{csv}' (FORMAT csv)"), lines),
+        m(
+            "reference table: Citus COPY csv",
+            "bench_citus_ref",
+            format!("COPY bench_citus_ref FROM '{csv}' (FORMAT csv)"),
+            lines,
+        ),
         m("reference table: ingest_jsonl", "bench_citus_ref", ingest("bench_citus_ref", ""), lines),
-        m("single node (coordinator): COPY csv", "bench_citus_local", format!("COPY bench_citus_local FROM '{csv}' (FORMAT csv)"), lines),
+        m(
+            "single node (coordinator): COPY csv",
+            "bench_citus_local",
+            format!("COPY bench_citus_local FROM '{csv}' (FORMAT csv)"),
+            lines,
+        ),
         m("single node (coordinator): ingest_jsonl", "bench_citus_local", ingest("bench_citus_local", ""), lines),
     ];
     let mut times = vec![Vec::new(); methods.len()];
