@@ -133,6 +133,20 @@ pub fn citus(port: &str, dir: &std::path::Path, lines: u64, runs: usize, report:
                 lines,
             )
         },
+        Method {
+            setup: Some(format!("COPY bench_citus FROM '{csv}' (FORMAT csv)")),
+            ..m(
+                "upsert by hand: COPY csv into a co-located table, INSERT … SELECT … ON CONFLICT",
+                "bench_citus",
+                format!(
+                    "COPY bench_citus_staging FROM '{csv}' (FORMAT csv); \
+                     INSERT INTO bench_citus SELECT * FROM bench_citus_staging ON CONFLICT (id) DO UPDATE SET \
+                     \"from\" = excluded.\"from\", type = excluded.type, site_id = excluded.site_id, data = excluded.data, \
+                     \"timestamp\" = excluded.\"timestamp\", meta = excluded.meta; TRUNCATE bench_citus_staging"
+                ),
+                lines,
+            )
+        },
         m(
             "reference table: Citus COPY csv",
             "bench_citus_ref",
