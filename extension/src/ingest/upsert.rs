@@ -132,6 +132,12 @@ fn statement(target: &Target, mode: Option<OnConflict>) -> String {
             }
         }
     };
+    if mode.is_none() {
+        return format!(
+            "INSERT INTO {name} ({cols}) SELECT {cols} FROM ingest.prepared_rows($1, NULL::{name})",
+            name = target.name
+        );
+    }
     format!(
         "WITH written AS (INSERT INTO {name} AS t ({cols}) SELECT {cols} FROM ingest.prepared_rows($1, NULL::{name}) \
          {conflict} RETURNING (t.xmax::pg_catalog.text OPERATOR(pg_catalog.=) '0') AS inserted) \
@@ -187,6 +193,12 @@ pub fn upsert_span(
         Box::new(RowSource::new(path, input, span, &rowtype, specs, defaults, checked, Ledger::Load(load_id)));
     prepared.offer(&mut source, target);
     let (inserted, updated) = Spi::connect_mut(|c| {
+        if mode.is_none() {
+            // a plain INSERT … SELECT (a Citus table COPY's routing does not reach): the rows
+            // it inserted are SPI's count, without rows sent back from the workers
+            let done = c.update(&sql, None, &[prepared.0.into()])?;
+            return Ok::<_, pgrx::spi::Error>((done.len() as i64, 0));
+        }
         let row = c.update(&sql, None, &[prepared.0.into()])?.first();
         Ok::<_, pgrx::spi::Error>((row.get::<i64>(1)?.unwrap_or(0), row.get::<i64>(2)?.unwrap_or(0)))
     })
