@@ -14,7 +14,11 @@ pub fn sqlstate(code: &str) -> PgSqlErrorCode {
 
 /// The five characters of a SQLSTATE (the inverse of [`sqlstate`]).
 pub fn sqlstate_text(code: PgSqlErrorCode) -> String {
-    let n = code as isize;
+    sqlstate_of(code as i32)
+}
+
+/// The five characters of an SQLSTATE as PostgreSQL packs it in an int (`MAKE_SQLSTATE`).
+pub fn sqlstate_of(n: i32) -> String {
     (0..5).map(|i| (((n >> (6 * i)) & 0x3F) as u8 + b'0') as char).collect()
 }
 

@@ -91,7 +91,7 @@ unsafe extern "C" fn record_refused(
     message: *const std::ffi::c_char,
 ) {
     let refused = unsafe { &mut *(arg as *mut Vec<Refused>) };
-    let sqlstate = (0..5).map(|i| (((sqlstate >> (6 * i)) & 0x3F) as u8 + b'0') as char).collect();
+    let sqlstate = crate::error::sqlstate_of(sqlstate);
     let message = unsafe { CStr::from_ptr(message) }.to_string_lossy().into_owned();
     refused.push(Refused { row, sqlstate, message });
 }
@@ -152,17 +152,20 @@ pub fn run_copy(target: &Target, feed: *mut Feed, mode: Mode) -> Result<u64, Cop
             Mode::Skipping(r) => (Some(record_refused), &**r as *const Vec<Refused> as usize),
             _ => (None, 0),
         };
+        // (attnums, nkeys, wanted, found, max)
         let find = match mode {
-            Mode::FindKey { attnums, wanted, found } => {
-                Some((attnums.as_ptr() as usize, attnums.len() as i32, wanted.as_ptr() as usize, found))
-            }
+            Mode::FindKey { attnums, wanted, found } => Some((
+                attnums.as_ptr() as usize,
+                attnums.len() as i32,
+                wanted.as_ptr() as usize,
+                found.as_mut_ptr() as usize,
+                found.len() as i32,
+            )),
             _ => None,
         };
-        let found = find.as_ref().map(|f| (f.3.as_ptr() as usize, f.3.len() as i32));
-        let find = find.map(|(a, n, w, _)| (a, n, w));
         pg_ingest_citus_reset_phase();
         let result = PgTryBuilder::new(|| {
-            if let (Some((attnums, nkeys, wanted)), Some((found, max))) = (find, found) {
+            if let Some((attnums, nkeys, wanted, found, max)) = find {
                 return Ok(pg_sys::ffi::pg_guard_ffi_boundary(|| {
                     pg_ingest_copy_rows_with_key(
                         cstate_addr as CopyFromState,

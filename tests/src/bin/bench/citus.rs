@@ -39,14 +39,7 @@ fn spoil(src: &str, dst: &str, lines: u64, dups: u64) -> u64 {
         let i = i as u64;
         let spoiled = if i % 100 == 50 {
             bad += 1;
-            match bad % 3 {
-                0 => {
-                    let cut = (0..=line.len() / 2).rev().find(|&i| line.is_char_boundary(i)).unwrap();
-                    line[..cut].to_owned()
-                }
-                1 => line.replacen("\"timestamp\":", "\"timestamp\":1e300,\"x\":", 1),
-                _ => line.replacen("\"from\":", "\"sender\":", 1),
-            }
+            super::spoil_line(&line, bad % 3)
         } else if dups > 0 && i % (lines / dups) == lines / dups / 2 && !previous_id.is_empty() {
             bad += 1;
             let id = id_of(&line).expect("a chat line has an id");

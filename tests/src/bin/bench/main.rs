@@ -124,15 +124,7 @@ fn spoil(src: &str, dst: &str) -> u64 {
         let line = line.unwrap();
         let spoiled = if i % 100 == 50 {
             bad += 1;
-            match bad % 4 {
-                0 => {
-                    let cut = (0..=line.len() / 2).rev().find(|&i| line.is_char_boundary(i)).unwrap();
-                    line[..cut].to_owned()
-                }
-                1 => line.replacen("\"timestamp\":", "\"timestamp\":1e300,\"x\":", 1),
-                2 => line.replacen("\"from\":", "\"sender\":", 1),
-                _ => line.replacen("\"timestamp\":", "\"timestamp\":\"not a time\",\"x\":", 1),
-            }
+            spoil_line(&line, bad % 4)
         } else {
             line
         };
@@ -141,6 +133,20 @@ fn spoil(src: &str, dst: &str) -> u64 {
     out.flush().unwrap();
     std::fs::set_permissions(dst, std::fs::Permissions::from_mode(0o644)).unwrap();
     bad
+}
+
+/// A chat line made bad, by `kind`: 0 broken JSON (cut in half), 1 an out-of-range epoch,
+/// 2 a missing NOT NULL key, 3 a timestamp string the input function refuses.
+fn spoil_line(line: &str, kind: u64) -> String {
+    match kind {
+        0 => {
+            let cut = (0..=line.len() / 2).rev().find(|&i| line.is_char_boundary(i)).unwrap();
+            line[..cut].to_owned()
+        }
+        1 => line.replacen("\"timestamp\":", "\"timestamp\":1e300,\"x\":", 1),
+        2 => line.replacen("\"from\":", "\"sender\":", 1),
+        _ => line.replacen("\"timestamp\":", "\"timestamp\":\"not a time\",\"x\":", 1),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
