@@ -2,17 +2,17 @@
 //! (`citus_copy.c`): each row COPY reads from the load's feed goes to Citus's
 //! `CitusCopyDestReceiver`, which sends it to its shard over one connection per placement, as
 //! Citus's `COPY` does (COPY's executor would write into the coordinator's shell table, where
-//! no query sees the rows). A Citus whose entry points are not the ones known here (not 13.x)
-//! gets `INSERT … SELECT` from the load's rows, which Citus plans and routes; what cannot hold
-//! there is refused before anything is written.
+//! no query sees the rows). Where those entry points cannot be reached (a Citus other than
+//! 13.x; PostgreSQL 16 and later, where PGXS builds Citus with its internal symbols hidden;
+//! append- and range-distributed tables), the same COPY's rows go through an
+//! `INSERT … SELECT` from them, which Citus plans and routes ([`crate::ingest::copy`]).
+//! Either way every row is read and checked by the same reader, so skip mode, writers and
+//! every way in work alike.
 
 use pgrx::pg_sys::{self, Oid};
 use pgrx::prelude::*;
-use pgrx::PgSqlErrorCode;
 
-use crate::error::IngestError;
 use crate::identity::with_safe_search_path;
-use crate::ingest::target::Target;
 
 /// Whether Citus manages the table (distributed, reference, or a Citus local table).
 pub fn manages(table: Oid) -> bool {
@@ -73,39 +73,4 @@ pub fn route(table: Oid) -> Option<i32> {
     })
     .unwrap_or_else(|e| crate::ledger::spi_error(e));
     found.filter(|_| unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| pg_ingest_citus_lookup()) })
-}
-
-/// Refuses, before anything is written, what a load into a Citus table cannot do: rows a
-/// worker refuses cannot be skipped one by one (the statement fails on the worker), and
-/// writers in separate transactions are not routed.
-/// `from_client`: COPY … FROM STDIN (psql's `\copy`, `pg-ingest load` of a local file), whose
-/// rows the routed INSERT does not reach: refused before the client is asked for data.
-pub fn refuse_unsupported(target: &Target, skip: bool, writers: usize, from_client: bool) {
-    if !target.citus || target.citus_route.is_some() {
-        return;
-    }
-    let name = &target.name;
-    let refuse = |what: &str, hint: &str| -> ! {
-        IngestError::new(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, format!("{name} is a Citus table: {what}"))
-            .detail("Loads into Citus tables go through INSERT … SELECT, which Citus routes to the shards.")
-            .hint(hint.to_owned())
-            .raise()
-    };
-    if skip {
-        refuse(
-            "on_error => 'skip' is not supported",
-            "Rows a Citus worker refuses cannot be skipped one by one. Load with on_error => 'stop', or select the good \
-             lines yourself: INSERT INTO t SELECT … FROM read_jsonl(…, on_error => 'skip').",
-        )
-    }
-    if writers > 1 {
-        refuse("writers are not supported", "Load with one writer: Citus spreads the rows over its workers.")
-    }
-    if from_client {
-        refuse(
-            "COPY … FROM STDIN in FORMAT jsonl is not supported",
-            "Load a file on the server (COPY … FROM 'file', ingest_jsonl, pg-ingest load --server), or load into a \
-             local staging table and INSERT … SELECT from it.",
-        )
-    }
 }

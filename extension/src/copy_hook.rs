@@ -237,7 +237,6 @@ unsafe fn copy_from(copy: *mut pg_sys::CopyStmt, format: Format) -> u64 {
     let oid: Oid =
         pg_sys::RangeVarGetRelidExtended((*copy).relation, pg_sys::NoLock as _, 0, None, std::ptr::null_mut());
     let mut target = Target::open(oid);
-    crate::citus::refuse_unsupported(&target, opts.on_error == "skip", 1, source.is_none());
     restrict_columns(&mut target, (*copy).attlist);
     let sources = ingest::sources(&target.columns, &target.name, &opts);
 

@@ -1,4 +1,6 @@
-//! Loads into Citus tables land in the shards, through Citus's own COPY routing: every way in
+//! Loads into Citus tables land in the shards, through Citus's own COPY routing (PostgreSQL 15)
+//! or an `INSERT … SELECT` of the same COPY's rows (16+, where Citus's symbols are hidden):
+//! every way in
 //! (`ingest_jsonl`, writers, `COPY … (FORMAT jsonl)` from a file, a program and STDIN, the
 //! client's stream), upserts and `INSERT … SELECT` from `read_jsonl`, into distributed and
 //! reference tables, with the same accounting; skip mode keeps the good rows around rows the
@@ -28,22 +30,6 @@ fn coordinator() -> Option<Client> {
     };
     let dsn = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres options='-c statement_timeout=120s'");
     Some(Client::connect(&dsn, NoTls).expect("the Citus coordinator"))
-}
-
-/// Whether loads go through Citus's COPY routing here. It needs Citus's
-/// `CreateCitusCopyDestReceiver`, which a Citus built for PostgreSQL 16 or later does not
-/// export (PGXS builds with `-fvisibility=hidden` from 16 on): there, loads take the
-/// `INSERT … SELECT` path, and skip mode, writers and FROM STDIN are refused (0A000).
-fn routed() -> bool {
-    pg_ingest_tests::pg_major() == "15"
-}
-
-/// A refusal of what the `INSERT … SELECT` path cannot do, before anything is written.
-fn assert_refused(result: Result<(), postgres::Error>, what: &str) {
-    let e = result.expect_err(what);
-    let (state, message, _) = db_error(&e);
-    assert_eq!(state, "0A000", "{what}: {message}");
-    assert!(message.contains("Citus"), "{what}: {message}");
 }
 
 fn count(c: &mut Client, sql: &str) -> i64 {
@@ -161,21 +147,8 @@ fn every_way_in_lands_in_the_shards() {
     ];
     for (way, sql) in &ways {
         c.batch_execute("TRUNCATE pgi_ways").unwrap();
-        if !routed() && *way != "program" {
-            assert_refused(c.batch_execute(sql), way);
-            assert_eq!(rows_in_shards(&mut c, "pgi_ways"), 0, "{way}");
-            continue;
-        }
         c.batch_execute(sql).unwrap_or_else(|e| panic!("{way}: {:?}", db_error(&e)));
         assert_eq!(landed(&mut c, "pgi_ways"), (n, n), "{way}");
-    }
-    if !routed() {
-        // FROM STDIN: refused before the client is asked for data, nothing recorded
-        let out = psql(&format!("\\copy pgi_ways FROM '{path}' WITH (FORMAT jsonl)"));
-        assert!(!out.status.success());
-        assert!(String::from_utf8_lossy(&out.stderr).contains("FROM STDIN"));
-        assert_eq!(rows_in_shards(&mut c, "pgi_ways"), 0);
-        return;
     }
     // a writer per range: each committed once, as on a single node
     let ranges =
@@ -279,11 +252,6 @@ fn skip_mode_keeps_the_good_rows_around_rows_the_coordinator_or_a_worker_refuses
         "INSERT INTO pgi_skip VALUES (900000, 'existing', 0)",
     ] {
         c.batch_execute(sql).unwrap_or_else(|e| panic!("{sql}: {:?}", db_error(&e)));
-    }
-    if !routed() {
-        let sql = format!("SELECT * FROM ingest_jsonl('{path}', 'pgi_skip', on_error => 'skip')");
-        assert_refused(c.batch_execute(&sql), "skip");
-        return;
     }
     // max_errors holds: more rejects than allowed fail the load, nothing kept
     let e = c
@@ -471,9 +439,6 @@ fn skip_load(
 fn a_key_named_by_a_worker_is_a_hint_and_the_row_it_names_is_tried_alone() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(mut c) = coordinator() else { return };
-    if !routed() {
-        return; // skip mode is refused on the INSERT … SELECT path (every_way_in… checks it)
-    }
     let dir = DataDir::new();
     let partial = "CREATE TABLE pgi_pu (k int, v text, n text); CREATE UNIQUE INDEX ON pgi_pu (k) WHERE v <> 'x'";
     // the first line is outside the index; the second has the key of the table's row

@@ -167,27 +167,128 @@ row_passes(Relation rel, TupleTableSlot *slot, ExprContext *econtext, RowChecks 
 }
 
 /*
+ * The rows of a COPY over pg_ingest's feed, read one at a time for Citus: each row is read
+ * with NextCopyFrom and checked as its shard would check it (NOT NULL, CHECK); a row that
+ * fails is given to refused (and not returned) when refused is set, else raised as that
+ * row's error. Read by the routing loop below, and by the INSERT … SELECT that a Citus
+ * without known entry points (or with hidden ones, 16+) plans itself.
+ */
+typedef struct CopyRowReader
+{
+	CopyFromState cstate;
+	Relation	rel;
+	EState	   *estate;
+	ExprContext *econtext;
+	TupleTableSlot *slot;
+	RowChecks	checks;
+	bool		checking;
+	RefusedFn	refused;
+	void	   *refused_arg;
+	uint64		rows;
+	uint64		refused_rows;
+	bool		done;
+} CopyRowReader;
+
+CopyRowReader *
+pg_ingest_copy_reader_begin(CopyFromState cstate, Relation rel, RefusedFn refused, void *refused_arg)
+{
+	CopyRowReader *r = palloc0(sizeof(CopyRowReader));
+
+	r->cstate = cstate;
+	r->rel = rel;
+	r->estate = CreateExecutorState();
+	r->econtext = GetPerTupleExprContext(r->estate);
+	r->slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsVirtual);
+	r->checking = prepare_checks(rel, r->estate, &r->checks);
+	r->refused = refused;
+	r->refused_arg = refused_arg;
+	return r;
+}
+
+/*
+ * The next row (valid until the next call), or NULL after the last. The phase is 2 while a
+ * row returned is with Citus, 3 once every row was read (the shards' COPYs end).
+ */
+TupleTableSlot *
+pg_ingest_copy_reader_next(CopyRowReader *r)
+{
+	TupleTableSlot *slot = r->slot;
+
+	for (;;)
+	{
+		MemoryContext old;
+		bool		found;
+
+		ResetPerTupleExprContext(r->estate);
+		ExecClearTuple(slot);
+		citus_phase = 1;
+		old = MemoryContextSwitchTo(GetPerTupleMemoryContext(r->estate));
+		found = NextCopyFrom(r->cstate, r->econtext, slot->tts_values, slot->tts_isnull);
+		MemoryContextSwitchTo(old);
+		if (!found)
+		{
+			r->done = true;
+			citus_phase = 3;
+			return NULL;
+		}
+		ExecStoreVirtualTuple(slot);
+		CHECK_FOR_INTERRUPTS();
+		if (r->checking)
+		{
+			int			sqlstate;
+			char	   *message;
+
+			old = MemoryContextSwitchTo(GetPerTupleMemoryContext(r->estate));
+			found = row_passes(r->rel, slot, r->econtext, &r->checks, &sqlstate, &message);
+			MemoryContextSwitchTo(old);
+			if (!found && r->refused == NULL)
+				ereport(ERROR, (errcode(sqlstate), errmsg_internal("%s", message)));
+			if (!found)
+			{
+				/* counted as COPY counts its rows, from 1 */
+				r->refused(r->refused_arg, r->rows + 1 + r->refused_rows, sqlstate, message);
+				r->refused_rows++;
+				continue;
+			}
+		}
+		citus_phase = 2;
+		r->rows++;
+		return slot;
+	}
+}
+
+/* The rows returned; -1 while rows are left to read. */
+int64
+pg_ingest_copy_reader_rows(CopyRowReader *r)
+{
+	return r->done ? (int64) r->rows : -1;
+}
+
+void
+pg_ingest_copy_reader_end(CopyRowReader *r)
+{
+	ExecDropSingleTupleTableSlot(r->slot);
+	FreeExecutorState(r->estate);
+	pfree(r);
+}
+
+/*
  * Reads every row of cstate and routes it to the shards of rel (a Citus table whose
  * distribution column is attribute partition_index, from 0; -1 for none): the rows sent.
- * A row that breaks a NOT NULL or CHECK constraint is refused on the coordinator, before
- * it is sent, as its shard would refuse it: given to refused (not sent) when refused is
- * set, else raised as that row's error.
+ * Rows are read and checked as pg_ingest_copy_reader_next says.
  */
 uint64
 pg_ingest_citus_copy(CopyFromState cstate, Relation rel, int partition_index,
 					 RefusedFn refused, void *refused_arg)
 {
-	RowChecks	checks;
-	bool		checking;
 	TupleDesc	desc = RelationGetDescr(rel);
 	Oid			relid = RelationGetRelid(rel);
 	List	   *names = NIL;
 	EState	   *estate;
-	ExprContext *econtext;
 	DestReceiver *dest;
+	CopyRowReader *reader;
 	TupleTableSlot *slot;
-	uint64		rows = 0;
-	uint64		refused_rows = 0;
+	uint64		rows;
 
 	if (!pg_ingest_citus_lookup())
 		ereport(ERROR,
@@ -209,56 +310,19 @@ pg_ingest_citus_copy(CopyFromState cstate, Relation rel, int partition_index,
 	}
 
 	estate = CreateExecutorState();
-	econtext = GetPerTupleExprContext(estate);
 	dest = create_dest(relid, names, partition_index, estate, NULL, true, true);
-	slot = MakeSingleTupleTableSlot(desc, &TTSOpsVirtual);
-	checking = prepare_checks(rel, estate, &checks);
+	reader = pg_ingest_copy_reader_begin(cstate, rel, refused, refused_arg);
 	dest->rStartup(dest, 0, desc);
-
-	for (;;)
-	{
-		MemoryContext old;
-		bool		found;
-
-		ResetPerTupleExprContext(estate);
-		ExecClearTuple(slot);
-		citus_phase = 1;
-		old = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
-		found = NextCopyFrom(cstate, econtext, slot->tts_values, slot->tts_isnull);
-		MemoryContextSwitchTo(old);
-		if (!found)
-			break;
-		ExecStoreVirtualTuple(slot);
-		CHECK_FOR_INTERRUPTS();
-		if (checking)
-		{
-			int			sqlstate;
-			char	   *message;
-
-			old = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
-			found = row_passes(rel, slot, econtext, &checks, &sqlstate, &message);
-			MemoryContextSwitchTo(old);
-			if (!found && refused == NULL)
-				ereport(ERROR, (errcode(sqlstate), errmsg_internal("%s", message)));
-			if (!found)
-			{
-				/* counted as COPY counts its rows, from 1 */
-				refused(refused_arg, rows + 1 + refused_rows, sqlstate, message);
-				refused_rows++;
-				continue;
-			}
-		}
-		citus_phase = 2;
+	while ((slot = pg_ingest_copy_reader_next(reader)) != NULL)
 		dest->receiveSlot(slot, dest);
-		rows++;
-	}
 
-	citus_phase = 3;
+	/* phase 3: the shards' COPYs end */
 	dest->rShutdown(dest);
 	dest->rDestroy(dest);
 	citus_phase = 0;
 
-	ExecDropSingleTupleTableSlot(slot);
+	rows = reader->rows;
+	pg_ingest_copy_reader_end(reader);
 	FreeExecutorState(estate);
 	if (xact_modification_level != NULL)
 		*xact_modification_level = CITUS_XACT_MODIFICATION_DATA;

@@ -10,7 +10,9 @@ use pgrx::pg_sys::{self, PgTryBuilder};
 
 use super::feed::{feed_copy_data, ActiveFeed, Feed};
 use super::target::Target;
+use super::upsert::{quote_identifier, Prepared, PreparedRows};
 use crate::error::{sqlstate_text, IngestError};
+use pgrx::spi::Spi;
 
 use crate::pg_compat::CopyFromState;
 
@@ -37,6 +39,15 @@ unsafe extern "C" {
         found: *mut u64,
         max: i32,
     ) -> u64;
+    fn pg_ingest_copy_reader_begin(
+        cstate: CopyFromState,
+        rel: pg_sys::Relation,
+        refused: Option<RefusedFn>,
+        refused_arg: *mut std::ffi::c_void,
+    ) -> *mut std::ffi::c_void;
+    fn pg_ingest_copy_reader_next(reader: *mut std::ffi::c_void) -> *mut pg_sys::TupleTableSlot;
+    fn pg_ingest_copy_reader_rows(reader: *mut std::ffi::c_void) -> i64;
+    fn pg_ingest_copy_reader_end(reader: *mut std::ffi::c_void);
     fn pg_ingest_citus_phase() -> i32;
     fn pg_ingest_citus_reset_phase();
 }
@@ -147,7 +158,7 @@ pub fn run_copy(target: &Target, feed: *mut Feed, mode: Mode) -> Result<u64, Cop
         }
         // raw addresses: the closures must be unwind-safe
         let (feed_addr, cstate_addr, rel_addr) = (feed as usize, cstate as usize, target.rel as usize);
-        let route = target.citus_route;
+        let (route, citus, target_addr) = (target.citus_route, target.citus, target as *const Target as usize);
         let (refused_fn, refused_arg): (Option<RefusedFn>, usize) = match &mode {
             Mode::Skipping(r) => (Some(record_refused), &**r as *const Vec<Refused> as usize),
             _ => (None, 0),
@@ -189,6 +200,13 @@ pub fn run_copy(target: &Target, feed: *mut Feed, mode: Mode) -> Result<u64, Cop
                         refused_arg as *mut std::ffi::c_void,
                     )
                 }),
+                // a Citus table whose COPY routing is not reachable: INSERT … SELECT of the rows
+                None if citus => insert_rows(
+                    &*(target_addr as *const Target),
+                    cstate_addr as CopyFromState,
+                    refused_fn,
+                    refused_arg as *mut std::ffi::c_void,
+                ),
                 None => pg_sys::CopyFrom(cstate_addr as CopyFromState),
             })
         })
@@ -199,6 +217,95 @@ pub fn run_copy(target: &Target, feed: *mut Feed, mode: Mode) -> Result<u64, Cop
         }
         result
     }
+}
+
+/// The rows of a COPY over the feed, read one at a time by the `INSERT … SELECT` a Citus
+/// table gets when COPY's routing is not reachable (`citus_copy.c`'s reader: read, checked as
+/// the shards would check them, refused rows recorded in skip mode).
+pub struct CopiedRows(*mut std::ffi::c_void);
+
+impl CopiedRows {
+    /// The next row into `values`/`nulls`, valid until the next call; false after the last.
+    ///
+    /// # Safety
+    /// `values` and `nulls` hold the target's attributes.
+    pub unsafe fn next(&mut self, values: *mut pg_sys::Datum, nulls: *mut bool, natts: usize) -> bool {
+        let reader = self.0 as usize;
+        let slot = unsafe {
+            pg_sys::ffi::pg_guard_ffi_boundary(|| pg_ingest_copy_reader_next(reader as *mut std::ffi::c_void))
+        };
+        if slot.is_null() {
+            return false;
+        }
+        unsafe {
+            std::ptr::copy_nonoverlapping((*slot).tts_values, values, natts);
+            std::ptr::copy_nonoverlapping((*slot).tts_isnull, nulls, natts);
+        }
+        true
+    }
+}
+
+/// `INSERT … SELECT` of every stored column of the COPY's rows, as COPY writes them: the
+/// columns COPY was not given hold the defaults it computed (computing them again would take
+/// a sequence's value twice), and values for identity columns are written as COPY writes them
+/// (OVERRIDING SYSTEM VALUE). It runs as the caller, with the caller's search_path; what it
+/// names itself is schema-qualified.
+fn insert_statement(target: &Target) -> String {
+    let desc = unsafe { (*target.rel).rd_att };
+    let natts = unsafe { (*desc).natts } as usize;
+    let mut cols = Vec::with_capacity(natts);
+    for i in 0..natts {
+        let att = unsafe { crate::pg_compat::tuple_desc_attr(desc, i) };
+        if att.attisdropped || att.attgenerated != 0 {
+            continue;
+        }
+        cols.push(quote_identifier(&unsafe { CStr::from_ptr(att.attname.data.as_ptr()) }.to_string_lossy()));
+    }
+    format!(
+        "INSERT INTO {name} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM ingest.prepared_rows($1, NULL::{name})",
+        name = target.name,
+        cols = cols.join(", ")
+    )
+}
+
+/// Writes the COPY's rows into a Citus table by `INSERT … SELECT` from them, which Citus
+/// plans and routes to the shards (run as the caller, as the COPY would); the rows inserted
+/// (SPI's count: no row is sent back from the workers).
+unsafe fn insert_rows(
+    target: &Target,
+    cstate: CopyFromState,
+    refused: Option<RefusedFn>,
+    refused_arg: *mut std::ffi::c_void,
+) -> u64 {
+    let (cstate_addr, rel_addr, arg_addr) = (cstate as usize, target.rel as usize, refused_arg as usize);
+    let reader = unsafe {
+        pg_sys::ffi::pg_guard_ffi_boundary(|| {
+            pg_ingest_copy_reader_begin(
+                cstate_addr as CopyFromState,
+                rel_addr as pg_sys::Relation,
+                refused,
+                arg_addr as *mut std::ffi::c_void,
+            )
+        })
+    };
+    let mut rows = CopiedRows(reader);
+    let prepared = Prepared::new();
+    prepared.offer(PreparedRows::Copied(&mut rows), target);
+    let sql = insert_statement(target);
+    let inserted = Spi::connect_mut(|c| c.update(&sql, None, &[prepared.0.into()]).map(|done| done.len() as u64))
+        .unwrap_or_else(|e| crate::ledger::spi_error(e));
+    drop(prepared);
+    let read = unsafe { pg_ingest_copy_reader_rows(reader) };
+    unsafe { pg_ingest_copy_reader_end(reader) };
+    if read != inserted as i64 {
+        IngestError::new(
+            pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("the INSERT into {} did not take every row of the load", target.name),
+        )
+        .detail(format!("{inserted} rows inserted, {read} read (-1: not every row was read)."))
+        .raise()
+    }
+    inserted
 }
 
 fn failure(error: CaughtError, feed: *mut Feed, cstate: CopyFromState) -> CopyFailure {

@@ -181,7 +181,6 @@ pub fn ingest_file(path: &str, target: Option<Oid>, opts: &LoadOptions, writers:
     let key = plan::resolved_path(&file, path);
     let oid = target::resolve(target, path);
     let target = Target::open(oid);
-    crate::citus::refuse_unsupported(&target, checked.skip, writers, false);
     let sources = sources(&target.columns, &target.name, opts);
     if writers > 1 {
         writers::refuse_if_locked_here(&target, writers);
@@ -295,7 +294,7 @@ fn load_alone(
     }
     let done = match opts.on_conflict {
         Some(mode) => {
-            upsert::upsert_span(path, input, target, sources, checked, &span, load_id, plan.status, Some(mode), started)
+            upsert::upsert_span(path, input, target, sources, checked, &span, load_id, plan.status, mode, started)
         }
         None => load_span(path, input, target, sources, checked, &span, load_id, plan.status, started),
     };
@@ -380,10 +379,6 @@ pub fn load_span(
     status: &str,
     started: Instant,
 ) -> SpanResult {
-    if target.citus && target.citus_route.is_none() {
-        // a Citus whose COPY routing is not known here: an INSERT … SELECT of the same rows
-        return upsert::upsert_span(path, input, target, sources, checked, span, load_id, status, None, started);
-    }
     let Checked { skip, max_errors, .. } = *checked;
     let start_offset = span.start_offset;
     let Input { reader, total, raw_read, decompress, format, shape, hold_back, pump } = input;

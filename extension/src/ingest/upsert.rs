@@ -12,6 +12,7 @@ use pgrx::PgSqlErrorCode;
 
 use pg_ingest_core::mapping::Source;
 
+use super::copy::CopiedRows;
 use super::rows::{Ledger, RowSource, RowType};
 use super::target::Target;
 use super::{Checked, Input, LoadSummary, Span, SpanResult};
@@ -50,40 +51,60 @@ pub fn check_writers(on_conflict: Option<OnConflict>, writers: usize) {
     }
 }
 
-thread_local! {
-    /// Row sources handed to the INSERT this backend runs: (token, the target's row type,
-    /// the source).
-    static PREPARED: RefCell<Vec<(i64, usize, usize)>> = const { RefCell::new(Vec::new()) };
+/// Rows handed to an INSERT this backend runs: a load's [`RowSource`], or the rows of a COPY
+/// over the load's feed ([`CopiedRows`], a Citus table COPY's routing does not reach).
+#[derive(Clone, Copy)]
+pub enum PreparedRows {
+    Source(*mut RowSource),
+    Copied(*mut CopiedRows),
 }
 
-/// The row source prepared under `token`, taken (once) by the scan of `ingest.prepared_rows`
-/// that fills rows of `rowtype`: only the INSERT the load built knows the token (a secret,
-/// passed as a parameter, never in SQL text), and the rows go only into the target's row type.
+impl PreparedRows {
+    /// The next row (see [`RowSource::next`]).
+    ///
+    /// # Safety
+    /// The rows are still offered, and `values`/`nulls` hold the row type's attributes.
+    pub unsafe fn next(self, values: *mut pg_sys::Datum, nulls: *mut bool, natts: usize) -> bool {
+        match self {
+            Self::Source(s) => unsafe { (*s).next(values, nulls, natts) },
+            Self::Copied(c) => unsafe { (*c).next(values, nulls, natts) },
+        }
+    }
+}
+
+thread_local! {
+    /// Rows handed to the INSERT this backend runs: (token, the target's row type, the rows).
+    static PREPARED: RefCell<Vec<(i64, usize, PreparedRows)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The rows prepared under `token`, taken (once) by the scan of `ingest.prepared_rows` that
+/// fills rows of `rowtype`: only the INSERT the load built knows the token (a secret, passed
+/// as a parameter, never in SQL text), and the rows go only into the target's row type.
 ///
 /// # Safety
 /// `rowtype` is a valid tuple descriptor.
-pub unsafe fn take_prepared(token: i64, rowtype: pg_sys::TupleDesc) -> *mut RowSource {
+pub unsafe fn take_prepared(token: i64, rowtype: pg_sys::TupleDesc) -> PreparedRows {
     let found = PREPARED.with(|p| {
         let mut p = p.borrow_mut();
         let i = p.iter().position(|&(t, _, _)| t == token)?;
         Some(p.swap_remove(i))
     });
-    let Some((_, expected, source)) = found else {
+    let Some((_, expected, rows)) = found else {
         IngestError::new(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, "no rows prepared under this token")
-            .detail("ingest.prepared_rows is read by the INSERT that ingest_jsonl(…, on_conflict => …) runs, once.")
+            .detail("ingest.prepared_rows is read by the INSERT that a load runs, once.")
             .raise()
     };
     unsafe { super::rows::check_row_type(expected as pg_sys::TupleDesc, rowtype, "ingest.prepared_rows") };
-    source as *mut RowSource
+    rows
 }
 
-/// Keeps a source in [`PREPARED`] while the INSERT runs; removed when dropped (an ERROR too).
-struct Prepared(i64);
+/// Keeps rows in [`PREPARED`] while the INSERT runs; removed when dropped (an ERROR too).
+pub struct Prepared(pub i64);
 
 impl Prepared {
     /// A token of its own, random (unguessable by SQL a trigger runs meanwhile), with nothing
     /// offered under it yet.
-    fn new() -> Self {
+    pub fn new() -> Self {
         let mut bytes = [0u8; 8];
         if !unsafe { pg_sys::pg_strong_random(bytes.as_mut_ptr() as *mut _, bytes.len()) } {
             IngestError::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "could not generate a random token").raise()
@@ -91,9 +112,10 @@ impl Prepared {
         Self(i64::from_ne_bytes(bytes))
     }
 
-    fn offer(&self, source: &mut RowSource, target: &Target) {
+    /// Offers `rows` (which outlive this) for the INSERT into the target.
+    pub fn offer(&self, rows: PreparedRows, target: &Target) {
         let rowtype = unsafe { (*target.rel).rd_att } as usize;
-        PREPARED.with(|p| p.borrow_mut().push((self.0, rowtype, source as *mut RowSource as usize)));
+        PREPARED.with(|p| p.borrow_mut().push((self.0, rowtype, rows)));
     }
 }
 
@@ -103,7 +125,7 @@ impl Drop for Prepared {
     }
 }
 
-fn quote(name: &str) -> String {
+pub fn quote_identifier(name: &str) -> String {
     let c = std::ffi::CString::new(name).expect("a name has no NUL");
     unsafe { std::ffi::CStr::from_ptr(pg_sys::quote_identifier(c.as_ptr())) }.to_string_lossy().into_owned()
 }
@@ -111,33 +133,26 @@ fn quote(name: &str) -> String {
 /// The INSERT: every loaded column from the prepared rows, and what a conflict does. It
 /// runs as the caller, with the caller's search_path (triggers see what a COPY's would);
 /// what it names itself is schema-qualified.
-fn statement(target: &Target, mode: Option<OnConflict>) -> String {
-    let cols: Vec<String> = target.columns.iter().map(|c| quote(&c.name)).collect();
+fn statement(target: &Target, mode: OnConflict) -> String {
+    let cols: Vec<String> = target.columns.iter().map(|c| quote_identifier(&c.name)).collect();
     let cols = cols.join(", ");
     let conflict = match mode {
-        None => String::new(),
-        Some(OnConflict::Nothing) => "ON CONFLICT DO NOTHING".to_owned(),
-        Some(OnConflict::Update) => {
+        OnConflict::Nothing => "ON CONFLICT DO NOTHING".to_owned(),
+        OnConflict::Update => {
             let (constraint, key) = primary_key(target);
             let set: Vec<String> = target
                 .columns
                 .iter()
                 .filter(|c| !key.contains(&c.attnum))
-                .map(|c| format!("{0} = EXCLUDED.{0}", quote(&c.name)))
+                .map(|c| format!("{0} = EXCLUDED.{0}", quote_identifier(&c.name)))
                 .collect();
             if set.is_empty() {
                 "ON CONFLICT DO NOTHING".to_owned()
             } else {
-                format!("ON CONFLICT ON CONSTRAINT {} DO UPDATE SET {}", quote(&constraint), set.join(", "))
+                format!("ON CONFLICT ON CONSTRAINT {} DO UPDATE SET {}", quote_identifier(&constraint), set.join(", "))
             }
         }
     };
-    if mode.is_none() {
-        return format!(
-            "INSERT INTO {name} ({cols}) SELECT {cols} FROM ingest.prepared_rows($1, NULL::{name})",
-            name = target.name
-        );
-    }
     format!(
         "WITH written AS (INSERT INTO {name} AS t ({cols}) SELECT {cols} FROM ingest.prepared_rows($1, NULL::{name}) \
          {conflict} RETURNING (t.xmax::pg_catalog.text OPERATOR(pg_catalog.=) '0') AS inserted) \
@@ -168,8 +183,8 @@ fn primary_key(target: &Target) -> (String, Vec<i16>) {
     }
 }
 
-/// Loads one span through `INSERT … SELECT` (with `ON CONFLICT` when `mode` says): what
-/// [`super::load_span`] does with COPY, for upserts and for Citus tables.
+/// Loads one span through `INSERT … SELECT … ON CONFLICT`: what [`super::load_span`] does
+/// with COPY, for upserts.
 #[allow(clippy::too_many_arguments)]
 pub fn upsert_span(
     path: &str,
@@ -180,7 +195,7 @@ pub fn upsert_span(
     span: &Span,
     load_id: i64,
     status: &str,
-    mode: Option<OnConflict>,
+    mode: OnConflict,
     started: std::time::Instant,
 ) -> SpanResult {
     // the statement first: a missing primary key is refused before the threads start
@@ -191,14 +206,8 @@ pub fn upsert_span(
     let rowtype = RowType::of_target(target);
     let mut source =
         Box::new(RowSource::new(path, input, span, &rowtype, specs, defaults, checked, Ledger::Load(load_id)));
-    prepared.offer(&mut source, target);
+    prepared.offer(PreparedRows::Source(&mut *source), target);
     let (inserted, updated) = Spi::connect_mut(|c| {
-        if mode.is_none() {
-            // a plain INSERT … SELECT (a Citus table COPY's routing does not reach): the rows
-            // it inserted are SPI's count, without rows sent back from the workers
-            let done = c.update(&sql, None, &[prepared.0.into()])?;
-            return Ok::<_, pgrx::spi::Error>((done.len() as i64, 0));
-        }
         let row = c.update(&sql, None, &[prepared.0.into()])?.first();
         Ok::<_, pgrx::spi::Error>((row.get::<i64>(1)?.unwrap_or(0), row.get::<i64>(2)?.unwrap_or(0)))
     })
@@ -211,15 +220,13 @@ pub fn upsert_span(
     }
     let written = (inserted + updated) as u64;
     let conflicting = rows - inserted as u64;
-    if let Some(mode) = mode {
-        crate::ledger::record_conflicts(load_id, conflicting as i64);
-        if conflicting > 0 {
-            let what = match mode {
-                OnConflict::Nothing => "kept the existing row (skipped)",
-                OnConflict::Update => "updated the existing row",
-            };
-            pgrx::notice!("{path}: {conflicting} line(s) met an existing row and {what}");
-        }
+    crate::ledger::record_conflicts(load_id, conflicting as i64);
+    if conflicting > 0 {
+        let what = match mode {
+            OnConflict::Nothing => "kept the existing row (skipped)",
+            OnConflict::Update => "updated the existing row",
+        };
+        pgrx::notice!("{path}: {conflicting} line(s) met an existing row and {what}");
     }
     let summary = LoadSummary {
         file: path.to_owned(),

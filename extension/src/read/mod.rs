@@ -159,14 +159,14 @@ unsafe fn materialize(fcinfo: pg_sys::FunctionCallInfo, prepared: bool) -> Datum
         let rowtype = RowType::of(tupdesc);
         let natts = rowtype.natts;
         let mut own = None;
-        let source: &mut RowSource = if prepared {
-            &mut *crate::ingest::upsert::take_prepared(token_arg(&args), tupdesc)
+        let rows = if prepared {
+            crate::ingest::upsert::take_prepared(token_arg(&args), tupdesc)
         } else {
             let (path, opts) = read_args(&args);
-            own.insert(RowSource::open_file(&path, &rowtype, &opts))
+            crate::ingest::upsert::PreparedRows::Source(own.insert(RowSource::open_file(&path, &rowtype, &opts)))
         };
         let (mut values, mut nulls) = (vec![Datum::from(0); natts], vec![true; natts]);
-        while source.next(values.as_mut_ptr(), nulls.as_mut_ptr(), natts) {
+        while rows.next(values.as_mut_ptr(), nulls.as_mut_ptr(), natts) {
             pg_sys::tuplestore_putvalues(store, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
         }
         (*rsinfo).returnMode = pg_sys::SetFunctionReturnMode::SFRM_Materialize;

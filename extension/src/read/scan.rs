@@ -12,6 +12,8 @@ use std::ffi::c_void;
 use pgrx::pg_sys;
 
 use super::{prepared_rows, read_args, read_jsonl_rows, token_arg};
+use crate::ingest::copy::CopiedRows;
+use crate::ingest::upsert::PreparedRows;
 use crate::ingest::rows::{RowSource, RowType};
 use crate::pg_compat;
 
@@ -220,6 +222,9 @@ struct ReadScan {
     source: *mut RowSource,
     /// The source is a load's (`ingest.prepared_rows`): it owns and ends it.
     borrowed: bool,
+    /// A load's rows read from its COPY (`ingest.prepared_rows` for a Citus table), instead
+    /// of `source`; the load's too.
+    copied: *mut CopiedRows,
     rowtype: *mut RowType,
 }
 
@@ -241,6 +246,7 @@ unsafe extern "C-unwind" fn forget(arg: *mut c_void) {
 
 unsafe fn drop_source(state: *mut ReadScan, finish: bool) {
     unsafe {
+        (*state).copied = std::ptr::null_mut();
         let source = std::mem::replace(&mut (*state).source, std::ptr::null_mut());
         if !source.is_null() && !(*state).borrowed {
             let mut source = Box::from_raw(source);
@@ -312,7 +318,10 @@ unsafe fn start(state: *mut ReadScan) {
         let slot_type = (*(*state).css.ss.ss_ScanTupleSlot).tts_tupleDescriptor;
         if rows_function((*((*rtfunc).funcexpr as *mut pg_sys::FuncExpr)).funcid) == Some(Rows::Prepared) {
             (*state).borrowed = true;
-            (*state).source = crate::ingest::upsert::take_prepared(token_arg(&args), slot_type);
+            match crate::ingest::upsert::take_prepared(token_arg(&args), slot_type) {
+                PreparedRows::Source(source) => (*state).source = source,
+                PreparedRows::Copied(copied) => (*state).copied = copied,
+            }
             return;
         }
         let (path, opts) = read_args(&args);
@@ -331,13 +340,17 @@ unsafe fn start(state: *mut ReadScan) {
 unsafe extern "C-unwind" fn next_row(ss: *mut pg_sys::ScanState) -> *mut pg_sys::TupleTableSlot {
     unsafe {
         let state = ss as *mut ReadScan;
-        if (*state).source.is_null() {
+        if (*state).source.is_null() && (*state).copied.is_null() {
             start(state);
         }
         let slot = (*ss).ss_ScanTupleSlot;
         pg_sys::ExecClearTuple(slot);
         let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
-        if (*(*state).source).next((*slot).tts_values, (*slot).tts_isnull, natts) {
+        let rows = match (*state).copied.is_null() {
+            true => PreparedRows::Source((*state).source),
+            false => PreparedRows::Copied((*state).copied),
+        };
+        if rows.next((*slot).tts_values, (*slot).tts_isnull, natts) {
             pg_sys::ExecStoreVirtualTuple(slot);
         }
         slot
