@@ -172,7 +172,8 @@ const MAX_CHUNKS_PER_ATTEMPT: usize = 8;
 ///
 /// Chunks are written several at a time while that succeeds (a clean file costs a handful of
 /// subtransactions), pulled while COPY runs so that parsing goes on; once an attempt fails,
-/// its chunks are written one at a time with row isolation.
+/// its chunks are written one at a time with row isolation (a Citus worker's unique violation
+/// first sets the row with the key aside and writes the rest again at once).
 pub fn load_skipping(target: &Target, feed: &mut Feed, rejects: &mut Rejects, raw_limit: usize) -> u64 {
     let mut inserted = 0;
     let memory = unsafe {
@@ -204,17 +205,36 @@ pub fn load_skipping(target: &Target, feed: &mut Feed, rejects: &mut Rejects, ra
                 batch = (batch * 2).min(MAX_CHUNKS_PER_ATTEMPT);
             }
             Err(f) => {
+                let segments: Vec<Segment> = chunks.iter().map(|c| (c.clone(), 0..c.rows as usize)).collect();
+                // a Citus worker's unique violation: the row with the key is set aside, the
+                // rest written again in one attempt, then the row alone (each rollback on Citus
+                // costs every connection of the transaction, each attempt a COPY on every shard)
+                let hint = if f.refused_by_worker { row_with_key(target, feed, &segments, &f, memory) } else { None };
+                if let Some((i, row)) = hint {
+                    let rest: Vec<Segment> = segments
+                        .iter()
+                        .enumerate()
+                        .flat_map(|(j, (c, rows))| match j == i {
+                            true => vec![(c.clone(), rows.start..row), (c.clone(), row + 1..rows.end)],
+                            false => vec![(c.clone(), rows.clone())],
+                        })
+                        .filter(|(_, rows)| !rows.is_empty())
+                        .collect();
+                    feed.feed_rows(rest.clone());
+                    if let Ok((n, refused)) = attempt(target, feed, memory) {
+                        reject_refused(refused, &rest, rejects, raw_limit);
+                        inserted += n;
+                        inserted += isolate(target, feed, &chunks[i], row..row + 1, None, rejects, raw_limit, memory);
+                        feed.progress.written_before = inserted;
+                        feed.progress.rejected = rejects.count;
+                        continue;
+                    }
+                }
                 batch = 1;
-                // a Citus worker's unique violation: where to split the chunk of the row
-                let hint = if f.refused_by_worker {
-                    let segments: Vec<_> = chunks.iter().map(|c| (c.clone(), 0..c.rows as usize)).collect();
-                    row_with_key(target, feed, &segments, &f, memory)
-                } else {
-                    None
-                };
                 for (i, chunk) in chunks.iter().enumerate() {
                     let at = hint.filter(|(segment, _)| *segment == i).map(|(_, row)| row);
-                    inserted += isolate(target, feed, chunk, at, rejects, raw_limit, memory);
+                    let rows = 0..chunk.rows as usize;
+                    inserted += isolate(target, feed, chunk, rows, at, rejects, raw_limit, memory);
                     feed.progress.written_before = inserted;
                     feed.progress.rejected = rejects.count;
                 }
@@ -224,12 +244,14 @@ pub fn load_skipping(target: &Target, feed: &mut Feed, rejects: &mut Rejects, ra
     inserted
 }
 
-/// Writes one chunk, retrying around refused rows until each stands alone and is rejected;
-/// split first around row `at` when that is where a refused row probably is.
+/// Writes rows `rows` of a chunk, retrying around refused rows until each stands alone and is
+/// rejected; split first around row `at` when that is where a refused row probably is.
+#[allow(clippy::too_many_arguments)]
 fn isolate(
     target: &Target,
     feed: &mut Feed,
     chunk: &Rc<EncodedChunk>,
+    rows: Range<usize>,
     at: Option<usize>,
     rejects: &mut Rejects,
     raw_limit: usize,
@@ -237,11 +259,9 @@ fn isolate(
 ) -> u64 {
     let mut inserted = 0;
     // a stack of row ranges still to write, the next one in file order on top
-    let end = chunk.rows as usize;
     let mut todo = match at {
-        Some(bad) => vec![bad + 1..end, bad..bad + 1, 0..bad],
-        #[allow(clippy::single_range_in_vec_init)] // a stack that starts with one range
-        None => vec![0..end],
+        Some(bad) => vec![bad + 1..rows.end, bad..bad + 1, rows.start..bad],
+        None => vec![rows],
     };
     while let Some(rows) = todo.pop() {
         if rows.is_empty() {

@@ -13,8 +13,8 @@ use pgrx::pg_sys;
 
 use super::{prepared_rows, read_args, read_jsonl_rows, token_arg};
 use crate::ingest::copy::CopiedRows;
-use crate::ingest::upsert::PreparedRows;
 use crate::ingest::rows::{RowSource, RowType};
+use crate::ingest::upsert::PreparedRows;
 use crate::pg_compat;
 
 const NAME: &std::ffi::CStr = c"ReadJsonl";
