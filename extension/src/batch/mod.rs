@@ -45,10 +45,16 @@ unsafe extern "C-unwind" fn terminate_workers(arg: *mut std::ffi::c_void) {
 const LOCK_CHECK_AFTER: Duration = Duration::from_millis(500);
 const LOCK_CHECK_EVERY: Duration = Duration::from_millis(500);
 
-/// Whether backend `pid` waits for a lock this backend holds.
-fn blocked_by_me(pid: i32) -> bool {
+/// A worker's wait on a Citus node is seen only by asking every node (Citus's wait graph),
+/// less often: queries that have run this long, checked this often.
+const CITUS_LOCK_CHECK_AFTER: Duration = Duration::from_secs(2);
+const CITUS_LOCK_CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// Whether backend `pid` waits for a lock this backend holds: here, or (`citus`) on a Citus
+/// node, where a worker's statement waits for rows this backend's transaction wrote there.
+fn blocked_by_me(pid: i32, citus: bool) -> bool {
     use pgrx::prelude::*;
-    crate::identity::with_safe_search_path(|| {
+    let here = crate::identity::with_safe_search_path(|| {
         Spi::get_one_with_args::<bool>(
             "SELECT pg_catalog.pg_backend_pid() OPERATOR(pg_catalog.=) ANY (pg_catalog.pg_blocking_pids($1))",
             &[pid.into()],
@@ -56,7 +62,50 @@ fn blocked_by_me(pid: i32) -> bool {
     })
     .ok()
     .flatten()
-    .unwrap_or(false)
+    .unwrap_or(false);
+    here || (citus && blocked_on_citus_nodes(pid))
+}
+
+/// Whether Citus's wait graph has backend `pid` (of this node) waiting for this backend's
+/// distributed transaction on some node. A node that cannot be asked counts as no: the check
+/// runs in a subtransaction of its own, and only a cancel goes on.
+fn blocked_on_citus_nodes(pid: i32) -> bool {
+    use pgrx::prelude::*;
+    let present = crate::identity::with_safe_search_path(|| {
+        Spi::get_one::<bool>(
+            "SELECT pg_catalog.to_regprocedure('citus_internal.global_blocked_processes()') IS NOT NULL \
+               AND pg_catalog.to_regprocedure('pg_catalog.citus_calculate_gpid(integer, integer)') IS NOT NULL",
+        )
+    });
+    if present.ok().flatten() != Some(true) {
+        return false;
+    }
+    let asked = crate::ingest::skip::in_subtransaction(|| {
+        pgrx::pg_sys::PgTryBuilder::new(|| {
+            crate::identity::with_safe_search_path(|| {
+                Spi::get_one_with_args::<bool>(
+                    "SELECT EXISTS (SELECT FROM citus_internal.global_blocked_processes() b \
+                      WHERE b.blocking_global_pid OPERATOR(pg_catalog.=) pg_catalog.citus_backend_gpid() \
+                        AND b.waiting_global_pid OPERATOR(pg_catalog.=) pg_catalog.citus_calculate_gpid( \
+                            pg_catalog.citus_nodeid_for_gpid(pg_catalog.citus_backend_gpid()), $1))",
+                    &[pid.into()],
+                )
+            })
+            .ok()
+            .flatten()
+            .ok_or(())
+        })
+        .catch_others(|e| match &e {
+            pgrx::pg_sys::panic::CaughtError::PostgresError(r) | pgrx::pg_sys::panic::CaughtError::ErrorReport(r)
+                if r.sql_error_code() == pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED =>
+            {
+                e.rethrow()
+            }
+            _ => Err(()),
+        })
+        .execute()
+    });
+    asked == Ok(true)
 }
 
 /// The most workers one batch may start.
@@ -72,6 +121,7 @@ pub struct Batch {
     stop_on_error: bool,
     left: usize,
     last_lock_check: Instant,
+    last_citus_check: Instant,
 }
 
 /// One result row: query number (from 1), status, rows, seconds, error, sqlstate.
@@ -148,6 +198,7 @@ impl Batch {
                 stop_on_error,
                 left: n,
                 last_lock_check: Instant::now(),
+                last_citus_check: Instant::now(),
             }
         }
     }
@@ -218,6 +269,10 @@ impl Iterator for Batch {
             if check_locks {
                 self.last_lock_check = Instant::now();
             }
+            let check_citus = check_locks && self.last_citus_check.elapsed() >= CITUS_LOCK_CHECK_EVERY;
+            if check_citus {
+                self.last_citus_check = Instant::now();
+            }
             for i in 0..n {
                 if self.reported[i] {
                     continue;
@@ -236,7 +291,10 @@ impl Iterator for Batch {
                         let pid = slot.pid.load(Ordering::Acquire);
                         let why = if self.timeout.is_some_and(|t| since.elapsed() > t) {
                             INTERRUPT_TIMEOUT
-                        } else if check_locks && since.elapsed() > LOCK_CHECK_AFTER && blocked_by_me(pid) {
+                        } else if check_locks
+                            && since.elapsed() > LOCK_CHECK_AFTER
+                            && blocked_by_me(pid, check_citus && since.elapsed() > CITUS_LOCK_CHECK_AFTER)
+                        {
                             INTERRUPT_DEADLOCK
                         } else {
                             0

@@ -9,7 +9,9 @@
  */
 #include "postgres.h"
 
+#include "access/detoast.h"
 #include "access/tupdesc.h"
+#include "common/hashfn.h"
 #include "commands/copy.h"
 #include "executor/executor.h"
 #include "executor/tuptable.h"
@@ -167,6 +169,15 @@ row_passes(Relation rel, TupleTableSlot *slot, ExprContext *econtext, RowChecks 
 }
 
 /*
+ * Told each row's key hash (and its COPY row, from 1): true when the row is set aside, not
+ * returned (its key was seen before: the shard would probably refuse it).
+ */
+typedef bool (*KeyFn) (void *arg, uint64 row, uint64 hash);
+
+struct CopyRowReader;
+static uint64 key_hash(struct CopyRowReader *r, TupleTableSlot *slot);
+
+/*
  * The rows of a COPY over pg_ingest's feed, read one at a time for Citus: each row is read
  * with NextCopyFrom and checked as its shard would check it (NOT NULL, CHECK); a row that
  * fails is given to refused (and not returned) when refused is set, else raised as that
@@ -185,8 +196,14 @@ typedef struct CopyRowReader
 	RefusedFn	refused;
 	void	   *refused_arg;
 	uint64		rows;
-	uint64		refused_rows;
+	/* rows not returned: refused, or set aside */
+	uint64		skipped_rows;
 	bool		done;
+	/* the key whose repeats are set aside (skip mode), and who decides */
+	int			nkeys;
+	AttrNumber *keys;
+	KeyFn		repeated;
+	void	   *repeated_arg;
 } CopyRowReader;
 
 CopyRowReader *
@@ -246,15 +263,90 @@ pg_ingest_copy_reader_next(CopyRowReader *r)
 			if (!found)
 			{
 				/* counted as COPY counts its rows, from 1 */
-				r->refused(r->refused_arg, r->rows + 1 + r->refused_rows, sqlstate, message);
-				r->refused_rows++;
+				r->refused(r->refused_arg, r->rows + 1 + r->skipped_rows, sqlstate, message);
+				r->skipped_rows++;
 				continue;
 			}
+		}
+		if (r->nkeys > 0)
+		{
+			uint64		hash;
+
+			old = MemoryContextSwitchTo(GetPerTupleMemoryContext(r->estate));
+			hash = key_hash(r, slot);
+			MemoryContextSwitchTo(old);
+			found = !r->repeated(r->repeated_arg, r->rows + 1 + r->skipped_rows, hash);
+		}
+		if (!found)
+		{
+			r->skipped_rows++;
+			continue;
 		}
 		citus_phase = 2;
 		r->rows++;
 		return slot;
 	}
+}
+
+/*
+ * Asks repeated about each row's key (attributes keys, from 1) before it is returned: a row
+ * with a NULL in its key is not asked about (NULLs do not conflict).
+ */
+void
+pg_ingest_copy_reader_set_aside(CopyRowReader *r, const int16 *keys, int nkeys, KeyFn repeated, void *arg)
+{
+	TupleDesc	desc = RelationGetDescr(r->rel);
+
+	r->keys = palloc(sizeof(AttrNumber) * Max(nkeys, 1));
+	for (int k = 0; k < nkeys; k++)
+	{
+		if (keys[k] < 1 || keys[k] > desc->natts)
+			elog(ERROR, "pg_ingest: no attribute %d", keys[k]);
+		r->keys[k] = keys[k];
+	}
+	r->nkeys = nkeys;
+	r->repeated = repeated;
+	r->repeated_arg = arg;
+}
+
+/*
+ * A hash of the row's key as stored (equal bytes, equal hash; values equal but stored apart,
+ * as numeric 1.0 and 1.00, hash apart: a repeat missed is left to the shard). 0 when a key
+ * column is NULL.
+ */
+static uint64
+key_hash(CopyRowReader *r, TupleTableSlot *slot)
+{
+	TupleDesc	desc = RelationGetDescr(r->rel);
+	uint64		h = 0x9e3779b97f4a7c15;
+
+	for (int k = 0; k < r->nkeys; k++)
+	{
+		int			i = r->keys[k] - 1;
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		Datum		v = slot->tts_values[i];
+
+		if (slot->tts_isnull[i])
+			return 0;
+		if (att->attbyval)
+			h = hash_combine64(h, hash_bytes_uint32_extended((uint32) v, (uint64) (v >> 32)));
+		else if (att->attlen > 0)
+			h = hash_combine64(h, hash_bytes_extended((const unsigned char *) DatumGetPointer(v), att->attlen, k));
+		else if (att->attlen == -1)
+		{
+			struct varlena *d = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(v));
+
+			h = hash_combine64(h, hash_bytes_extended((const unsigned char *) VARDATA_ANY(d),
+													  VARSIZE_ANY_EXHDR(d), k));
+		}
+		else
+		{
+			const char *c = DatumGetCString(v);
+
+			h = hash_combine64(h, hash_bytes_extended((const unsigned char *) c, strlen(c), k));
+		}
+	}
+	return h == 0 ? 1 : h;
 }
 
 /* The rows returned; -1 while rows are left to read. */
@@ -273,22 +365,19 @@ pg_ingest_copy_reader_end(CopyRowReader *r)
 }
 
 /*
- * Reads every row of cstate and routes it to the shards of rel (a Citus table whose
- * distribution column is attribute partition_index, from 0; -1 for none): the rows sent.
- * Rows are read and checked as pg_ingest_copy_reader_next says.
+ * Routes every row of reader to the shards of its table (a Citus table whose distribution
+ * column is attribute partition_index, from 0; -1 for none): the rows sent.
  */
 uint64
-pg_ingest_citus_copy(CopyFromState cstate, Relation rel, int partition_index,
-					 RefusedFn refused, void *refused_arg)
+pg_ingest_citus_copy(CopyRowReader *reader, int partition_index)
 {
+	Relation	rel = reader->rel;
 	TupleDesc	desc = RelationGetDescr(rel);
 	Oid			relid = RelationGetRelid(rel);
 	List	   *names = NIL;
 	EState	   *estate;
 	DestReceiver *dest;
-	CopyRowReader *reader;
 	TupleTableSlot *slot;
-	uint64		rows;
 
 	if (!pg_ingest_citus_lookup())
 		ereport(ERROR,
@@ -311,7 +400,6 @@ pg_ingest_citus_copy(CopyFromState cstate, Relation rel, int partition_index,
 
 	estate = CreateExecutorState();
 	dest = create_dest(relid, names, partition_index, estate, NULL, true, true);
-	reader = pg_ingest_copy_reader_begin(cstate, rel, refused, refused_arg);
 	dest->rStartup(dest, 0, desc);
 	while ((slot = pg_ingest_copy_reader_next(reader)) != NULL)
 		dest->receiveSlot(slot, dest);
@@ -321,12 +409,10 @@ pg_ingest_citus_copy(CopyFromState cstate, Relation rel, int partition_index,
 	dest->rDestroy(dest);
 	citus_phase = 0;
 
-	rows = reader->rows;
-	pg_ingest_copy_reader_end(reader);
 	FreeExecutorState(estate);
 	if (xact_modification_level != NULL)
 		*xact_modification_level = CITUS_XACT_MODIFICATION_DATA;
-	return rows;
+	return reader->rows;
 }
 
 /*

@@ -23,13 +23,7 @@ unsafe extern "C" {
     fn pg_ingest_copy_recv_unconverted(cstate: CopyFromState);
     fn pg_ingest_copy_recv_tagged(cstate: CopyFromState);
     // src/ingest/citus_copy.c
-    fn pg_ingest_citus_copy(
-        cstate: CopyFromState,
-        rel: pg_sys::Relation,
-        partition_index: i32,
-        refused: Option<RefusedFn>,
-        refused_arg: *mut std::ffi::c_void,
-    ) -> u64;
+    fn pg_ingest_citus_copy(reader: *mut std::ffi::c_void, partition_index: i32) -> u64;
     fn pg_ingest_copy_rows_with_key(
         cstate: CopyFromState,
         rel: pg_sys::Relation,
@@ -46,6 +40,13 @@ unsafe extern "C" {
         refused_arg: *mut std::ffi::c_void,
     ) -> *mut std::ffi::c_void;
     fn pg_ingest_copy_reader_next(reader: *mut std::ffi::c_void) -> *mut pg_sys::TupleTableSlot;
+    fn pg_ingest_copy_reader_set_aside(
+        reader: *mut std::ffi::c_void,
+        keys: *const i16,
+        nkeys: i32,
+        repeated: KeyFn,
+        arg: *mut std::ffi::c_void,
+    );
     fn pg_ingest_copy_reader_rows(reader: *mut std::ffi::c_void) -> i64;
     fn pg_ingest_copy_reader_end(reader: *mut std::ffi::c_void);
     fn pg_ingest_citus_phase() -> i32;
@@ -70,6 +71,8 @@ pub struct CopyFailure {
     /// A Citus worker refused a row of this COPY, which row it does not say (Citus reports a
     /// shard's COPY error with the worker's message and detail only, as SQLSTATE XX000).
     pub refused_by_worker: bool,
+    /// A worker's error that is not about a row, its SQLSTATE (`sqlstate`) told by its message.
+    pub worker_state: bool,
 }
 
 impl CopyFailure {
@@ -79,12 +82,73 @@ impl CopyFailure {
         self.refused_by_worker || matches!(self.sqlstate.get(..2), Some("22" | "23" | "54" | "P0"))
     }
 
+    /// Raises the error again; a worker's error that is not about a row, with its SQLSTATE.
     pub fn rethrow(self) -> ! {
+        if self.worker_state {
+            let mut e = IngestError::new(crate::error::sqlstate(&self.sqlstate), self.message);
+            e.detail = self.detail;
+            e.hint = self.hint;
+            e.raise()
+        }
         self.error.rethrow()
     }
 }
 
 type RefusedFn = unsafe extern "C" fn(*mut std::ffi::c_void, u64, i32, *const std::ffi::c_char);
+type KeyFn = unsafe extern "C" fn(*mut std::ffi::c_void, u64, u64) -> bool;
+
+/// Skip mode into a Citus table: a row whose primary key repeats one this load sent before is
+/// set aside, not sent, and written alone after its attempt (its shard would most likely
+/// refuse it, and a refusal by a worker costs a rollback of the attempt on every connection
+/// and a resend). Keys are hashed as stored: a repeat the hash misses is left to the shard,
+/// and a row set aside wrongly is written alone all the same.
+pub struct SetAside {
+    pub key: Vec<i16>,
+    seen: std::collections::HashSet<u64>,
+    /// The hashes the current attempt added (taken back if it is rolled back).
+    added: Vec<u64>,
+    /// The current attempt's rows set aside (COPY rows, from 1).
+    pub rows: Vec<u64>,
+}
+
+/// Keys remembered by one load at most (about 32 MB); later keys are left to the shards.
+const MAX_KEYS_SET_ASIDE: usize = 1 << 21;
+
+impl SetAside {
+    pub fn new(key: Vec<i16>) -> Self {
+        Self { key, seen: Default::default(), added: Vec::new(), rows: Vec::new() }
+    }
+
+    /// The attempt was written: its keys stay (its rows set aside are the caller's to write).
+    pub fn keep(&mut self) {
+        self.added.clear();
+    }
+
+    /// The attempt was rolled back: its keys were not sent.
+    pub fn forget(&mut self) {
+        for h in self.added.drain(..) {
+            self.seen.remove(&h);
+        }
+        self.rows.clear();
+    }
+}
+
+/// Called from `citus_copy.c` for each row in skip mode; must not raise.
+unsafe extern "C" fn repeated_key(arg: *mut std::ffi::c_void, row: u64, hash: u64) -> bool {
+    let s = unsafe { &mut *(arg as *mut SetAside) };
+    if hash == 0 {
+        return false; // a NULL in the key
+    }
+    if s.seen.contains(&hash) {
+        s.rows.push(row);
+        return true;
+    }
+    if s.seen.len() < MAX_KEYS_SET_ASIDE {
+        s.seen.insert(hash);
+        s.added.push(hash);
+    }
+    false
+}
 
 /// A row the coordinator refused before sending it to its Citus shard (a NOT NULL or CHECK
 /// constraint the shard has): its row in this COPY (from 1), SQLSTATE and message.
@@ -112,8 +176,8 @@ pub enum Mode<'a> {
     /// Writes them; a row that fails, fails the COPY.
     Write,
     /// Writes them; rows of a Citus table that break a NOT NULL or CHECK constraint are not
-    /// sent but recorded here (skip mode).
-    Skipping(&'a mut Vec<Refused>),
+    /// sent but recorded in `refused`, and rows whose key repeats are set aside (skip mode).
+    Skipping { refused: &'a mut Vec<Refused>, set_aside: Option<&'a mut SetAside> },
     /// Writes nothing: finds the rows whose key (these attributes, output as text and joined
     /// by ", ") reads `wanted`; up to `found`'s length of their COPY rows go there.
     FindKey { attnums: &'a [i16], wanted: &'a CStr, found: &'a mut [u64] },
@@ -160,8 +224,15 @@ pub fn run_copy(target: &Target, feed: *mut Feed, mode: Mode) -> Result<u64, Cop
         let (feed_addr, cstate_addr, rel_addr) = (feed as usize, cstate as usize, target.rel as usize);
         let (route, citus, target_addr) = (target.citus_route, target.citus, target as *const Target as usize);
         let (refused_fn, refused_arg): (Option<RefusedFn>, usize) = match &mode {
-            Mode::Skipping(r) => (Some(record_refused), &**r as *const Vec<Refused> as usize),
+            Mode::Skipping { refused, .. } => (Some(record_refused), &**refused as *const Vec<Refused> as usize),
             _ => (None, 0),
+        };
+        // (key attributes, their number, the SetAside)
+        let set_aside = match &mode {
+            Mode::Skipping { set_aside: Some(s), .. } if citus && !s.key.is_empty() => {
+                Some((s.key.as_ptr() as usize, s.key.len() as i32, &**s as *const SetAside as usize))
+            }
+            _ => None,
         };
         // (attnums, nkeys, wanted, found, max)
         let find = match mode {
@@ -189,26 +260,44 @@ pub fn run_copy(target: &Target, feed: *mut Feed, mode: Mode) -> Result<u64, Cop
                     )
                 }));
             }
-            Ok(match route {
-                // Citus's COPY routing: the rows to the shards
-                Some(partition) => pg_sys::ffi::pg_guard_ffi_boundary(|| {
-                    pg_ingest_citus_copy(
-                        cstate_addr as CopyFromState,
-                        rel_addr as pg_sys::Relation,
-                        partition,
-                        refused_fn,
-                        refused_arg as *mut std::ffi::c_void,
-                    )
-                }),
-                // a Citus table whose COPY routing is not reachable: INSERT … SELECT of the rows
-                None if citus => insert_rows(
-                    &*(target_addr as *const Target),
+            if !citus {
+                return Ok(pg_sys::CopyFrom(cstate_addr as CopyFromState));
+            }
+            // a Citus table: the rows read (and checked) one at a time by one reader. Citus
+            // sends text to the workers converted to the session's client encoding, while its
+            // connections to them say the database's: the rows go in the database's, whatever
+            // the session's (restored when this ends, an ERROR included)
+            let _unconverted = super::encoding::Unconverted::enter();
+            let reader = pg_sys::ffi::pg_guard_ffi_boundary(|| {
+                pg_ingest_copy_reader_begin(
                     cstate_addr as CopyFromState,
+                    rel_addr as pg_sys::Relation,
                     refused_fn,
                     refused_arg as *mut std::ffi::c_void,
-                ),
-                None => pg_sys::CopyFrom(cstate_addr as CopyFromState),
-            })
+                )
+            });
+            let reader_addr = reader as usize;
+            if let Some((keys, nkeys, arg)) = set_aside {
+                pg_sys::ffi::pg_guard_ffi_boundary(|| {
+                    pg_ingest_copy_reader_set_aside(
+                        reader_addr as *mut std::ffi::c_void,
+                        keys as *const i16,
+                        nkeys,
+                        repeated_key,
+                        arg as *mut std::ffi::c_void,
+                    )
+                });
+            }
+            let rows = match route {
+                // Citus's COPY routing: the rows to the shards
+                Some(partition) => pg_sys::ffi::pg_guard_ffi_boundary(|| {
+                    pg_ingest_citus_copy(reader_addr as *mut std::ffi::c_void, partition)
+                }),
+                // Citus's routing not reachable: INSERT … SELECT of the rows
+                None => insert_rows(&*(target_addr as *const Target), reader),
+            };
+            pg_ingest_copy_reader_end(reader);
+            Ok(rows)
         })
         .catch_others(|e| Err(failure(e, feed_addr as *mut Feed, cstate_addr as CopyFromState)))
         .execute();
@@ -271,23 +360,7 @@ fn insert_statement(target: &Target) -> String {
 /// Writes the COPY's rows into a Citus table by `INSERT … SELECT` from them, which Citus
 /// plans and routes to the shards (run as the caller, as the COPY would); the rows inserted
 /// (SPI's count: no row is sent back from the workers).
-unsafe fn insert_rows(
-    target: &Target,
-    cstate: CopyFromState,
-    refused: Option<RefusedFn>,
-    refused_arg: *mut std::ffi::c_void,
-) -> u64 {
-    let (cstate_addr, rel_addr, arg_addr) = (cstate as usize, target.rel as usize, refused_arg as usize);
-    let reader = unsafe {
-        pg_sys::ffi::pg_guard_ffi_boundary(|| {
-            pg_ingest_copy_reader_begin(
-                cstate_addr as CopyFromState,
-                rel_addr as pg_sys::Relation,
-                refused,
-                arg_addr as *mut std::ffi::c_void,
-            )
-        })
-    };
+unsafe fn insert_rows(target: &Target, reader: *mut std::ffi::c_void) -> u64 {
     let mut rows = CopiedRows(reader);
     let prepared = Prepared::new();
     prepared.offer(PreparedRows::Copied(&mut rows), target);
@@ -296,7 +369,6 @@ unsafe fn insert_rows(
         .unwrap_or_else(|e| crate::ledger::spi_error(e));
     drop(prepared);
     let read = unsafe { pg_ingest_copy_reader_rows(reader) };
-    unsafe { pg_ingest_copy_reader_end(reader) };
     if read != inserted as i64 {
         IngestError::new(
             pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
@@ -329,16 +401,20 @@ fn failure(error: CaughtError, feed: *mut Feed, cstate: CopyFromState) -> CopyFa
         Some((line, col)) => (Some((line, feed.current_row)), Some(feed.column_name(col).to_owned())),
         None => (None, column),
     };
-    // Inside Citus's routing: an error of class 22 or 23 while a row is handed over is that
-    // row's (a NULL distribution column); one while the shards' COPYs end, or any other while
-    // a row is handed over (a shard's COPY ended early), is not about the row being read.
+    // Inside Citus's routing: an error of class 22 while a row is handed over is that row's (a
+    // NULL distribution column, or one that cannot be coerced); one while the shards' COPYs
+    // end, or any other while a row is handed over (a shard's COPY ended early, a placement on
+    // the coordinator flushing the rows it buffered), is not about the row being read.
     // A worker refusing a row of its shard's COPY is reported by Citus's ReportCopyError
     // (XX000, the worker's message and detail); anything else there (a lost connection, a
     // shard Citus cannot find) is not about a row.
     let phase = unsafe { pg_ingest_citus_phase() };
-    let row_error = matches!(sqlstate.get(..2), Some("22" | "23"));
+    let row_error = sqlstate.starts_with("22");
     let remote = phase == 3 || (phase == 2 && !row_error);
-    let refused_by_worker = remote && sqlstate == "XX000" && function.as_deref() == Some("ReportCopyError");
+    let from_worker = remote && sqlstate == "XX000" && function.as_deref() == Some("ReportCopyError");
+    let worker_state = if from_worker { worker_sqlstate(&message) } else { None };
+    let refused_by_worker = from_worker && worker_state.is_none();
+    let sqlstate = worker_state.map_or(sqlstate, str::to_owned);
     let copy_row = if remote { None } else { copy_row };
     unsafe { pg_ingest_citus_reset_phase() };
     CopyFailure {
@@ -352,7 +428,43 @@ fn failure(error: CaughtError, feed: *mut Feed, cstate: CopyFromState) -> CopyFa
         hole,
         raised_by_feed: feed.raised_own,
         refused_by_worker,
+        worker_state: worker_state.is_some(),
     }
+}
+
+/// The SQLSTATE of a worker's error that PostgreSQL raises for a reason other than the rows
+/// (a timeout, a cancel, a deadlock, a serialization failure, a lack of resources), told by
+/// its message: Citus passes a worker's COPY error on with its message only, as XX000. The
+/// load fails on it, with that SQLSTATE (a client retries 40001 and 40P01), rather than
+/// reject a row. The messages are PostgreSQL's own in English, as workers report them with
+/// `lc_messages` C or en; a worker in another language has them taken as a row's refusal.
+fn worker_sqlstate(message: &str) -> Option<&'static str> {
+    const KNOWN: &[(&str, &str)] = &[
+        ("canceling statement due to lock timeout", "55P03"),
+        ("canceling statement due to conflict with recovery", "40001"),
+        ("canceling statement due to", "57014"),
+        ("terminating connection", "57P01"),
+        ("deadlock detected", "40P01"),
+        ("could not serialize access", "40001"),
+        ("could not obtain lock", "55P03"),
+        ("lock timeout", "55P03"),
+        ("out of memory", "53200"),
+        ("out of shared memory", "53200"),
+        ("could not extend file", "53100"),
+        ("could not resize shared memory", "53100"),
+        ("could not write", "58030"),
+        ("could not read", "58030"),
+        ("could not open", "58030"),
+        ("could not access", "58030"),
+        ("cannot execute COPY", "25006"),
+        ("sorry, too many clients", "53300"),
+        ("too many connections", "53300"),
+        ("remaining connection slots", "53300"),
+        ("the database system is", "57P03"),
+        ("server closed the connection", "08006"),
+        ("connection to server", "08006"),
+    ];
+    KNOWN.iter().find(|(prefix, _)| message.starts_with(prefix)).map(|&(_, state)| state)
 }
 
 /// Writes the whole file in one COPY; an error about a row is raised again naming the file

@@ -9,13 +9,13 @@
 use std::ops::Range;
 use std::rc::Rc;
 
-use pgrx::pg_sys;
+use pgrx::pg_sys::{self, PgTryBuilder};
 use pgrx::PgSqlErrorCode;
 
 use pg_ingest_core::encode::EncodedChunk;
 use pg_ingest_core::error::RowError;
 
-use super::copy::{run_copy, CopyFailure, Mode, Refused};
+use super::copy::{run_copy, CopyFailure, Mode, Refused, SetAside};
 use super::feed::Feed;
 use super::target::Target;
 use crate::error::IngestError;
@@ -77,19 +77,28 @@ impl Rejects {
 /// `memory`, reset after every attempt (as PL/pgSQL runs statements inside exception
 /// blocks): left in the subtransaction's context it would be kept to the end of the
 /// transaction, and a file with many bad rows would grow the backend without bound.
-/// The rows written, and those of a Citus table refused on the coordinator (not sent).
+/// The rows written, and those of a Citus table refused on the coordinator (not sent). With
+/// `set_aside`, rows whose key repeats are not sent either: they are in its `rows`.
 fn attempt(
     target: &Target,
     feed: &mut Feed,
     memory: pg_sys::MemoryContext,
+    mut set_aside: Option<&mut SetAside>,
 ) -> Result<(u64, Vec<Refused>), CopyFailure> {
     let mut refused = Vec::new();
     let result = in_subtransaction(|| {
         unsafe { pg_sys::MemoryContextSwitchTo(memory) };
-        run_copy(target, feed as *mut Feed, Mode::Skipping(&mut refused))
+        let set_aside = set_aside.as_deref_mut();
+        run_copy(target, feed as *mut Feed, Mode::Skipping { refused: &mut refused, set_aside })
     })
     .map(|n| (n, refused));
     unsafe { pg_sys::MemoryContextReset(memory) };
+    if let Some(s) = set_aside {
+        match &result {
+            Ok(_) => s.keep(),
+            Err(_) => s.forget(),
+        }
+    }
     match result {
         Err(f) if f.raised_by_feed || !f.is_about_a_row() => f.rethrow(),
         other => other,
@@ -106,7 +115,18 @@ pub fn in_subtransaction<T, E>(f: impl FnOnce() -> Result<T, E>) -> Result<T, E>
         let result = f();
         pg_sys::MemoryContextSwitchTo(old_context);
         match &result {
-            Ok(_) => pg_sys::ReleaseCurrentSubTransaction(),
+            // The release can fail too (Citus releases the savepoint on every connection, and a
+            // cancel can arrive meanwhile): then it is rolled back and the ERROR goes on, as
+            // PL/pgSQL's exception blocks do.
+            Ok(_) => PgTryBuilder::new(|| pg_sys::ReleaseCurrentSubTransaction())
+                .catch_others(|e| {
+                    pg_sys::MemoryContextSwitchTo(old_context);
+                    pg_sys::RollbackAndReleaseCurrentSubTransaction();
+                    pg_sys::MemoryContextSwitchTo(old_context);
+                    pg_sys::CurrentResourceOwner = old_owner;
+                    e.rethrow()
+                })
+                .execute(),
             Err(_) => pg_sys::RollbackAndReleaseCurrentSubTransaction(),
         }
         pg_sys::MemoryContextSwitchTo(old_context);
@@ -186,9 +206,12 @@ pub fn load_skipping(target: &Target, feed: &mut Feed, rejects: &mut Rejects, ra
         )
     };
     let mut batch = 1;
+    // a Citus table's rows whose primary key repeats: set aside, written alone
+    let mut set_aside = target.citus.then(|| target.primary_key()).flatten().map(|(_, key)| SetAside::new(key));
     while !feed.exhausted {
         feed.feed_next_chunks(batch);
-        let result = attempt(target, feed, memory);
+        let result = attempt(target, feed, memory, set_aside.as_mut());
+        let aside = set_aside.as_mut().map(|s| std::mem::take(&mut s.rows)).unwrap_or_default();
         let chunks = feed.take_pulled();
         for chunk in &chunks {
             for e in &chunk.errors {
@@ -200,6 +223,10 @@ pub fn load_skipping(target: &Target, feed: &mut Feed, rejects: &mut Rejects, ra
                 let segments: Vec<_> = chunks.iter().map(|c| (c.clone(), 0..c.rows as usize)).collect();
                 reject_refused(refused, &segments, rejects, raw_limit);
                 inserted += n;
+                for r in aside {
+                    let (i, row) = nth_row(&segments, r).expect("a row set aside is one of the attempt's");
+                    inserted += isolate(target, feed, &segments[i].0, row..row + 1, None, rejects, raw_limit, memory);
+                }
                 feed.progress.written_before = inserted;
                 feed.progress.rejected = rejects.count;
                 batch = (batch * 2).min(MAX_CHUNKS_PER_ATTEMPT);
@@ -221,7 +248,7 @@ pub fn load_skipping(target: &Target, feed: &mut Feed, rejects: &mut Rejects, ra
                         .filter(|(_, rows)| !rows.is_empty())
                         .collect();
                     feed.feed_rows(rest.clone());
-                    if let Ok((n, refused)) = attempt(target, feed, memory) {
+                    if let Ok((n, refused)) = attempt(target, feed, memory, None) {
                         reject_refused(refused, &rest, rejects, raw_limit);
                         inserted += n;
                         inserted += isolate(target, feed, &chunks[i], row..row + 1, None, rejects, raw_limit, memory);
@@ -268,7 +295,7 @@ fn isolate(
             continue;
         }
         feed.feed_rows(vec![(chunk.clone(), rows.clone())]);
-        match attempt(target, feed, memory) {
+        match attempt(target, feed, memory, None) {
             Ok((n, refused)) => {
                 reject_refused(refused, &[(chunk.clone(), rows.clone())], rejects, raw_limit);
                 inserted += n

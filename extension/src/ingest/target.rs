@@ -192,6 +192,23 @@ impl Target {
         target
     }
 
+    /// The primary key's index name and columns (attribute numbers), if the table has one.
+    pub fn primary_key(&self) -> Option<(String, Vec<i16>)> {
+        unsafe {
+            let index = crate::pg_compat::relation_primary_key_index(self.rel);
+            if index == pg_sys::InvalidOid {
+                return None;
+            }
+            let name = CStr::from_ptr(pg_sys::get_rel_name(index)).to_string_lossy().into_owned();
+            let rel = pg_sys::index_open(index, pg_sys::AccessShareLock as _);
+            let info = (*rel).rd_index;
+            let n = (*info).indnkeyatts as usize;
+            let key = (0..n).map(|i| *(*info).indkey.values.as_ptr().add(i)).collect();
+            pg_sys::index_close(rel, pg_sys::AccessShareLock as _);
+            Some((name, key))
+        }
+    }
+
     /// INSERT on every column written (the table's, or each column's), and no row-level
     /// security: what COPY FROM checks, checked again by COPY itself.
     fn check_columns_and_rls(&self) {

@@ -163,24 +163,14 @@ fn statement(target: &Target, mode: OnConflict) -> String {
 
 /// The primary key's constraint name and columns; an error when there is none.
 fn primary_key(target: &Target) -> (String, Vec<i16>) {
-    unsafe {
-        let index = crate::pg_compat::relation_primary_key_index(target.rel);
-        if index == pg_sys::InvalidOid {
-            IngestError::new(
-                PgSqlErrorCode::ERRCODE_INVALID_COLUMN_REFERENCE,
-                format!("on_conflict => 'update' needs a primary key on {}", target.name),
-            )
-            .hint("Add a primary key, or use on_conflict => 'nothing', or write INSERT … ON CONFLICT (…) DO UPDATE from read_jsonl().")
-            .raise()
-        }
-        let name = std::ffi::CStr::from_ptr(pg_sys::get_rel_name(index)).to_string_lossy().into_owned();
-        let rel = pg_sys::index_open(index, pg_sys::AccessShareLock as _);
-        let info = (*rel).rd_index;
-        let n = (*info).indnkeyatts as usize;
-        let key = (0..n).map(|i| *(*info).indkey.values.as_ptr().add(i)).collect();
-        pg_sys::index_close(rel, pg_sys::AccessShareLock as _);
-        (name, key)
-    }
+    target.primary_key().unwrap_or_else(|| {
+        IngestError::new(
+            PgSqlErrorCode::ERRCODE_INVALID_COLUMN_REFERENCE,
+            format!("on_conflict => 'update' needs a primary key on {}", target.name),
+        )
+        .hint("Add a primary key, or use on_conflict => 'nothing', or write INSERT … ON CONFLICT (…) DO UPDATE from read_jsonl().")
+        .raise()
+    })
 }
 
 /// Loads one span through `INSERT … SELECT … ON CONFLICT`: what [`super::load_span`] does
