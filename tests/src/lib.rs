@@ -3,6 +3,8 @@
 //! major's cluster), one fresh database per test, and the `pg-ingest` binary as installed by
 //! `make install`.
 
+pub mod citus;
+
 use std::env;
 use std::path::PathBuf;
 

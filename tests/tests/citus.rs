@@ -14,35 +14,9 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use pg_ingest_tests::citus::{coordinator, count, psql, rows_in_shards, SERIAL};
 use pg_ingest_tests::{db_error, DataDir};
 use postgres::{Client, NoTls};
-
-/// One test at a time: Citus DDL (create_distributed_table) of two sessions at once can fail.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn coordinator() -> Option<Client> {
-    let Ok(port) = std::env::var("PG_INGEST_CITUS_PORT") else {
-        eprintln!(
-            "Citus tests skipped: no Citus cluster (PG_INGEST_CITUS_PORT unset). `scripts/citus.sh start` builds Citus \
-             from citus-13.2.2.tar.gz (set CITUS_TARBALL) and starts a coordinator and two workers."
-        );
-        return None;
-    };
-    let dsn = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres options='-c statement_timeout=120s'");
-    Some(Client::connect(&dsn, NoTls).expect("the Citus coordinator"))
-}
-
-fn count(c: &mut Client, sql: &str) -> i64 {
-    c.query_one(sql, &[]).unwrap().get(0)
-}
-
-/// Rows in the table's shards, counted on the workers.
-fn rows_in_shards(c: &mut Client, table: &str) -> i64 {
-    count(
-        c,
-        &format!("SELECT coalesce(sum(result::bigint), 0)::bigint FROM run_command_on_shards('{table}', 'SELECT count(*) FROM %s')"),
-    )
-}
 
 fn lines(n: i64, from: i64) -> String {
     (from..from + n).map(|i| format!("{{\"id\": {i}, \"v\": \"v{i}\", \"n\": {}}}\n", i % 7)).collect()
@@ -110,14 +84,6 @@ fn loads_land_in_the_shards() {
 }
 
 /// psql on the coordinator, as a client would run it.
-fn psql(command: &str) -> std::process::Output {
-    Command::new(pg_ingest_tests::pg_program("psql"))
-        .args(["-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"])
-        .args(["-p", &std::env::var("PG_INGEST_CITUS_PORT").unwrap(), "-c", command])
-        .output()
-        .unwrap()
-}
-
 /// (rows, distinct ids) in the table's shards; and nothing in the coordinator's shell.
 fn landed(c: &mut Client, table: &str) -> (i64, i64) {
     assert_eq!(count(c, &format!("SELECT pg_relation_size('{table}')")), 0, "{table}: rows in the shell table");
@@ -497,4 +463,55 @@ fn a_key_named_by_a_worker_is_a_hint_and_the_row_it_names_is_tried_alone() {
     let e = c.query(&format!("SELECT * FROM ingest_jsonl('{path}', 'pgi_ap', on_error => 'skip')"), &[]).unwrap_err();
     assert_eq!(db_error(&e).0, "0A000", "{}", db_error(&e).1);
     assert_eq!(count(&mut c, "SELECT count(*) FROM pgi_ap"), 0);
+}
+
+/// Once a worker has refused a repeated key, later rows whose key this load already sent are
+/// set aside before they are sent and written alone: each is rejected without rolling back
+/// the attempt it came in (the load's NOTICE counts them), and the first row with the key stays.
+#[test]
+fn repeated_keys_are_set_aside_once_a_worker_refused_one() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(mut c) = coordinator() else { return };
+    let dir = DataDir::new();
+    // small chunks: the file takes several attempts
+    let repeats = [(100, 99), (15_000, 14_999), (19_000, 5_000)];
+    let text: String = (1..=20_000i64)
+        .map(|line| {
+            let id = repeats.iter().find(|(l, _)| *l == line).map_or(line, |&(_, id)| id);
+            format!("{{\"id\": {id}, \"v\": \"line {line}\", \"n\": 1}}\n")
+        })
+        .collect();
+    let path = dir.write("repeats.jsonl", text);
+    c.batch_execute(
+        "DROP TABLE IF EXISTS pgi_repeats;
+         CREATE TABLE pgi_repeats (id bigint PRIMARY KEY, v text NOT NULL, n int);
+         SELECT create_distributed_table('pgi_repeats', 'id', shard_count => 8);",
+    )
+    .unwrap();
+    let sql = format!(
+        "SET pg_ingest.chunk_bytes = '64kB'; \
+         SELECT rows_inserted, rows_rejected FROM ingest_jsonl('{path}', 'pgi_repeats', on_error => 'skip')"
+    );
+    let out = pg_ingest_tests::citus::psql_with(&sql, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("2 line(s) repeated a key this load had sent"), "no row was set aside: {stderr}");
+    let rejected: Vec<(i64, String)> = c
+        .query(
+            "SELECT line, message FROM ingest.rejects WHERE load_id = (SELECT max(load_id) FROM ingest.loads) ORDER BY line",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(rejected.iter().map(|r| r.0).collect::<Vec<_>>(), vec![100, 15_000, 19_000]);
+    assert!(rejected.iter().all(|r| r.1.contains("duplicate key")), "{rejected:?}");
+    assert_eq!(rows_in_shards(&mut c, "pgi_repeats"), 20_000 - 3);
+    // the first line with each key is the one kept
+    assert_eq!(count(&mut c, "SELECT count(*) FROM pgi_repeats WHERE v IN ('line 99', 'line 14999', 'line 5000')"), 3);
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM pgi_repeats WHERE v IN ('line 100', 'line 15000', 'line 19000')"),
+        0
+    );
 }

@@ -97,18 +97,40 @@ impl CopyFailure {
 type RefusedFn = unsafe extern "C" fn(*mut std::ffi::c_void, u64, i32, *const std::ffi::c_char);
 type KeyFn = unsafe extern "C" fn(*mut std::ffi::c_void, u64, u64) -> bool;
 
-/// Skip mode into a Citus table: a row whose primary key repeats one this load sent before is
-/// set aside, not sent, and written alone after its attempt (its shard would most likely
-/// refuse it, and a refusal by a worker costs a rollback of the attempt on every connection
-/// and a resend). Keys are hashed as stored: a repeat the hash misses is left to the shard,
-/// and a row set aside wrongly is written alone all the same.
+/// Skip mode into a Citus table: once a worker has refused a row for a repeated key, a row whose
+/// primary key repeats one this load sent since is set aside, not sent, and written alone after
+/// its attempt (its shard would most likely refuse it, and a refusal by a worker costs a
+/// rollback of the attempt on every connection and a resend). Keys are hashed as stored: a
+/// repeat the hash misses is left to the shard, and a row set aside wrongly is written alone
+/// all the same. Not before: remembering every key costs the coordinator's main thread about a
+/// tenth of a clean load.
 pub struct SetAside {
     pub key: Vec<i16>,
-    seen: std::collections::HashSet<u64>,
+    /// Keys are remembered (a worker refused a repeated key).
+    pub active: bool,
+    seen: std::collections::HashSet<u64, std::hash::BuildHasherDefault<KeyHash>>,
     /// The hashes the current attempt added (taken back if it is rolled back).
     added: Vec<u64>,
     /// The current attempt's rows set aside (COPY rows, from 1).
     pub rows: Vec<u64>,
+}
+
+/// The key hashes are hashes already (citus_copy.c's): used as they are.
+#[derive(Default)]
+pub struct KeyHash(u64);
+
+impl std::hash::Hasher for KeyHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
 }
 
 /// Keys remembered by one load at most (about 32 MB); later keys are left to the shards.
@@ -116,7 +138,7 @@ const MAX_KEYS_SET_ASIDE: usize = 1 << 21;
 
 impl SetAside {
     pub fn new(key: Vec<i16>) -> Self {
-        Self { key, seen: Default::default(), added: Vec::new(), rows: Vec::new() }
+        Self { key, active: false, seen: Default::default(), added: Vec::new(), rows: Vec::new() }
     }
 
     /// The attempt was written: its keys stay (its rows set aside are the caller's to write).
@@ -139,15 +161,16 @@ unsafe extern "C" fn repeated_key(arg: *mut std::ffi::c_void, row: u64, hash: u6
     if hash == 0 {
         return false; // a NULL in the key
     }
-    if s.seen.contains(&hash) {
-        s.rows.push(row);
-        return true;
-    }
     if s.seen.len() < MAX_KEYS_SET_ASIDE {
-        s.seen.insert(hash);
-        s.added.push(hash);
+        if s.seen.insert(hash) {
+            s.added.push(hash);
+            return false;
+        }
+    } else if !s.seen.contains(&hash) {
+        return false;
     }
-    false
+    s.rows.push(row);
+    true
 }
 
 /// A row the coordinator refused before sending it to its Citus shard (a NOT NULL or CHECK
@@ -229,7 +252,7 @@ pub fn run_copy(target: &Target, feed: *mut Feed, mode: Mode) -> Result<u64, Cop
         };
         // (key attributes, their number, the SetAside)
         let set_aside = match &mode {
-            Mode::Skipping { set_aside: Some(s), .. } if citus && !s.key.is_empty() => {
+            Mode::Skipping { set_aside: Some(s), .. } if citus && s.active && !s.key.is_empty() => {
                 Some((s.key.as_ptr() as usize, s.key.len() as i32, &**s as *const SetAside as usize))
             }
             _ => None,

@@ -206,7 +206,9 @@ pub fn load_skipping(target: &Target, feed: &mut Feed, rejects: &mut Rejects, ra
         )
     };
     let mut batch = 1;
-    // a Citus table's rows whose primary key repeats: set aside, written alone
+    let mut set_aside_rows = 0;
+    // a Citus table's rows whose primary key repeats (once a worker refused one): set aside,
+    // written alone
     let mut set_aside = target.citus.then(|| target.primary_key()).flatten().map(|(_, key)| SetAside::new(key));
     while !feed.exhausted {
         feed.feed_next_chunks(batch);
@@ -223,6 +225,7 @@ pub fn load_skipping(target: &Target, feed: &mut Feed, rejects: &mut Rejects, ra
                 let segments: Vec<_> = chunks.iter().map(|c| (c.clone(), 0..c.rows as usize)).collect();
                 reject_refused(refused, &segments, rejects, raw_limit);
                 inserted += n;
+                set_aside_rows += aside.len() as u64;
                 for r in aside {
                     let (i, row) = nth_row(&segments, r).expect("a row set aside is one of the attempt's");
                     inserted += isolate(target, feed, &segments[i].0, row..row + 1, None, rejects, raw_limit, memory);
@@ -237,6 +240,12 @@ pub fn load_skipping(target: &Target, feed: &mut Feed, rejects: &mut Rejects, ra
                 // rest written again in one attempt, then the row alone (each rollback on Citus
                 // costs every connection of the transaction, each attempt a COPY on every shard)
                 let hint = if f.refused_by_worker { row_with_key(target, feed, &segments, &f, memory) } else { None };
+                // the file repeats keys: from now on, rows with a key sent before are set aside
+                if let Some(s) =
+                    set_aside.as_mut().filter(|_| f.detail.as_deref().is_some_and(|d| d.starts_with("Key (")))
+                {
+                    s.active = true;
+                }
                 if let Some((i, row)) = hint {
                     let rest: Vec<Segment> = segments
                         .iter()
@@ -267,6 +276,12 @@ pub fn load_skipping(target: &Target, feed: &mut Feed, rejects: &mut Rejects, ra
                 }
             }
         }
+    }
+    if set_aside_rows > 0 {
+        pgrx::notice!(
+            "{}: {set_aside_rows} line(s) repeated a key this load had sent, and were written alone after their batch",
+            feed.file
+        );
     }
     inserted
 }

@@ -1,0 +1,186 @@
+//! What an attacker found in loads into Citus tables, each kept found: a writer blocked on a
+//! node by the caller's own transaction, a worker's lock timeout taken for a row's refusal, a
+//! cancel while an attempt's savepoint is released on every node, a line blamed for what a
+//! placement on the coordinator flushed, and rows converted to the client's encoding on their
+//! way to the workers.
+//!
+//! Runs against the coordinator that `scripts/citus.sh start` runs; skipped without one.
+
+use std::time::{Duration, Instant};
+
+use pg_ingest_tests::citus::{coordinator, count, psql_with, rows_in_shards, SERIAL};
+use pg_ingest_tests::{db_error, DataDir};
+
+fn lines(n: i64) -> String {
+    (1..=n).map(|i| format!("{{\"id\": {i}, \"v\": \"v{i}\"}}\n")).collect()
+}
+
+/// A writer in a transaction of its own waits on a worker for a key the caller's transaction
+/// inserted there; the caller waits for the writer. Neither PostgreSQL's nor Citus's deadlock
+/// detector sees the caller's wait: pg_ingest asks Citus's wait graph, and the load fails
+/// with 40P01 instead of waiting forever.
+#[test]
+fn a_writer_blocked_on_a_node_by_the_callers_transaction_fails_with_40p01() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(mut c) = coordinator() else { return };
+    let dir = DataDir::new();
+    let path = dir.write("clash.jsonl", lines(10_000));
+    c.batch_execute(
+        "DROP TABLE IF EXISTS pgi_clash;
+         CREATE TABLE pgi_clash (id int PRIMARY KEY, v text NOT NULL);
+         SELECT create_distributed_table('pgi_clash', 'id', shard_count => 4);",
+    )
+    .unwrap();
+    c.batch_execute("SET statement_timeout = '60s'; BEGIN; INSERT INTO pgi_clash VALUES (9999, 'the caller')").unwrap();
+    let started = Instant::now();
+    let e = c
+        .query(&format!("SELECT * FROM ingest_jsonl('{path}', 'pgi_clash', writers => 2)"), &[])
+        .expect_err("a writer waits for the caller's row");
+    let (state, message, _) = db_error(&e);
+    assert_eq!(state, "40P01", "{message}");
+    assert!(started.elapsed() < Duration::from_secs(30), "found after {:?}", started.elapsed());
+    c.batch_execute("ROLLBACK").unwrap();
+}
+
+/// A worker's lock timeout reaches the coordinator as Citus's XX000 with the worker's message:
+/// it is not the row's fault, so the skip-mode load fails with 55P03 and rejects nothing
+/// (it once rejected the line whose key was locked, for good).
+#[test]
+fn a_workers_lock_timeout_fails_a_skip_load_and_rejects_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(mut c) = coordinator() else { return };
+    let Some(mut holder) = coordinator() else { return };
+    let dir = DataDir::new();
+    let path = dir.write("locked.jsonl", lines(100));
+    c.batch_execute(
+        "DROP TABLE IF EXISTS pgi_locked;
+         CREATE TABLE pgi_locked (id int PRIMARY KEY, v text NOT NULL);
+         SELECT create_distributed_table('pgi_locked', 'id', shard_count => 4);",
+    )
+    .unwrap();
+    holder.batch_execute("BEGIN; INSERT INTO pgi_locked VALUES (50, 'held')").unwrap();
+    c.batch_execute("BEGIN; SET LOCAL citus.propagate_set_commands = 'local'; SET LOCAL lock_timeout = '1s'").unwrap();
+    let e = c
+        .query(&format!("SELECT * FROM ingest_jsonl('{path}', 'pgi_locked', on_error => 'skip')"), &[])
+        .expect_err("line 50 waits for the holder's row");
+    let (state, message, _) = db_error(&e);
+    assert_eq!(state, "55P03", "{message}");
+    assert!(message.contains("lock timeout"), "{message}");
+    c.batch_execute("ROLLBACK").unwrap();
+    holder.batch_execute("ROLLBACK").unwrap();
+    // once the row is free, the file loads whole
+    let r = c
+        .query_one(&format!("SELECT rows_inserted, rows_rejected FROM ingest_jsonl('{path}', 'pgi_locked')"), &[])
+        .unwrap();
+    assert_eq!((r.get::<_, i64>(0), r.get::<_, i64>(1)), (100, 0));
+    assert_eq!(rows_in_shards(&mut c, "pgi_locked"), 100);
+}
+
+/// A reference table's placement on the coordinator buffers rows and raises a unique violation
+/// when it flushes them, later than the row: stop mode must not name the line being read then
+/// (it once said line 1670 for a repeat on line 5). Skip mode still rejects line 5.
+#[test]
+fn a_violation_flushed_by_a_placement_names_no_wrong_line() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(mut c) = coordinator() else { return };
+    let dir = DataDir::new();
+    let long = "x".repeat(300);
+    let text: String =
+        (1..=5000).map(|i| format!("{{\"id\": {}, \"v\": \"{long}\"}}\n", if i == 5 { 1 } else { i })).collect();
+    let path = dir.write("flushed.jsonl", text);
+    c.batch_execute(
+        "DROP TABLE IF EXISTS pgi_flushed;
+         CREATE TABLE pgi_flushed (id int PRIMARY KEY, v text NOT NULL);
+         SELECT create_reference_table('pgi_flushed');",
+    )
+    .unwrap();
+    let e =
+        c.query(&format!("SELECT * FROM ingest_jsonl('{path}', 'pgi_flushed')"), &[]).expect_err("line 5 repeats id 1");
+    let (_, message, _) = db_error(&e);
+    assert!(message.contains("duplicate key"), "{message}");
+    assert!(!message.contains("line ") || message.contains("line 5:"), "{message}");
+    let r = c
+        .query_one(
+            &format!("SELECT rows_inserted, rows_rejected, load_id FROM ingest_jsonl('{path}', 'pgi_flushed', on_error => 'skip')"),
+            &[],
+        )
+        .unwrap();
+    assert_eq!((r.get::<_, i64>(0), r.get::<_, i64>(1)), (4999, 1));
+    let load_id: i64 = r.get(2);
+    assert_eq!(count(&mut c, &format!("SELECT line FROM ingest.rejects WHERE load_id = {load_id}")), 5);
+}
+
+/// The file is UTF-8 and the database too: a session in LATIN1 loads the same bytes (Citus
+/// converts the text it sends to the workers to the session's encoding, while its connections
+/// say the database's; "€" has no LATIN1 form and failed, or was rejected in skip mode).
+#[test]
+fn rows_reach_the_workers_in_the_databases_encoding_whatever_the_clients() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(mut c) = coordinator() else { return };
+    let dir = DataDir::new();
+    let path =
+        dir.write("euro.jsonl", "{\"id\": 1, \"v\": \"a\"}\n{\"id\": 2, \"v\": \"é\"}\n{\"id\": 3, \"v\": \"€\"}\n");
+    c.batch_execute(
+        "DROP TABLE IF EXISTS pgi_euro;
+         CREATE TABLE pgi_euro (id int, v text);
+         SELECT create_distributed_table('pgi_euro', 'id');",
+    )
+    .unwrap();
+    for skip in ["stop", "skip"] {
+        c.batch_execute("TRUNCATE pgi_euro").unwrap();
+        let sql = format!(
+            "SELECT rows_inserted FROM ingest_jsonl('{path}', 'pgi_euro', on_error => '{skip}', force => true)"
+        );
+        let out = psql_with(&sql, &[("PGCLIENTENCODING", "LATIN1")]);
+        assert!(out.status.success(), "{skip}: {}", String::from_utf8_lossy(&out.stderr));
+        let stored: Vec<(i32, String)> = c
+            .query("SELECT id, v FROM pgi_euro ORDER BY id", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        assert_eq!(stored, vec![(1, "a".into()), (2, "é".into()), (3, "€".into())], "{skip}");
+    }
+}
+
+/// Cancels at every point of a skip-mode load with repeated keys and bad lines: each fails
+/// with 57014 or loads, and the session goes on working (a cancel while Citus released an
+/// attempt's savepoint on the workers once left it in a broken transaction state).
+#[test]
+fn a_cancel_at_any_point_of_a_skip_load_leaves_the_session_usable() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(mut c) = coordinator() else { return };
+    let dir = DataDir::new();
+    let text: String = (1..=10_000i64)
+        .map(|i| match i % 1500 {
+            7 => format!("{{\"id\": {}, \"v\": \"again\"}}\n", i - 1),
+            8 => format!("{{\"id\": {i}, \"v\": \"BAD\"}}\n"),
+            9 => "{\"id\": \n".to_owned(),
+            _ => format!("{{\"id\": {i}, \"v\": \"v{i}\"}}\n"),
+        })
+        .collect();
+    let path = dir.write("cancelled.jsonl", text);
+    c.batch_execute(
+        "DROP TABLE IF EXISTS pgi_cancelled;
+         CREATE TABLE pgi_cancelled (id int PRIMARY KEY, v text NOT NULL CHECK (v <> 'BAD'));
+         SELECT create_distributed_table('pgi_cancelled', 'id', shard_count => 4);",
+    )
+    .unwrap();
+    let mut outcomes = (0, 0);
+    for ms in (60..=420).step_by(12) {
+        c.batch_execute(&format!("SET statement_timeout = '{ms}ms'")).unwrap();
+        let sql = format!("SELECT * FROM ingest_jsonl('{path}', 'pgi_cancelled', on_error => 'skip', force => true)");
+        match c.query(&sql, &[]) {
+            Ok(_) => outcomes.1 += 1,
+            Err(e) => {
+                let (state, message, _) = db_error(&e);
+                assert_eq!(state, "57014", "after {ms} ms: {message}");
+                outcomes.0 += 1;
+            }
+        }
+        c.batch_execute("RESET statement_timeout").unwrap();
+        assert_eq!(count(&mut c, "SELECT 1::bigint"), 1, "the session after a cancel at {ms} ms");
+    }
+    assert!(outcomes.0 > 0, "no load was cancelled: {outcomes:?}");
+    c.batch_execute("TRUNCATE pgi_cancelled").unwrap();
+}
