@@ -11,6 +11,16 @@ use std::time::{Duration, Instant};
 use pg_ingest_tests::citus::{coordinator, count, psql_with, rows_in_shards, SERIAL};
 use pg_ingest_tests::{db_error, DataDir};
 
+/// A new distributed table `name` (id int PRIMARY KEY, v text NOT NULL) of 4 shards.
+fn keyed_table(c: &mut postgres::Client, name: &str) {
+    c.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {name};
+         CREATE TABLE {name} (id int PRIMARY KEY, v text NOT NULL);
+         SELECT create_distributed_table('{name}', 'id', shard_count => 4);"
+    ))
+    .unwrap();
+}
+
 fn lines(n: i64) -> String {
     (1..=n).map(|i| format!("{{\"id\": {i}, \"v\": \"v{i}\"}}\n")).collect()
 }
@@ -25,12 +35,7 @@ fn a_writer_blocked_on_a_node_by_the_callers_transaction_fails_with_40p01() {
     let Some(mut c) = coordinator() else { return };
     let dir = DataDir::new();
     let path = dir.write("clash.jsonl", lines(10_000));
-    c.batch_execute(
-        "DROP TABLE IF EXISTS pgi_clash;
-         CREATE TABLE pgi_clash (id int PRIMARY KEY, v text NOT NULL);
-         SELECT create_distributed_table('pgi_clash', 'id', shard_count => 4);",
-    )
-    .unwrap();
+    keyed_table(&mut c, "pgi_clash");
     c.batch_execute("SET statement_timeout = '60s'; BEGIN; INSERT INTO pgi_clash VALUES (9999, 'the caller')").unwrap();
     let started = Instant::now();
     let e = c
@@ -52,12 +57,7 @@ fn a_workers_lock_timeout_fails_a_skip_load_and_rejects_nothing() {
     let Some(mut holder) = coordinator() else { return };
     let dir = DataDir::new();
     let path = dir.write("locked.jsonl", lines(100));
-    c.batch_execute(
-        "DROP TABLE IF EXISTS pgi_locked;
-         CREATE TABLE pgi_locked (id int PRIMARY KEY, v text NOT NULL);
-         SELECT create_distributed_table('pgi_locked', 'id', shard_count => 4);",
-    )
-    .unwrap();
+    keyed_table(&mut c, "pgi_locked");
     holder.batch_execute("BEGIN; INSERT INTO pgi_locked VALUES (50, 'held')").unwrap();
     c.batch_execute("BEGIN; SET LOCAL citus.propagate_set_commands = 'local'; SET LOCAL lock_timeout = '1s'").unwrap();
     let e = c
