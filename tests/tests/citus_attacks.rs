@@ -184,3 +184,84 @@ fn a_cancel_at_any_point_of_a_skip_load_leaves_the_session_usable() {
     assert!(outcomes.0 > 0, "no load was cancelled: {outcomes:?}");
     c.batch_execute("TRUNCATE pgi_cancelled").unwrap();
 }
+
+/// A worker's unique violation names a key; the row with that key is tried alone, in file
+/// order, between the rows before it and the rows after it. A BEFORE trigger on the shards can
+/// give a later row the key of an earlier one: the later row is the one refused, as on a
+/// single node (the row named by the key was once tried after the rest, and the good line 1 was
+/// rejected in place of line 2). Rows with a repeated key are not set aside on such a table.
+#[test]
+fn the_row_a_key_names_is_tried_in_file_order() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(mut c) = coordinator() else { return };
+    let dir = DataDir::new();
+    let path = dir.write(
+        "order.jsonl",
+        "{\"tenant\": 1, \"id\": 1, \"kind\": \"y\"}\n{\"tenant\": 1, \"id\": -999, \"kind\": \"x\"}\n\
+         {\"tenant\": 1, \"id\": 3, \"kind\": \"y\"}\n",
+    );
+    for sql in [
+        "DROP TABLE IF EXISTS pgi_order",
+        "CREATE TABLE pgi_order (tenant int, id int, kind text, PRIMARY KEY (tenant, id))",
+        "SELECT create_distributed_table('pgi_order', 'tenant')",
+        "CREATE OR REPLACE FUNCTION pgi_order_shift() RETURNS trigger LANGUAGE plpgsql AS
+           $$BEGIN IF NEW.kind = 'x' THEN NEW.id := NEW.id + 1000; END IF; RETURN NEW; END$$",
+        "SET citus.enable_unsafe_triggers = on",
+        "CREATE TRIGGER pgi_order_shift BEFORE INSERT ON pgi_order FOR EACH ROW EXECUTE FUNCTION pgi_order_shift()",
+        "RESET citus.enable_unsafe_triggers",
+    ] {
+        c.batch_execute(sql).unwrap_or_else(|e| panic!("{sql}: {:?}", db_error(&e)));
+    }
+    let r = c
+        .query_one(
+            &format!("SELECT rows_inserted, rows_rejected, load_id FROM ingest_jsonl('{path}', 'pgi_order', on_error => 'skip')"),
+            &[],
+        )
+        .unwrap();
+    assert_eq!((r.get::<_, i64>(0), r.get::<_, i64>(1)), (2, 1));
+    let load_id: i64 = r.get(2);
+    assert_eq!(count(&mut c, &format!("SELECT line FROM ingest.rejects WHERE load_id = {load_id}")), 2);
+    let kinds: Vec<String> =
+        c.query("SELECT kind FROM pgi_order ORDER BY id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(kinds, vec!["y", "y"]);
+}
+
+/// The check for a worker blocked on a Citus node by the caller reads Citus's wait graph as the
+/// extension's owner: a REVOKE of that function from PUBLIC once made it fail silently, and a
+/// non-superuser's run_batch waited forever for a query blocked by its own transaction.
+#[test]
+fn a_revoked_wait_graph_still_finds_a_query_blocked_by_the_caller() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(mut c) = coordinator() else { return };
+    keyed_table(&mut c, "pgi_blocked");
+    for sql in [
+        "INSERT INTO pgi_blocked SELECT g, 'v' FROM generate_series(1, 10) g",
+        "DROP OWNED BY pgi_batcher",
+        "DROP ROLE IF EXISTS pgi_batcher",
+        "CREATE ROLE pgi_batcher LOGIN",
+        "GRANT ALL ON pgi_blocked TO pgi_batcher",
+        "GRANT USAGE ON SCHEMA ingest TO pgi_batcher",
+        "REVOKE EXECUTE ON FUNCTION citus_internal.global_blocked_processes() FROM PUBLIC",
+    ] {
+        if let Err(e) = c.batch_execute(sql) {
+            // no such role yet
+            assert!(sql.starts_with("DROP OWNED"), "{sql}: {:?}", db_error(&e));
+        }
+    }
+    let port = std::env::var("PG_INGEST_CITUS_PORT").unwrap();
+    let dsn = format!("host=127.0.0.1 port={port} user=pgi_batcher dbname=postgres options='-c statement_timeout=60s'");
+    let mut u = postgres::Client::connect(&dsn, postgres::NoTls).unwrap();
+    u.batch_execute("BEGIN; UPDATE pgi_blocked SET v = 'mine' WHERE id = 8").unwrap();
+    let started = Instant::now();
+    let rows = u.query(
+        "SELECT status, sqlstate FROM run_batch(ARRAY['UPDATE pgi_blocked SET v = ''theirs'' WHERE id = 8'], 1)",
+        &[],
+    );
+    let waited = started.elapsed();
+    let _ = u.batch_execute("ROLLBACK");
+    c.batch_execute("GRANT EXECUTE ON FUNCTION citus_internal.global_blocked_processes() TO PUBLIC").unwrap();
+    let rows = rows.unwrap_or_else(|e| panic!("{:?}", db_error(&e)));
+    let (status, sqlstate): (String, Option<String>) = (rows[0].get(0), rows[0].get(1));
+    assert_eq!(sqlstate.as_deref(), Some("40P01"), "{status}");
+    assert!(waited < Duration::from_secs(30), "found after {waited:?}");
+}

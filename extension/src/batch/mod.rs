@@ -52,7 +52,8 @@ const CITUS_LOCK_CHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// Whether backend `pid` waits for a lock this backend holds: here, or (`citus`) on a Citus
 /// node, where a worker's statement waits for rows this backend's transaction wrote there.
-fn blocked_by_me(pid: i32, citus: bool) -> bool {
+/// `warned`: whether Citus's wait graph was found unreadable already (said once per batch).
+fn blocked_by_me(pid: i32, citus: bool, warned: &mut bool) -> bool {
     use pgrx::prelude::*;
     let here = crate::identity::with_safe_search_path(|| {
         Spi::get_one_with_args::<bool>(
@@ -63,13 +64,29 @@ fn blocked_by_me(pid: i32, citus: bool) -> bool {
     .ok()
     .flatten()
     .unwrap_or(false);
-    here || (citus && blocked_on_citus_nodes(pid))
+    if here || !citus {
+        return here;
+    }
+    match blocked_on_citus_nodes(pid) {
+        Ok(blocked) => blocked,
+        Err(why) => {
+            if !std::mem::replace(warned, true) {
+                pgrx::warning!(
+                    "could not read Citus's wait graph: {why}; a worker waiting on a Citus node for rows this \
+                     transaction wrote there waits until its statement_timeout"
+                );
+            }
+            false
+        }
+    }
 }
 
 /// Whether Citus's wait graph has backend `pid` (of this node) waiting for this backend's
-/// distributed transaction on some node. A node that cannot be asked counts as no: the check
-/// runs in a subtransaction of its own, and only a cancel goes on.
-fn blocked_on_citus_nodes(pid: i32) -> bool {
+/// distributed transaction on some node; an error when it cannot be read. It is read as the
+/// extension's owner (a REVOKE of Citus's function from PUBLIC must not make a blocked worker
+/// wait forever; what comes out is only whether this backend's own worker waits for it), in a
+/// subtransaction of its own; only a cancel goes on.
+fn blocked_on_citus_nodes(pid: i32) -> Result<bool, String> {
     use pgrx::prelude::*;
     let present = crate::identity::with_safe_search_path(|| {
         Spi::get_one::<bool>(
@@ -78,11 +95,11 @@ fn blocked_on_citus_nodes(pid: i32) -> bool {
         )
     });
     if present.ok().flatten() != Some(true) {
-        return false;
+        return Ok(false);
     }
-    let asked = crate::ingest::skip::in_subtransaction(|| {
+    crate::ingest::skip::in_subtransaction(|| {
         pgrx::pg_sys::PgTryBuilder::new(|| {
-            crate::identity::with_safe_search_path(|| {
+            crate::identity::run_as_owner(|| {
                 Spi::get_one_with_args::<bool>(
                     "SELECT EXISTS (SELECT FROM citus_internal.global_blocked_processes() b \
                       WHERE b.blocking_global_pid OPERATOR(pg_catalog.=) pg_catalog.citus_backend_gpid() \
@@ -91,21 +108,20 @@ fn blocked_on_citus_nodes(pid: i32) -> bool {
                     &[pid.into()],
                 )
             })
-            .ok()
-            .flatten()
-            .ok_or(())
+            .map(|found| found.unwrap_or(false))
+            .map_err(|e| e.to_string())
         })
         .catch_others(|e| match &e {
-            pgrx::pg_sys::panic::CaughtError::PostgresError(r) | pgrx::pg_sys::panic::CaughtError::ErrorReport(r)
-                if r.sql_error_code() == pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED =>
-            {
-                e.rethrow()
+            pgrx::pg_sys::panic::CaughtError::PostgresError(r) | pgrx::pg_sys::panic::CaughtError::ErrorReport(r) => {
+                if r.sql_error_code() == pgrx::PgSqlErrorCode::ERRCODE_QUERY_CANCELED {
+                    e.rethrow()
+                }
+                Err(r.message().to_owned())
             }
-            _ => Err(()),
+            _ => Err("a panic".to_owned()),
         })
         .execute()
-    });
-    asked == Ok(true)
+    })
 }
 
 /// The most workers one batch may start.
@@ -122,6 +138,7 @@ pub struct Batch {
     left: usize,
     last_lock_check: Instant,
     last_citus_check: Instant,
+    citus_check_warned: bool,
 }
 
 /// One result row: query number (from 1), status, rows, seconds, error, sqlstate.
@@ -199,6 +216,7 @@ impl Batch {
                 left: n,
                 last_lock_check: Instant::now(),
                 last_citus_check: Instant::now(),
+                citus_check_warned: false,
             }
         }
     }
@@ -293,7 +311,11 @@ impl Iterator for Batch {
                             INTERRUPT_TIMEOUT
                         } else if check_locks
                             && since.elapsed() > LOCK_CHECK_AFTER
-                            && blocked_by_me(pid, check_citus && since.elapsed() > CITUS_LOCK_CHECK_AFTER)
+                            && blocked_by_me(
+                                pid,
+                                check_citus && since.elapsed() > CITUS_LOCK_CHECK_AFTER,
+                                &mut self.citus_check_warned,
+                            )
                         {
                             INTERRUPT_DEADLOCK
                         } else {

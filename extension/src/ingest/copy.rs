@@ -435,7 +435,9 @@ fn failure(error: CaughtError, feed: *mut Feed, cstate: CopyFromState) -> CopyFa
     let row_error = sqlstate.starts_with("22");
     let remote = phase == 3 || (phase == 2 && !row_error);
     let from_worker = remote && sqlstate == "XX000" && function.as_deref() == Some("ReportCopyError");
-    let worker_state = if from_worker { worker_sqlstate(&message) } else { None };
+    // (a row too big for a buffer is that row's: "out of memory", "Cannot enlarge string buffer…")
+    let too_big = detail.as_deref().is_some_and(|d| d.starts_with("Cannot enlarge"));
+    let worker_state = if from_worker && !too_big { worker_sqlstate(&message) } else { None };
     let refused_by_worker = from_worker && worker_state.is_none();
     let sqlstate = worker_state.map_or(sqlstate, str::to_owned);
     let copy_row = if remote { None } else { copy_row };

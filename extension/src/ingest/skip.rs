@@ -111,27 +111,42 @@ fn attempt(
 pub fn in_subtransaction<T, E>(f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
     unsafe {
         let (old_context, old_owner) = (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner);
-        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        // A cancel is not taken while the subtransaction starts: Citus sends SAVEPOINT to every
+        // connection of the transaction from its callback, and a cancel taken there, midway
+        // through the start, ends the session (FATAL); it is taken right after, inside `f`.
+        held(|| pg_sys::BeginInternalSubTransaction(std::ptr::null()));
         let result = f();
         pg_sys::MemoryContextSwitchTo(old_context);
         match &result {
             // The release can fail too (Citus releases the savepoint on every connection, and a
             // cancel can arrive meanwhile): then it is rolled back and the ERROR goes on, as
             // PL/pgSQL's exception blocks do.
-            Ok(_) => PgTryBuilder::new(|| pg_sys::ReleaseCurrentSubTransaction())
+            Ok(_) => PgTryBuilder::new(|| held(|| pg_sys::ReleaseCurrentSubTransaction()))
                 .catch_others(|e| {
                     pg_sys::MemoryContextSwitchTo(old_context);
-                    pg_sys::RollbackAndReleaseCurrentSubTransaction();
+                    held(|| pg_sys::RollbackAndReleaseCurrentSubTransaction());
                     pg_sys::MemoryContextSwitchTo(old_context);
                     pg_sys::CurrentResourceOwner = old_owner;
                     e.rethrow()
                 })
                 .execute(),
-            Err(_) => pg_sys::RollbackAndReleaseCurrentSubTransaction(),
+            Err(_) => held(|| pg_sys::RollbackAndReleaseCurrentSubTransaction()),
         }
         pg_sys::MemoryContextSwitchTo(old_context);
         pg_sys::CurrentResourceOwner = old_owner;
         result
+    }
+}
+
+/// Runs `f` with interrupts held (HOLD_INTERRUPTS): a cancel that arrives meanwhile is taken
+/// at the next CHECK_FOR_INTERRUPTS after it. An ERROR inside `f` unwinds with them held; the
+/// error handling resets the count (as for any ERROR).
+fn held<T>(f: impl FnOnce() -> T) -> T {
+    unsafe {
+        pg_sys::InterruptHoldoffCount += 1;
+        let out = f();
+        pg_sys::InterruptHoldoffCount -= 1;
+        out
     }
 }
 
@@ -209,7 +224,12 @@ pub fn load_skipping(target: &Target, feed: &mut Feed, rejects: &mut Rejects, ra
     let mut set_aside_rows = 0;
     // a Citus table's rows whose primary key repeats (once a worker refused one): set aside,
     // written alone
-    let mut set_aside = target.citus.then(|| target.primary_key()).flatten().map(|(_, key)| SetAside::new(key));
+    // (not when a BEFORE ROW trigger on the shards may change the key: the rows set aside are
+    // written after the rest of their attempt, and only an unchanged key makes that order safe)
+    let mut set_aside = (target.citus && !target.has_before_row_triggers())
+        .then(|| target.primary_key())
+        .flatten()
+        .map(|(_, key)| SetAside::new(key));
     while !feed.exhausted {
         feed.feed_next_chunks(batch);
         let result = attempt(target, feed, memory, set_aside.as_mut());
@@ -236,9 +256,10 @@ pub fn load_skipping(target: &Target, feed: &mut Feed, rejects: &mut Rejects, ra
             }
             Err(f) => {
                 let segments: Vec<Segment> = chunks.iter().map(|c| (c.clone(), 0..c.rows as usize)).collect();
-                // a Citus worker's unique violation: the row with the key is set aside, the
-                // rest written again in one attempt, then the row alone (each rollback on Citus
-                // costs every connection of the transaction, each attempt a COPY on every shard)
+                // a Citus worker's unique violation: the rows before the row with the key are
+                // written again in one attempt, then the row alone, then the rows after it in one
+                // attempt (each rollback on Citus costs every connection of the transaction, each
+                // attempt a COPY on every shard)
                 let hint = if f.refused_by_worker { row_with_key(target, feed, &segments, &f, memory) } else { None };
                 // the file repeats keys: from now on, rows with a key sent before are set aside
                 if let Some(s) =
@@ -247,20 +268,23 @@ pub fn load_skipping(target: &Target, feed: &mut Feed, rejects: &mut Rejects, ra
                     s.active = true;
                 }
                 if let Some((i, row)) = hint {
-                    let rest: Vec<Segment> = segments
-                        .iter()
-                        .enumerate()
-                        .flat_map(|(j, (c, rows))| match j == i {
-                            true => vec![(c.clone(), rows.start..row), (c.clone(), row + 1..rows.end)],
-                            false => vec![(c.clone(), rows.clone())],
-                        })
-                        .filter(|(_, rows)| !rows.is_empty())
-                        .collect();
-                    feed.feed_rows(rest.clone());
-                    if let Ok((n, refused)) = attempt(target, feed, memory, None) {
-                        reject_refused(refused, &rest, rejects, raw_limit);
+                    // in file order: the rows before it at once, the row alone, the rows after
+                    let (chunk, rows) = &segments[i];
+                    let mut before = segments[..i].to_vec();
+                    before.push((chunk.clone(), rows.start..row));
+                    let mut after = vec![(chunk.clone(), row + 1..rows.end)];
+                    after.extend_from_slice(&segments[i + 1..]);
+                    if let Some(n) = write_at_once(target, feed, before, rejects, raw_limit, memory) {
                         inserted += n;
-                        inserted += isolate(target, feed, &chunks[i], row..row + 1, None, rejects, raw_limit, memory);
+                        inserted += isolate(target, feed, chunk, row..row + 1, None, rejects, raw_limit, memory);
+                        match write_at_once(target, feed, after.clone(), rejects, raw_limit, memory) {
+                            Some(n) => inserted += n,
+                            None => {
+                                for (c, rows) in after {
+                                    inserted += isolate(target, feed, &c, rows, None, rejects, raw_limit, memory);
+                                }
+                            }
+                        }
                         feed.progress.written_before = inserted;
                         feed.progress.rejected = rejects.count;
                         continue;
@@ -284,6 +308,26 @@ pub fn load_skipping(target: &Target, feed: &mut Feed, rejects: &mut Rejects, ra
         );
     }
     inserted
+}
+
+/// Writes `segments` in one attempt: the rows written, or `None` when it was rolled back (a row
+/// was refused). Rows the coordinator refused are rejected.
+fn write_at_once(
+    target: &Target,
+    feed: &mut Feed,
+    segments: Vec<Segment>,
+    rejects: &mut Rejects,
+    raw_limit: usize,
+    memory: pg_sys::MemoryContext,
+) -> Option<u64> {
+    let segments: Vec<Segment> = segments.into_iter().filter(|(_, rows)| !rows.is_empty()).collect();
+    if segments.is_empty() {
+        return Some(0);
+    }
+    feed.feed_rows(segments.clone());
+    let (n, refused) = attempt(target, feed, memory, None).ok()?;
+    reject_refused(refused, &segments, rejects, raw_limit);
+    Some(n)
 }
 
 /// Writes rows `rows` of a chunk, retrying around refused rows until each stands alone and is

@@ -192,6 +192,14 @@ impl Target {
         target
     }
 
+    /// Whether a BEFORE ROW INSERT trigger may change the rows (on a Citus table, on its shards).
+    pub fn has_before_row_triggers(&self) -> bool {
+        unsafe {
+            let triggers = (*self.rel).trigdesc;
+            !triggers.is_null() && (*triggers).trig_insert_before_row
+        }
+    }
+
     /// The primary key's index name and columns (attribute numbers), if the table has one.
     pub fn primary_key(&self) -> Option<(String, Vec<i16>)> {
         unsafe {
