@@ -207,8 +207,9 @@ const MAX_CHUNKS_PER_ATTEMPT: usize = 8;
 ///
 /// Chunks are written several at a time while that succeeds (a clean file costs a handful of
 /// subtransactions), pulled while COPY runs so that parsing goes on; once an attempt fails,
-/// its chunks are written one at a time with row isolation (a Citus worker's unique violation
-/// first sets the row with the key aside and writes the rest again at once).
+/// its chunks are written one at a time with row isolation (after a Citus worker's unique
+/// violation, first the rows before the row with the key at once, the row alone, then the rows
+/// after it at once).
 pub fn load_skipping(target: &Target, feed: &mut Feed, rejects: &mut Rejects, raw_limit: usize) -> u64 {
     let mut inserted = 0;
     let memory = unsafe {
@@ -240,9 +241,9 @@ pub fn load_skipping(target: &Target, feed: &mut Feed, rejects: &mut Rejects, ra
                 rejects.add(e.clone());
             }
         }
+        let segments: Vec<Segment> = chunks.iter().map(|c| (c.clone(), 0..c.rows as usize)).collect();
         match result {
             Ok((n, refused)) => {
-                let segments: Vec<_> = chunks.iter().map(|c| (c.clone(), 0..c.rows as usize)).collect();
                 reject_refused(refused, &segments, rejects, raw_limit);
                 inserted += n;
                 set_aside_rows += aside.len() as u64;
@@ -255,7 +256,6 @@ pub fn load_skipping(target: &Target, feed: &mut Feed, rejects: &mut Rejects, ra
                 batch = (batch * 2).min(MAX_CHUNKS_PER_ATTEMPT);
             }
             Err(f) => {
-                let segments: Vec<Segment> = chunks.iter().map(|c| (c.clone(), 0..c.rows as usize)).collect();
                 // a Citus worker's unique violation: the rows before the row with the key are
                 // written again in one attempt, then the row alone, then the rows after it in one
                 // attempt (each rollback on Citus costs every connection of the transaction, each
