@@ -21,6 +21,17 @@ fn keyed_table(c: &mut postgres::Client, name: &str) {
     .unwrap();
 }
 
+/// A skip-mode load of `path` into `table` with one rejected line: (rows inserted, rows
+/// rejected, the rejected line).
+fn skip_load(c: &mut postgres::Client, path: &str, table: &str) -> (i64, i64, i64) {
+    let sql = format!(
+        "SELECT rows_inserted, rows_rejected, load_id FROM ingest_jsonl('{path}', '{table}', on_error => 'skip')"
+    );
+    let r = c.query_one(&sql, &[]).unwrap();
+    let load_id: i64 = r.get(2);
+    (r.get(0), r.get(1), count(c, &format!("SELECT line FROM ingest.rejects WHERE load_id = {load_id}")))
+}
+
 fn lines(n: i64) -> String {
     (1..=n).map(|i| format!("{{\"id\": {i}, \"v\": \"v{i}\"}}\n")).collect()
 }
@@ -99,15 +110,7 @@ fn a_violation_flushed_by_a_placement_names_no_wrong_line() {
     let (_, message, _) = db_error(&e);
     assert!(message.contains("duplicate key"), "{message}");
     assert!(!message.contains("line ") || message.contains("line 5:"), "{message}");
-    let r = c
-        .query_one(
-            &format!("SELECT rows_inserted, rows_rejected, load_id FROM ingest_jsonl('{path}', 'pgi_flushed', on_error => 'skip')"),
-            &[],
-        )
-        .unwrap();
-    assert_eq!((r.get::<_, i64>(0), r.get::<_, i64>(1)), (4999, 1));
-    let load_id: i64 = r.get(2);
-    assert_eq!(count(&mut c, &format!("SELECT line FROM ingest.rejects WHERE load_id = {load_id}")), 5);
+    assert_eq!(skip_load(&mut c, &path, "pgi_flushed"), (4999, 1, 5));
 }
 
 /// The file is UTF-8 and the database too: a session in LATIN1 loads the same bytes (Citus
@@ -212,15 +215,7 @@ fn the_row_a_key_names_is_tried_in_file_order() {
     ] {
         c.batch_execute(sql).unwrap_or_else(|e| panic!("{sql}: {:?}", db_error(&e)));
     }
-    let r = c
-        .query_one(
-            &format!("SELECT rows_inserted, rows_rejected, load_id FROM ingest_jsonl('{path}', 'pgi_order', on_error => 'skip')"),
-            &[],
-        )
-        .unwrap();
-    assert_eq!((r.get::<_, i64>(0), r.get::<_, i64>(1)), (2, 1));
-    let load_id: i64 = r.get(2);
-    assert_eq!(count(&mut c, &format!("SELECT line FROM ingest.rejects WHERE load_id = {load_id}")), 2);
+    assert_eq!(skip_load(&mut c, &path, "pgi_order"), (2, 1, 2));
     let kinds: Vec<String> =
         c.query("SELECT kind FROM pgi_order ORDER BY id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
     assert_eq!(kinds, vec!["y", "y"]);
